@@ -1,0 +1,309 @@
+//! Configuration: which sources exist, how each one is verified, and how the processor and the
+//! local stack behave.
+//!
+//! One TOML document configures everything. The local stack reads it from a file; the Lambda
+//! functions read it from `HOOKGATE_CONFIG` (the document itself) or `HOOKGATE_CONFIG_FILE`.
+//! Loading validates everything up front, so a bad config fails at start-up, not at the first
+//! request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::envelope::SourceName;
+
+/// The whole configuration document.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Sources by name: `[sources.NAME]`.
+    #[serde(default)]
+    pub sources: BTreeMap<SourceName, SourceConfig>,
+    /// `[receiver]`: limits of the ingress path.
+    #[serde(default)]
+    pub receiver: ReceiverConfig,
+    /// `[processor]`: retries, batching, concurrency.
+    #[serde(default)]
+    pub processor: ProcessorConfig,
+    /// `[admin]`: access to the status routes.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// One provider endpoint: `POST /webhooks/{name}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Signature scheme name, e.g. `hmac-sha256`.
+    pub scheme: String,
+    /// Signing secrets; every one is tried, so a secret can be rotated without downtime.
+    pub secrets: Vec<Secret>,
+    /// Replay window, in seconds either side of now, for schemes that sign a timestamp.
+    #[serde(default = "default_tolerance_secs")]
+    pub tolerance_secs: u64,
+    /// `hmac-sha256`: the header that carries the signature (default `x-signature`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// `hmac-sha256`: text before the signature in that header (default `sha256=`; `""` for none).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `hmac-sha256`: `hex` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// `hmac-sha256`: the header naming the event type (default `x-event-type`; when absent,
+    /// a top-level `"type"` string in a JSON body is used, else `unknown`).
+    #[serde(default)]
+    pub type_header: Option<String>,
+}
+
+fn default_tolerance_secs() -> u64 {
+    300
+}
+
+/// `[receiver]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiverConfig {
+    /// Largest body accepted, in bytes (default 1 MiB, the SQS message maximum).
+    pub max_body_bytes: usize,
+    /// How long a claimed event id keeps deduplicating (default 7 days: longer than any
+    /// provider's retry horizon).
+    pub dedup_window_secs: u64,
+    /// How long a claim may stay `received` (claimed, not yet enqueued) before a retry of the
+    /// same event may take it over. Covers a receiver that died between claim and enqueue.
+    pub claim_timeout_secs: u64,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            dedup_window_secs: 7 * 24 * 3600,
+            claim_timeout_secs: 60,
+        }
+    }
+}
+
+/// `[processor]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Receives before a message moves to the DLQ (the queue's redrive policy).
+    pub max_receive_count: u32,
+    /// How long a received message stays invisible to other consumers.
+    pub visibility_timeout_secs: u64,
+    /// Messages per batch (1–10, as SQS allows).
+    pub batch_size: usize,
+    /// Records of one batch run at once.
+    pub concurrency: usize,
+    /// Local stack only: batches polled and processed at once.
+    pub pollers: usize,
+    /// Local stack only: long-poll wait of one receive, in milliseconds.
+    pub wait_time_ms: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            max_receive_count: 5,
+            visibility_timeout_secs: 30,
+            batch_size: 10,
+            concurrency: 10,
+            pollers: 2,
+            wait_time_ms: 1000,
+        }
+    }
+}
+
+impl ProcessorConfig {
+    /// The visibility timeout as a duration.
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_secs(self.visibility_timeout_secs)
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for the status routes on the local stack. Without one they answer 401.
+    #[serde(default)]
+    pub token: Option<Secret>,
+}
+
+/// A secret string. Its `Debug` and `Display` never show the value.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself. Callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither `HOOKGATE_CONFIG` nor `HOOKGATE_CONFIG_FILE` is set.
+    #[error("no configuration: set HOOKGATE_CONFIG (the TOML document) or HOOKGATE_CONFIG_FILE (its path)")]
+    Missing,
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path tried.
+        path: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, or not the expected shape.
+    #[error("invalid config: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// Valid TOML with a value that cannot work.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(s: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(s)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Loads the configuration the Lambda functions use: `HOOKGATE_CONFIG` or
+    /// `HOOKGATE_CONFIG_FILE`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Ok(doc) = std::env::var("HOOKGATE_CONFIG") {
+            return Self::from_toml(&doc);
+        }
+        match std::env::var("HOOKGATE_CONFIG_FILE") {
+            Ok(path) => Self::from_file(Path::new(&path)),
+            Err(_) => Err(ConfigError::Missing),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for (name, source) in &self.sources {
+            if source.secrets.is_empty() || source.secrets.iter().any(|s| s.0.is_empty()) {
+                return bad(format!(
+                    "sources.{name}: give at least one non-empty secret"
+                ));
+            }
+            if source.tolerance_secs == 0 {
+                return bad(format!(
+                    "sources.{name}: tolerance_secs must be positive (the replay check cannot be switched off)"
+                ));
+            }
+            crate::signature::build(name, source)
+                .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
+        }
+        let p = &self.processor;
+        if !(1..=10).contains(&p.batch_size) {
+            return bad("processor.batch_size must be 1-10".into());
+        }
+        if p.max_receive_count == 0 || p.concurrency == 0 || p.pollers == 0 {
+            return bad(
+                "processor.max_receive_count, concurrency and pollers must be positive".into(),
+            );
+        }
+        if p.visibility_timeout_secs > 12 * 3600 {
+            return bad(
+                "processor.visibility_timeout_secs is at most 43200 (12 h, the SQS limit)".into(),
+            );
+        }
+        if self.receiver.max_body_bytes == 0 || self.receiver.dedup_window_secs == 0 {
+            return bad("receiver.max_body_bytes and dedup_window_secs must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The example configuration bundled with the local stack (`hookgate serve` with no `--config`).
+pub const EXAMPLE_CONFIG: &str = include_str!("../example-config.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_loads() {
+        let c = Config::from_toml(EXAMPLE_CONFIG).unwrap();
+        assert!(c.sources.contains_key(&SourceName::parse("demo").unwrap()));
+        assert!(c.admin.token.is_some());
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = Config::from_toml("[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']").unwrap();
+        assert_eq!(c.receiver.max_body_bytes, 1 << 20);
+        assert_eq!(c.receiver.dedup_window_secs, 604_800);
+        assert_eq!(c.processor.max_receive_count, 5);
+        assert_eq!(c.sources.values().next().unwrap().tolerance_secs, 300);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let cases = [
+            ("[sources.a]\nscheme='hmac-sha256'\nsecrets=[]", "secret"),
+            (
+                "[sources.a]\nscheme='nope'\nsecrets=['x']",
+                "unknown signature scheme",
+            ),
+            (
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\ntolerance_secs=0",
+                "tolerance",
+            ),
+            (
+                "[sources.A]\nscheme='hmac-sha256'\nsecrets=['x']",
+                "source names",
+            ),
+            (
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\nsecret='typo'",
+                "unknown field",
+            ),
+            ("[processor]\nbatch_size=11", "batch_size"),
+            (
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\nencoding='hax'",
+                "encoding",
+            ),
+        ];
+        for (doc, want) in cases {
+            let err = Config::from_toml(doc).unwrap_err().to_string();
+            assert!(err.contains(want), "{doc:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c =
+            Config::from_toml("[sources.a]\nscheme='hmac-sha256'\nsecrets=['hunter2']").unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

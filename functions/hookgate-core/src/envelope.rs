@@ -1,0 +1,307 @@
+//! The event envelope: what the receiver accepted, exactly as the processor will see it.
+//!
+//! The envelope travels through the queue as a JSON message body. The provider's raw body is kept
+//! byte for byte: as a UTF-8 string when it is one, base64 otherwise, never re-serialised.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+
+/// The stable identity of one event, used as the dedup key in the ledger and as the
+/// `webhook-id` of anything hookgate sends on about it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EventId(String);
+
+/// Longest event id accepted (DynamoDB keys allow far more; logs and URLs prefer less).
+pub const MAX_EVENT_ID_LEN: usize = 200;
+
+impl EventId {
+    /// Validates `s` as an event id: 1–200 characters from `[A-Za-z0-9._:-]`.
+    pub fn parse(s: &str) -> Result<Self, InvalidEventId> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_EVENT_ID_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidEventId)
+        }
+    }
+
+    /// The id derived from signed content: `<source>:<first 32 hex digits of SHA-256(parts)>`.
+    ///
+    /// Deterministic, so a provider's retry of the same signed content maps to the same id
+    /// whatever unsigned headers it changes.
+    pub fn derive(source: &SourceName, parts: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        h.update(source.as_str().as_bytes());
+        for p in parts {
+            h.update([0u8]);
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
+        let digest = h.finalize();
+        Self(format!(
+            "{}:{}",
+            source.as_str(),
+            hex::encode(&digest[..16])
+        ))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for EventId {
+    type Error = InvalidEventId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EventId> for String {
+    fn from(id: EventId) -> Self {
+        id.0
+    }
+}
+
+/// An event id that is empty, too long or has characters outside `[A-Za-z0-9._:-]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("event ids are 1-200 characters from [A-Za-z0-9._:-]")]
+pub struct InvalidEventId;
+
+/// The name of a configured source (the `{source}` in `/webhooks/{source}`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SourceName(String);
+
+impl SourceName {
+    /// Validates a source name: 1–64 characters from `[a-z0-9_-]`. Anything else (path
+    /// separators, dots, upper case) can never name a source.
+    pub fn parse(s: &str) -> Result<Self, InvalidSourceName> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidSourceName)
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for SourceName {
+    type Error = InvalidSourceName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<SourceName> for String {
+    fn from(s: SourceName) -> Self {
+        s.0
+    }
+}
+
+/// A source name outside `[a-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("source names are 1-64 characters from [a-z0-9_-]")]
+pub struct InvalidSourceName;
+
+/// One accepted event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Stable id (the dedup key).
+    pub event_id: EventId,
+    /// The configured source it arrived on.
+    pub source: SourceName,
+    /// The provider's event type (`push`, `charge.succeeded`, …), or `unknown`.
+    pub event_type: String,
+    /// When the receiver accepted it.
+    pub received_at: Timestamp,
+    /// Selected request headers (lower-case names), e.g. `content-type` and the provider's
+    /// event headers. Never the signature headers.
+    pub headers: BTreeMap<String, String>,
+    /// The raw body, byte for byte.
+    pub body: Bytes,
+}
+
+/// Version of the queue message format written by [`Envelope::to_message`].
+pub const MESSAGE_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct WireEnvelope {
+    v: u32,
+    event_id: EventId,
+    source: SourceName,
+    #[serde(rename = "type")]
+    event_type: String,
+    received_at: Timestamp,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    body_base64: Option<String>,
+}
+
+/// A queue message body that is not an envelope this version can read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// Not JSON of the expected shape.
+    #[error("message body is not a hookgate envelope: {0}")]
+    Shape(#[from] serde_json::Error),
+    /// Written by an unknown version of hookgate.
+    #[error("unsupported envelope version {0}")]
+    Version(u32),
+    /// `body_base64` is not base64, or neither body field is present.
+    #[error("envelope body is missing or not valid base64")]
+    Body,
+}
+
+impl Envelope {
+    /// The JSON message body the receiver enqueues.
+    pub fn to_message(&self) -> String {
+        let (body, body_base64) = match std::str::from_utf8(&self.body) {
+            Ok(s) => (Some(s.to_owned()), None),
+            Err(_) => (None, Some(B64.encode(&self.body))),
+        };
+        let wire = WireEnvelope {
+            v: MESSAGE_VERSION,
+            event_id: self.event_id.clone(),
+            source: self.source.clone(),
+            event_type: self.event_type.clone(),
+            received_at: self.received_at,
+            headers: self.headers.clone(),
+            body,
+            body_base64,
+        };
+        // Serialising a struct of strings and maps cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    /// Reads a message body written by [`Envelope::to_message`].
+    pub fn from_message(s: &str) -> Result<Self, EnvelopeError> {
+        let wire: WireEnvelope = serde_json::from_str(s)?;
+        if wire.v != MESSAGE_VERSION {
+            return Err(EnvelopeError::Version(wire.v));
+        }
+        let body = match (wire.body, wire.body_base64) {
+            (Some(s), _) => Bytes::from(s),
+            (None, Some(b)) => Bytes::from(B64.decode(b).map_err(|_| EnvelopeError::Body)?),
+            (None, None) => return Err(EnvelopeError::Body),
+        };
+        Ok(Self {
+            event_id: wire.event_id,
+            source: wire.source,
+            event_type: wire.event_type,
+            received_at: wire.received_at,
+            headers: wire.headers,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(body: &[u8]) -> Envelope {
+        Envelope {
+            event_id: EventId::parse("demo:abc").unwrap(),
+            source: SourceName::parse("demo").unwrap(),
+            event_type: "push".into(),
+            received_at: Timestamp::from_millis(1_700_000_000_123),
+            headers: [("content-type".to_string(), "application/json".to_string())].into(),
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
+    #[test]
+    fn utf8_body_round_trips_as_text() {
+        let e = envelope(br#"{"a": 1,  "b":"\u00e9"}"#);
+        let m = e.to_message();
+        assert!(
+            m.contains(r#""body":"{\"a\": 1,  \"b\":\"\\u00e9\"}""#),
+            "{m}"
+        );
+        assert_eq!(Envelope::from_message(&m).unwrap(), e);
+    }
+
+    #[test]
+    fn binary_body_round_trips_as_base64() {
+        let e = envelope(&[0xff, 0x00, 0xfe, b'x']);
+        let m = e.to_message();
+        assert!(m.contains("body_base64"));
+        assert_eq!(Envelope::from_message(&m).unwrap(), e);
+    }
+
+    #[test]
+    fn foreign_messages_are_refused() {
+        assert!(matches!(
+            Envelope::from_message("hello"),
+            Err(EnvelopeError::Shape(_))
+        ));
+        let m = envelope(b"x").to_message().replace("\"v\":1", "\"v\":9");
+        assert!(matches!(
+            Envelope::from_message(&m),
+            Err(EnvelopeError::Version(9))
+        ));
+        let m = envelope(&[0xff]).to_message().replace("/w==", "!!!");
+        assert!(matches!(
+            Envelope::from_message(&m),
+            Err(EnvelopeError::Body)
+        ));
+    }
+
+    #[test]
+    fn ids_and_names_are_validated() {
+        assert!(EventId::parse("evt_1.2:3-x").is_ok());
+        for bad in ["", "a b", "../x", "a/b", &"x".repeat(201)] {
+            assert!(EventId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(SourceName::parse("git-hub_2").is_ok());
+        for bad in ["", "GitHub", "..", "a/b", "a.b", "%2e%2e", &"x".repeat(65)] {
+            assert!(SourceName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_length_prefixed() {
+        let s = SourceName::parse("demo").unwrap();
+        let a = EventId::derive(&s, &[b"ab", b"c"]);
+        assert_eq!(a, EventId::derive(&s, &[b"ab", b"c"]));
+        assert_ne!(a, EventId::derive(&s, &[b"a", b"bc"]));
+        assert!(a.as_str().starts_with("demo:"));
+        assert_eq!(a.as_str().len(), "demo:".len() + 32);
+    }
+}

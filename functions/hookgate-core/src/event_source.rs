@@ -1,0 +1,125 @@
+//! The local stack's stand-in for Lambda's SQS event source mapping.
+//!
+//! Pollers receive batches from any [`Queue`], hand them to the [`Processor`] as the same
+//! `SqsEvent` Lambda would, delete the records that succeeded, and move permanently failed ones
+//! to the DLQ. Failed records are left alone: they come back when their visibility timeout
+//! ends, with their receive count raised, until the redrive policy takes them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
+use tracing::{debug, error, warn};
+
+use crate::processor::{Processor, RecordOutcome};
+use crate::queue::{Queue, QueueError, ReceivedMessage};
+
+/// Runs the processor over a queue.
+pub struct EventSource {
+    queue: Arc<dyn Queue>,
+    processor: Arc<Processor>,
+}
+
+impl EventSource {
+    /// An event source feeding `queue`'s messages to `processor`.
+    pub fn new(queue: Arc<dyn Queue>, processor: Arc<Processor>) -> Self {
+        Self { queue, processor }
+    }
+
+    /// Polls until `shutdown` completes, with `pollers` batches in flight at once.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
+        let this = Arc::new(self);
+        let pollers = this.processor.settings().pollers;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..pollers {
+            let this = this.clone();
+            tasks.spawn(async move {
+                loop {
+                    if let Err(e) = this.poll_once().await {
+                        warn!(error = %e, "receive failed; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            });
+        }
+        shutdown.await;
+        tasks.shutdown().await;
+    }
+
+    /// Receives one batch (long-polling) and processes it. Returns the number of messages.
+    pub async fn poll_once(&self) -> Result<usize, QueueError> {
+        let settings = self.processor.settings();
+        let messages = self
+            .queue
+            .receive(
+                settings.batch_size,
+                Duration::from_millis(settings.wait_time_ms),
+            )
+            .await?;
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let batch = to_sqs_event(&messages);
+        let outcome = match self.processor.process_batch(&batch, None).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // Leave every message for redelivery, as Lambda does with a failed invocation.
+                error!(error = %e, "batch failed as a whole");
+                return Ok(messages.len());
+            }
+        };
+        let by_id: HashMap<&str, &ReceivedMessage> = messages
+            .iter()
+            .map(|m| (m.message_id.as_str(), m))
+            .collect();
+        for (id, result) in &outcome.records {
+            let Some(message) = by_id.get(id.as_str()) else {
+                continue;
+            };
+            let done = match result {
+                r if r.is_success() => self.queue.delete(&message.receipt_handle).await,
+                RecordOutcome::Failed {
+                    permanent: true, ..
+                } => self.queue.move_to_dlq(message).await,
+                _ => Ok(()),
+            };
+            if let Err(e) = done {
+                warn!(message_id = %id, error = %e, "could not settle the message; it will be redelivered");
+            }
+        }
+        debug!(
+            messages = messages.len(),
+            failed = outcome.failed_ids().count(),
+            "batch done"
+        );
+        Ok(messages.len())
+    }
+}
+
+/// The `SqsEvent` Lambda would deliver for these messages.
+pub fn to_sqs_event(messages: &[ReceivedMessage]) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages.iter().map(to_sqs_message).collect();
+    event
+}
+
+fn to_sqs_message(m: &ReceivedMessage) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = Some(m.message_id.clone());
+    record.receipt_handle = Some(m.receipt_handle.clone());
+    record.body = Some(m.body.clone());
+    record.event_source = Some("aws:sqs".into());
+    record.attributes.insert(
+        "ApproximateReceiveCount".into(),
+        m.receive_count.to_string(),
+    );
+    for (name, value) in &m.attributes {
+        let mut a = SqsMessageAttribute::default();
+        a.string_value = Some(value.clone());
+        a.data_type = Some("String".into());
+        record.message_attributes.insert(name.clone(), a);
+    }
+    record
+}

@@ -1,0 +1,254 @@
+//! The `Ledger` port: what hookgate knows about every event — has it been seen, where is it,
+//! what happened on each attempt.
+//!
+//! The ledger is the dedup authority (a conditional claim per event id) and the guard that keeps
+//! a redelivered message from running its handler again (`processed` is final; a live
+//! `processing` lease belongs to one consumer). Implementations: `MemoryLedger` here and the
+//! DynamoDB ledger in `hookgate-aws`; both pass the same contract suite.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::envelope::{EventId, SourceName};
+
+/// Where an event is in its life.
+///
+/// `received` → `queued` → `processing` → `processed` | `failed` | `dead_lettered`;
+/// a `failed` event goes back to `processing` when its message is redelivered, and a
+/// `dead_lettered` one when it is redriven.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// Claimed by the receiver, not yet on the queue.
+    Received,
+    /// On the queue, waiting for the processor.
+    Queued,
+    /// A processor holds a lease on it and is running its handler.
+    Processing,
+    /// The handler succeeded. Final.
+    Processed,
+    /// The last attempt failed; the message will be delivered again.
+    Failed,
+    /// Out of attempts, or failed permanently: the message is in the DLQ.
+    DeadLettered,
+}
+
+impl EventStatus {
+    /// The status as stored and shown (`dead_lettered`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Received => "received",
+            EventStatus::Queued => "queued",
+            EventStatus::Processing => "processing",
+            EventStatus::Processed => "processed",
+            EventStatus::Failed => "failed",
+            EventStatus::DeadLettered => "dead_lettered",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "received" => EventStatus::Received,
+            "queued" => EventStatus::Queued,
+            "processing" => EventStatus::Processing,
+            "processed" => EventStatus::Processed,
+            "failed" => EventStatus::Failed,
+            "dead_lettered" => EventStatus::DeadLettered,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One processing attempt, as recorded when it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 1 for the first attempt, counting every start.
+    pub attempt: u32,
+    /// When the attempt started.
+    pub at: Timestamp,
+    /// How long the handler ran.
+    pub duration_ms: u64,
+    /// Whether the handler succeeded.
+    pub success: bool,
+    /// The handler's error, truncated to [`MAX_ERROR_LEN`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Longest error text kept per attempt.
+pub const MAX_ERROR_LEN: usize = 1024;
+
+/// Cuts `s` to at most [`MAX_ERROR_LEN`] bytes on a character boundary.
+pub fn truncate_error(s: &str) -> String {
+    if s.len() <= MAX_ERROR_LEN {
+        return s.to_owned();
+    }
+    let mut end = MAX_ERROR_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Everything the ledger holds about one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The event's id.
+    pub event_id: EventId,
+    /// The source it arrived on.
+    pub source: SourceName,
+    /// The provider's event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Where it is now.
+    pub status: EventStatus,
+    /// When the receiver accepted it.
+    pub received_at: Timestamp,
+    /// When the record last changed.
+    pub updated_at: Timestamp,
+    /// Until when the id deduplicates.
+    pub expires_at: Timestamp,
+    /// Attempts started (including one still running).
+    pub attempt_count: u32,
+    /// Finished attempts, oldest first.
+    pub attempts: Vec<Attempt>,
+    /// The last attempt's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// A receiver's request to own an event id.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// The id to claim.
+    pub event_id: EventId,
+    /// The source it arrived on.
+    pub source: SourceName,
+    /// The provider's event type.
+    pub event_type: String,
+    /// Now: the claim's time.
+    pub now: Timestamp,
+    /// Until when the claim deduplicates (now + `dedup_window_secs`).
+    pub expires_at: Timestamp,
+    /// How long a claim may stay `received` before another request may take it over.
+    pub timeout: Duration,
+    /// Unique to this claim: only its owner may mark it queued or release it.
+    pub token: String,
+}
+
+/// The answer to a [`Claim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The id is ours: enqueue the event.
+    Claimed,
+    /// The id was claimed and enqueued before (still inside its dedup window).
+    Duplicate(EventStatus),
+    /// Another request claimed it moments ago and has not enqueued it yet. Not a duplicate:
+    /// the provider should retry.
+    InProgress,
+}
+
+/// A processor's request to run an event's handler.
+#[derive(Clone, Debug)]
+pub struct AttemptStart {
+    /// The event.
+    pub event_id: EventId,
+    /// Its source (recorded if the ledger has no row for it).
+    pub source: SourceName,
+    /// Its type (recorded if the ledger has no row for it).
+    pub event_type: String,
+    /// When it was received (recorded if the ledger has no row for it).
+    pub received_at: Timestamp,
+    /// Until when a new row deduplicates (if the ledger has no row for it).
+    pub expires_at: Timestamp,
+    /// Now.
+    pub now: Timestamp,
+    /// Until when this processor owns the event.
+    pub lease_until: Timestamp,
+}
+
+/// The answer to an [`AttemptStart`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The lease is ours; this is attempt number `attempt`.
+    Started {
+        /// The attempt's number, from 1.
+        attempt: u32,
+    },
+    /// The event was processed before: acknowledge the message, do not run the handler.
+    AlreadyProcessed,
+    /// Another consumer holds a live lease until `until`: back off.
+    Leased {
+        /// When that lease ends.
+        until: Timestamp,
+    },
+}
+
+/// How an attempt ended, as the ledger records it.
+#[derive(Clone, Debug)]
+pub struct AttemptEnd {
+    /// The event.
+    pub event_id: EventId,
+    /// The attempt that ended.
+    pub attempt: Attempt,
+    /// The event's new status: `processed`, `failed` or `dead_lettered`.
+    pub status: EventStatus,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// A ledger operation that did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The store could not be reached or refused for now (network, throttling): try again.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// The record was not in the state the operation requires (another owner took it over).
+    #[error("ledger conflict: {0}")]
+    Conflict(String),
+    /// A stored record could not be read.
+    #[error("ledger record unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What hookgate knows about every event.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Claims an event id, atomically: succeeds if the id is unknown, its dedup window has
+    /// passed, or an earlier claim stayed `received` for longer than `claim.timeout`.
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError>;
+
+    /// `received` → `queued`, if the claim `token` still owns the event.
+    async fn mark_queued(
+        &self,
+        event_id: &EventId,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(), LedgerError>;
+
+    /// Forgets a claim that could not be enqueued, if `token` still owns it and it is still
+    /// `received`, so the provider's retry is not taken for a duplicate.
+    async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError>;
+
+    /// Starts an attempt: → `processing` with a lease, unless the event is `processed` or
+    /// another live lease holds it.
+    async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError>;
+
+    /// Ends an attempt: appends it to the history and sets the new status, if no later attempt
+    /// has started meanwhile (else [`LedgerError::Conflict`]).
+    async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError>;
+
+    /// Reads one event.
+    async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError>;
+}

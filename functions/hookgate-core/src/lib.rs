@@ -1,0 +1,37 @@
+//! hookgate's core: everything about receiving and processing webhooks that does not depend on
+//! AWS.
+//!
+//! - [`envelope`]: the event as it travels, and its stable id.
+//! - [`signature`]: how a provider's signature is checked.
+//! - [`ledger`] and [`queue`]: the two ports, with in-memory implementations in [`memory`].
+//! - [`receiver`]: request → verify → claim → enqueue → reply.
+//! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
+//! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
+//! - [`status`]: `GET /events/{id}`.
+//!
+//! The Lambda functions and the `hookgate` command are thin adapters over these.
+
+pub mod clock;
+pub mod config;
+pub mod envelope;
+pub mod event_source;
+pub mod faults;
+pub mod handler;
+pub mod ledger;
+pub mod memory;
+pub mod processor;
+pub mod queue;
+pub mod receiver;
+pub mod reply;
+pub mod signature;
+pub mod status;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use config::{Config, ConfigError, Secret};
+pub use envelope::{Envelope, EventId, SourceName};
+pub use handler::{Handler, HandlerError, Handlers};
+pub use ledger::{EventRecord, EventStatus, Ledger, LedgerError};
+pub use processor::{BatchOutcome, Processor, RecordOutcome};
+pub use queue::{Queue, QueueError};
+pub use receiver::{IncomingRequest, Receiver};
+pub use reply::Reply;

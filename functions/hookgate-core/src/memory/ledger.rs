@@ -1,0 +1,189 @@
+//! `MemoryLedger`: the ledger in a mutex, with exactly the DynamoDB ledger's conditions.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::clock::Timestamp;
+use crate::envelope::EventId;
+use crate::ledger::{
+    AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, Ledger, LedgerError,
+    StartOutcome,
+};
+
+#[derive(Debug, Clone)]
+struct Row {
+    record: EventRecord,
+    claim_token: Option<String>,
+    claimed_at: Timestamp,
+    lease_until: Option<Timestamp>,
+}
+
+/// An in-process ledger for the local stack and fast tests.
+#[derive(Debug, Default)]
+pub struct MemoryLedger {
+    rows: Mutex<HashMap<EventId, Row>>,
+}
+
+impl MemoryLedger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of events held (for tests and memory checks).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EventId, Row>> {
+        // A panic while holding the lock cannot leave a row half-written: every mutation below
+        // is a single assignment. So a poisoned lock is still consistent.
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError> {
+        let mut rows = self.lock();
+        if let Some(row) = rows.get(&claim.event_id) {
+            let expired = row.record.expires_at < claim.now;
+            let stale = row.record.status == EventStatus::Received
+                && row.claimed_at < claim.now.minus(claim.timeout);
+            if !expired && !stale {
+                return Ok(match row.record.status {
+                    EventStatus::Received => ClaimOutcome::InProgress,
+                    s => ClaimOutcome::Duplicate(s),
+                });
+            }
+        }
+        let record = EventRecord {
+            event_id: claim.event_id.clone(),
+            source: claim.source.clone(),
+            event_type: claim.event_type.clone(),
+            status: EventStatus::Received,
+            received_at: claim.now,
+            updated_at: claim.now,
+            expires_at: claim.expires_at,
+            attempt_count: 0,
+            attempts: Vec::new(),
+            last_error: None,
+        };
+        rows.insert(
+            claim.event_id.clone(),
+            Row {
+                record,
+                claim_token: Some(claim.token.clone()),
+                claimed_at: claim.now,
+                lease_until: None,
+            },
+        );
+        Ok(ClaimOutcome::Claimed)
+    }
+
+    async fn mark_queued(
+        &self,
+        event_id: &EventId,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let mut rows = self.lock();
+        match rows.get_mut(event_id) {
+            Some(row)
+                if row.record.status == EventStatus::Received
+                    && row.claim_token.as_deref() == Some(token) =>
+            {
+                row.record.status = EventStatus::Queued;
+                row.record.updated_at = now;
+                Ok(())
+            }
+            _ => Err(LedgerError::Conflict(format!(
+                "{event_id} is not a received event claimed by this token"
+            ))),
+        }
+    }
+
+    async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError> {
+        let mut rows = self.lock();
+        match rows.get(event_id) {
+            Some(row)
+                if row.record.status == EventStatus::Received
+                    && row.claim_token.as_deref() == Some(token) =>
+            {
+                rows.remove(event_id);
+                Ok(())
+            }
+            _ => Err(LedgerError::Conflict(format!(
+                "{event_id} is not a received event claimed by this token"
+            ))),
+        }
+    }
+
+    async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
+        let mut rows = self.lock();
+        let row = rows.entry(start.event_id.clone()).or_insert_with(|| Row {
+            record: EventRecord {
+                event_id: start.event_id.clone(),
+                source: start.source.clone(),
+                event_type: start.event_type.clone(),
+                status: EventStatus::Queued,
+                received_at: start.received_at,
+                updated_at: start.now,
+                expires_at: start.expires_at,
+                attempt_count: 0,
+                attempts: Vec::new(),
+                last_error: None,
+            },
+            claim_token: None,
+            claimed_at: start.received_at,
+            lease_until: None,
+        });
+        match (row.record.status, row.lease_until) {
+            (EventStatus::Processed, _) => return Ok(StartOutcome::AlreadyProcessed),
+            (EventStatus::Processing, Some(until)) if until >= start.now => {
+                return Ok(StartOutcome::Leased { until })
+            }
+            _ => {}
+        }
+        row.record.status = EventStatus::Processing;
+        row.record.attempt_count += 1;
+        row.record.updated_at = start.now;
+        row.lease_until = Some(start.lease_until);
+        Ok(StartOutcome::Started {
+            attempt: row.record.attempt_count,
+        })
+    }
+
+    async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
+        let mut rows = self.lock();
+        match rows.get_mut(&end.event_id) {
+            Some(row) if row.record.attempt_count == end.attempt.attempt => {
+                row.record.status = end.status;
+                row.record.updated_at = end.now;
+                row.record.last_error = end.attempt.error.clone();
+                row.record.attempts.push(end.attempt.clone());
+                row.lease_until = None;
+                Ok(())
+            }
+            Some(_) => Err(LedgerError::Conflict(format!(
+                "{}: a later attempt than {} has started",
+                end.event_id, end.attempt.attempt
+            ))),
+            None => Err(LedgerError::Conflict(format!(
+                "{} is not in the ledger",
+                end.event_id
+            ))),
+        }
+    }
+
+    async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
+        Ok(self.lock().get(event_id).map(|row| row.record.clone()))
+    }
+}

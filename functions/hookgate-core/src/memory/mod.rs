@@ -1,0 +1,10 @@
+//! In-memory backends for the ports: the local stack's default, and the fast test double.
+//!
+//! They are not mocks: they keep the same semantics as DynamoDB and SQS (conditional claims,
+//! leases, visibility, receive counts, redrive) and pass the same contract suites.
+
+mod ledger;
+mod queue;
+
+pub use ledger::MemoryLedger;
+pub use queue::{MemoryQueue, Redrive};

@@ -1,0 +1,328 @@
+//! The receiver core: one webhook request in, one decision out.
+//!
+//! `POST /webhooks/{source}` → known source → size → signature → event id → ledger claim →
+//! enqueue → `202`. A repeat of an enqueued event answers `200 duplicate` and enqueues nothing.
+//! If enqueueing fails after the claim, the claim is released (and, should that fail too, it
+//! times out), so the provider's retry is accepted rather than dropped as a duplicate.
+//!
+//! Adapters (the Lambda function, the local stack) only translate HTTP to [`IncomingRequest`]
+//! and [`Reply`] back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::json;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::config::{Config, ConfigError, ReceiverConfig};
+use crate::envelope::{Envelope, EventId, SourceName};
+use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
+use crate::queue::{attr, OutgoingMessage, Queue};
+use crate::reply::Reply;
+use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest};
+
+/// A webhook request as the adapters hand it over.
+#[derive(Debug, Clone)]
+pub struct IncomingRequest {
+    /// The HTTP method.
+    pub method: Method,
+    /// The `{source}` path segment, as sent (not yet validated).
+    pub source: String,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The raw body (base64 already undone by the adapter).
+    pub body: Bytes,
+}
+
+/// Why a request was not accepted; each maps to one status and one stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Anything but POST.
+    #[error("only POST is accepted")]
+    MethodNotAllowed,
+    /// No source of that name is configured.
+    #[error("no source named {0:?} is configured")]
+    UnknownSource(String),
+    /// Body over `max_body_bytes`, or its queue message over the queue's limit.
+    #[error("body exceeds the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// Body empty, or not decodable as the adapter received it.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// The signature check failed.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// Another request is enqueueing this very event right now.
+    #[error("this event is being accepted by another request; retry shortly")]
+    InProgress,
+    /// The ledger could not be reached.
+    #[error("event ledger unavailable; retry later")]
+    LedgerUnavailable,
+    /// The queue could not be reached; the claim was released.
+    #[error("event queue unavailable; retry later")]
+    QueueUnavailable,
+}
+
+impl Rejection {
+    /// The HTTP status of this rejection.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Rejection::UnknownSource(_) => StatusCode::NOT_FOUND,
+            Rejection::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::MalformedBody(_) => StatusCode::BAD_REQUEST,
+            Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InProgress => StatusCode::CONFLICT,
+            Rejection::LedgerUnavailable | Rejection::QueueUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The stable `error` code of this rejection.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::UnknownSource(_) => "unknown_source",
+            Rejection::BodyTooLarge(_) => "body_too_large",
+            Rejection::MalformedBody(_) => "malformed_body",
+            Rejection::Signature(e) => e.code(),
+            Rejection::InProgress => "event_in_progress",
+            Rejection::LedgerUnavailable => "ledger_unavailable",
+            Rejection::QueueUnavailable => "queue_unavailable",
+        }
+    }
+}
+
+impl From<Rejection> for Reply {
+    fn from(r: Rejection) -> Self {
+        Reply::error(r.status(), r.code(), r.to_string())
+    }
+}
+
+/// What the receiver did with an accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Claimed and enqueued: `202`.
+    Queued(EventId),
+    /// Seen before: `200`, nothing enqueued.
+    Duplicate(EventId),
+}
+
+impl From<Accepted> for Reply {
+    fn from(a: Accepted) -> Self {
+        match a {
+            Accepted::Queued(id) => Reply::ok(
+                StatusCode::ACCEPTED,
+                json!({
+                    "status": "queued",
+                    "event_id": id,
+                    "status_url": format!("/events/{id}"),
+                }),
+            ),
+            Accepted::Duplicate(id) => Reply::ok(
+                StatusCode::OK,
+                json!({ "status": "duplicate", "event_id": id }),
+            ),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Source {
+    scheme: Box<dyn SignatureScheme>,
+}
+
+/// The receiver: verifies, deduplicates and enqueues webhook requests.
+pub struct Receiver {
+    sources: HashMap<SourceName, Source>,
+    limits: ReceiverConfig,
+    ledger: Arc<dyn Ledger>,
+    queue: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("sources", &self.sources.keys().collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Receiver {
+    /// A receiver for the sources in `config`, writing to `ledger` and `queue`.
+    pub fn new(
+        config: &Config,
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+    ) -> Result<Self, ConfigError> {
+        let mut sources = HashMap::new();
+        for (name, source) in &config.sources {
+            let scheme = signature::build(name, source)
+                .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
+            sources.insert(name.clone(), Source { scheme });
+        }
+        Ok(Self {
+            sources,
+            limits: config.receiver.clone(),
+            ledger,
+            queue,
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The same receiver reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Largest body accepted; adapters may refuse larger bodies before reading them whole.
+    pub fn max_body_bytes(&self) -> usize {
+        self.limits.max_body_bytes
+    }
+
+    /// The signature headers `source`'s provider would send with `body` now.
+    pub fn sign(&self, source: &str, body: &[u8]) -> Option<Vec<(String, String)>> {
+        let name = SourceName::parse(source).ok()?;
+        let source = self.sources.get(&name)?;
+        Some(source.scheme.sign(body, self.clock.now()))
+    }
+
+    /// Handles one request; never panics, always answers.
+    pub async fn handle(&self, request: IncomingRequest) -> Reply {
+        match self.accept(request).await {
+            Ok(accepted) => accepted.into(),
+            Err(rejection) => rejection.into(),
+        }
+    }
+
+    /// Handles one request, with the outcome as a typed result.
+    pub async fn accept(&self, request: IncomingRequest) -> Result<Accepted, Rejection> {
+        if request.method != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        let unknown = || Rejection::UnknownSource(request.source.chars().take(64).collect());
+        let name = SourceName::parse(&request.source).map_err(|_| unknown())?;
+        let source = self.sources.get(&name).ok_or_else(unknown)?;
+        if request.body.len() > self.limits.max_body_bytes {
+            return Err(Rejection::BodyTooLarge(self.limits.max_body_bytes));
+        }
+        if request.body.is_empty() {
+            return Err(Rejection::MalformedBody("the request body is empty".into()));
+        }
+        let now = self.clock.now();
+        let signed = SignedRequest {
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let verified = source.scheme.verify(&name, &signed, now).inspect_err(|e| {
+            info!(source = %name, reason = e.code(), "signature rejected");
+        })?;
+
+        let envelope = Envelope {
+            event_id: verified.event_id,
+            source: name,
+            event_type: verified.event_type,
+            received_at: now,
+            headers: kept_headers(&request.headers, source.scheme.kept_headers()),
+            body: request.body,
+        };
+        let span = tracing::info_span!(
+            "event",
+            event_id = %envelope.event_id,
+            source = %envelope.source,
+            r#type = %envelope.event_type,
+        );
+        self.enqueue_once(envelope, now).instrument(span).await
+    }
+
+    async fn enqueue_once(
+        &self,
+        envelope: Envelope,
+        now: Timestamp,
+    ) -> Result<Accepted, Rejection> {
+        let message = OutgoingMessage {
+            body: envelope.to_message(),
+            attributes: BTreeMap::from([
+                (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
+                (attr::SOURCE.to_owned(), envelope.source.to_string()),
+                (attr::EVENT_TYPE.to_owned(), envelope.event_type.clone()),
+            ]),
+        };
+        if message.body.len() > self.queue.max_message_bytes() {
+            warn!(
+                size = message.body.len(),
+                "event too large for the queue once encoded"
+            );
+            return Err(Rejection::BodyTooLarge(self.queue.max_message_bytes()));
+        }
+        let claim = Claim {
+            event_id: envelope.event_id.clone(),
+            source: envelope.source.clone(),
+            event_type: envelope.event_type.clone(),
+            now,
+            expires_at: now
+                .plus(Duration::from_secs(self.limits.dedup_window_secs))
+                .ceil_secs(),
+            timeout: Duration::from_secs(self.limits.claim_timeout_secs),
+            token: uuid::Uuid::new_v4().to_string(),
+        };
+        match self.ledger.claim(&claim).await {
+            Ok(ClaimOutcome::Claimed) => {}
+            Ok(ClaimOutcome::Duplicate(status)) => {
+                info!(status = %status, "duplicate event");
+                return Ok(Accepted::Duplicate(envelope.event_id));
+            }
+            Ok(ClaimOutcome::InProgress) => {
+                info!("event is being accepted by another request");
+                return Err(Rejection::InProgress);
+            }
+            Err(e) => {
+                warn!(error = %e, "claim failed");
+                return Err(Rejection::LedgerUnavailable);
+            }
+        }
+        if let Err(e) = self.queue.send(&message).await {
+            warn!(error = %e, "enqueue failed; releasing the claim");
+            if let Err(e) = self.ledger.release(&claim.event_id, &claim.token).await {
+                warn!(error = %e, timeout_secs = self.limits.claim_timeout_secs,
+                    "release failed; the claim expires on its own");
+            }
+            return Err(Rejection::QueueUnavailable);
+        }
+        match self
+            .ledger
+            .mark_queued(&claim.event_id, &claim.token, self.clock.now())
+            .await
+        {
+            Ok(()) => {}
+            // Normal when the processor was faster than this line: it has moved the record on.
+            Err(LedgerError::Conflict(e)) => {
+                debug!(reason = %e, "record already moved past queued")
+            }
+            // The message is on the queue, so the event is safe: the processor moves the record
+            // on from `received`, and its lease guards against a second copy.
+            Err(e) => warn!(error = %e, "event enqueued but not marked queued"),
+        }
+        info!("event queued");
+        Ok(Accepted::Queued(envelope.event_id))
+    }
+}
+
+/// Headers kept in the envelope: `content-type` and the scheme's event metadata.
+fn kept_headers(headers: &HeaderMap, scheme_headers: &[String]) -> BTreeMap<String, String> {
+    std::iter::once("content-type")
+        .chain(scheme_headers.iter().map(String::as_str))
+        .filter_map(|name| {
+            let value = headers.get(name)?.to_str().ok()?;
+            Some((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}

@@ -1,0 +1,271 @@
+//! The receiver core on in-memory ports: every answer it gives, and what it leaves behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hookgate_core::faults::{Faults, FaultyLedger, FaultyQueue};
+use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::{
+    Config, EventId, EventStatus, IncomingRequest, Ledger, ManualClock, Queue, Receiver, Timestamp,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+const CONFIG: &str = r#"
+[sources.demo]
+scheme = "hmac-sha256"
+secrets = ["s3cr3t", "old-secret"]
+
+[receiver]
+max_body_bytes = 64
+claim_timeout_secs = 60
+dedup_window_secs = 3600
+"#;
+
+struct Fixture {
+    receiver: Receiver,
+    ledger: Arc<MemoryLedger>,
+    queue: Arc<MemoryQueue>,
+    faults: Arc<Faults>,
+    clock: Arc<ManualClock>,
+}
+
+fn fixture() -> Fixture {
+    let config = Config::from_toml(CONFIG).unwrap();
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let faults = Faults::new();
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
+    let receiver = Receiver::new(
+        &config,
+        Arc::new(FaultyLedger::new(ledger.clone(), faults.clone())),
+        Arc::new(FaultyQueue::new(queue.clone(), faults.clone())),
+    )
+    .unwrap()
+    .with_clock(clock.clone());
+    Fixture {
+        receiver,
+        ledger,
+        queue,
+        faults,
+        clock,
+    }
+}
+
+fn request(f: &Fixture, source: &str, body: &[u8]) -> IncomingRequest {
+    let mut headers = HeaderMap::new();
+    for (k, v) in f.receiver.sign("demo", body).unwrap() {
+        headers.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    IncomingRequest {
+        method: Method::POST,
+        source: source.into(),
+        headers,
+        body: Bytes::copy_from_slice(body),
+    }
+}
+
+fn event_id(reply: &hookgate_core::Reply) -> EventId {
+    EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap()
+}
+
+async fn queued_ids(q: &MemoryQueue) -> Vec<String> {
+    q.receive(10, Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.attributes["event_id"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn signed_event_is_claimed_queued_and_answered_202() {
+    let f = fixture();
+    let reply = f
+        .receiver
+        .handle(request(&f, "demo", br#"{"type":"push"}"#))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(reply.body["status"], "queued");
+    let id = event_id(&reply);
+    assert_eq!(reply.body["status_url"], format!("/events/{id}"));
+
+    let record = f.ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Queued);
+    assert_eq!(record.event_type, "push");
+    assert_eq!(
+        record.expires_at,
+        Timestamp::from_secs(1_800_000_000 + 3600)
+    );
+
+    let messages = f.queue.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(messages.len(), 1);
+    let envelope = hookgate_core::Envelope::from_message(&messages[0].body).unwrap();
+    assert_eq!(envelope.event_id, id);
+    assert_eq!(&envelope.body[..], br#"{"type":"push"}"#);
+    assert_eq!(envelope.headers["content-type"], "application/json");
+    assert!(
+        envelope.headers.keys().all(|h| h != "x-signature"),
+        "signatures are not kept"
+    );
+}
+
+#[tokio::test]
+async fn replay_is_a_duplicate_and_enqueues_nothing() {
+    let f = fixture();
+    let first = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    let again = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body["status"], "duplicate");
+    assert_eq!(event_id(&again), event_id(&first));
+    assert_eq!(f.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn the_dedup_window_ends() {
+    let f = fixture();
+    f.receiver.handle(request(&f, "demo", b"{}")).await;
+    f.clock.advance(Duration::from_secs(3601));
+    let later = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(later.status, StatusCode::ACCEPTED);
+    assert_eq!(f.queue.len(), 2);
+}
+
+#[tokio::test]
+async fn enqueue_failure_after_the_claim_does_not_turn_the_retry_into_a_duplicate() {
+    let f = fixture();
+    f.faults.fail_next("send", 1);
+    let first = f.receiver.handle(request(&f, "demo", b"{\"n\":1}")).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(first.error_code(), Some("queue_unavailable"));
+    assert!(f.queue.is_empty());
+    assert!(f.ledger.is_empty(), "the claim was released");
+
+    let retry = f.receiver.handle(request(&f, "demo", b"{\"n\":1}")).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+    assert_eq!(
+        queued_ids(&f.queue).await,
+        vec![event_id(&retry).to_string()]
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_release_failed_is_in_progress_then_taken_over() {
+    let f = fixture();
+    f.faults.fail_next("send", 1);
+    f.faults.fail_next("release", 1);
+    let first = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(first.error_code(), Some("queue_unavailable"));
+
+    // Not a duplicate: the provider is told to retry.
+    let soon = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(soon.status, StatusCode::CONFLICT);
+    assert_eq!(soon.error_code(), Some("event_in_progress"));
+    assert!(f.queue.is_empty());
+
+    f.clock.advance(Duration::from_secs(61));
+    let later = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(later.status, StatusCode::ACCEPTED);
+    assert_eq!(f.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn ledger_down_is_503_and_nothing_is_enqueued() {
+    let f = fixture();
+    f.faults.fail_next("claim", 1);
+    let reply = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.error_code(), Some("ledger_unavailable"));
+    assert!(f.queue.is_empty());
+}
+
+#[tokio::test]
+async fn mark_queued_failure_still_accepts_the_queued_event() {
+    let f = fixture();
+    f.faults.fail_next("mark_queued", 1);
+    let reply = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert_eq!(f.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_status_and_code_and_leave_no_trace() {
+    let f = fixture();
+    let good = request(&f, "demo", b"{}");
+    let mut cases: Vec<(IncomingRequest, StatusCode, &str)> = Vec::new();
+
+    let mut r = good.clone();
+    r.method = Method::GET;
+    cases.push((r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    for source in ["nope", "../demo", "DEMO", "", "demo/x"] {
+        let mut r = good.clone();
+        r.source = source.into();
+        cases.push((r, StatusCode::NOT_FOUND, "unknown_source"));
+    }
+    cases.push((
+        request(&f, "demo", &[b'x'; 65]),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+    ));
+    cases.push((
+        request(&f, "demo", b""),
+        StatusCode::BAD_REQUEST,
+        "malformed_body",
+    ));
+    let mut r = good.clone();
+    r.headers.remove("x-signature");
+    cases.push((r, StatusCode::UNAUTHORIZED, "signature_missing"));
+    let mut r = good.clone();
+    r.headers
+        .insert("x-signature", HeaderValue::from_static("sha256=nothex"));
+    cases.push((r, StatusCode::UNAUTHORIZED, "signature_malformed"));
+    let mut r = good.clone();
+    r.body = Bytes::from_static(b"{ }");
+    cases.push((r, StatusCode::UNAUTHORIZED, "signature_mismatch"));
+
+    for (req, status, code) in cases {
+        let desc = format!("{} {:?}", req.method, req.source);
+        let reply = f.receiver.handle(req).await;
+        assert_eq!(reply.status, status, "{desc}: {reply:?}");
+        assert_eq!(reply.error_code(), Some(code), "{desc}");
+        assert!(reply.body["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    assert!(f.queue.is_empty());
+    assert!(f.ledger.is_empty());
+    assert_eq!(f.faults.calls("claim"), 0);
+}
+
+#[tokio::test]
+async fn the_encoded_message_must_fit_the_queue() {
+    // A body under max_body_bytes whose JSON-escaped envelope is over the queue's limit.
+    let config =
+        Config::from_toml(&CONFIG.replace("max_body_bytes = 64", "max_body_bytes = 2000000"))
+            .unwrap();
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).unwrap();
+    let body = vec![b'"'; 600 * 1024]; // each quote is escaped to two bytes
+    let mut headers = HeaderMap::new();
+    for (k, v) in receiver.sign("demo", &body).unwrap() {
+        headers.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    let reply = receiver
+        .handle(IncomingRequest {
+            method: Method::POST,
+            source: "demo".into(),
+            headers,
+            body: body.into(),
+        })
+        .await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(ledger.is_empty() && queue.is_empty());
+}
