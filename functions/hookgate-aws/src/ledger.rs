@@ -1,0 +1,548 @@
+//! `DynamoDbLedger`: the [`Ledger`] port on a DynamoDB table.
+//!
+//! It exists because the ledger's guarantees (one owner per claim, one live lease per event, no
+//! attempt recorded over a later one) must hold across concurrent Lambda invocations, and
+//! DynamoDB's conditional writes give exactly that: every decision `MemoryLedger` takes under its
+//! mutex is a `ConditionExpression` here, and every "why not" answer comes from the old item the
+//! failed condition returns (`ReturnValuesOnConditionCheckFailure::AllOld`), so no decision is
+//! taken on a separate, racy read.
+//!
+//! Item layout (partition key `event_id`, S):
+//!
+//! | attribute | type | meaning |
+//! |---|---|---|
+//! | `event_id`, `source`, `event_type` | S | the event |
+//! | `status` | S | [`EventStatus::as_str`] |
+//! | `received_at`, `updated_at` | N | epoch milliseconds |
+//! | `expires_at` | N | epoch **seconds** (rounded up): the table's TTL attribute |
+//! | `claim_token`, `claimed_at` (ms) | S, N | the receiver's claim |
+//! | `lease_until` | N | ms; only while an attempt runs |
+//! | `attempt_count` | N | attempts started |
+//! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error` (S, optional) |
+//! | `last_error` | S | only when the last attempt failed |
+//!
+//! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
+//! of the claim's condition rather than left to TTL.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use hookgate_core::clock::Timestamp;
+use hookgate_core::envelope::{EventId, SourceName};
+use hookgate_core::ledger::{
+    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, Ledger,
+    LedgerError, StartOutcome,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names, in one place.
+mod a {
+    pub const EVENT_ID: &str = "event_id";
+    pub const SOURCE: &str = "source";
+    pub const EVENT_TYPE: &str = "event_type";
+    pub const STATUS: &str = "status";
+    pub const RECEIVED_AT: &str = "received_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const CLAIM_TOKEN: &str = "claim_token";
+    pub const CLAIMED_AT: &str = "claimed_at";
+    pub const ATTEMPT_COUNT: &str = "attempt_count";
+    pub const ATTEMPTS: &str = "attempts";
+    pub const LAST_ERROR: &str = "last_error";
+    pub const LEASE_UNTIL: &str = "lease_until";
+    // Inside one `attempts` entry.
+    pub const ATTEMPT: &str = "attempt";
+    pub const AT: &str = "at";
+    pub const DURATION_MS: &str = "duration_ms";
+    pub const SUCCESS: &str = "success";
+    pub const ERROR: &str = "error";
+}
+
+/// The hookgate ledger on a DynamoDB table keyed by `event_id` (S).
+#[derive(Debug, Clone)]
+pub struct DynamoDbLedger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoDbLedger {
+    /// A ledger on `table`, through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key(event_id: &EventId) -> Item {
+        HashMap::from([(a::EVENT_ID.to_owned(), s(event_id.as_str()))])
+    }
+
+    /// Reads an item with a strongly consistent read.
+    async fn get_item(&self, event_id: &EventId) -> Result<Option<Item>, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(event_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        Ok(out.item)
+    }
+
+    /// The item a failed condition was evaluated against: the one DynamoDB returned, or (should
+    /// a store not return it) a fresh consistent read.
+    async fn old_item(
+        &self,
+        event_id: &EventId,
+        returned: Option<Item>,
+    ) -> Result<Option<Item>, LedgerError> {
+        match returned {
+            Some(item) => Ok(Some(item)),
+            None => self.get_item(event_id).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Ledger for DynamoDbLedger {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError> {
+        let item: Item = HashMap::from([
+            (a::EVENT_ID.to_owned(), s(claim.event_id.as_str())),
+            (a::SOURCE.to_owned(), s(claim.source.as_str())),
+            (a::EVENT_TYPE.to_owned(), s(&claim.event_type)),
+            (a::STATUS.to_owned(), s(EventStatus::Received.as_str())),
+            (a::RECEIVED_AT.to_owned(), n(claim.now.as_millis())),
+            (a::UPDATED_AT.to_owned(), n(claim.now.as_millis())),
+            (a::EXPIRES_AT.to_owned(), n(ttl_secs(claim.expires_at))),
+            (a::CLAIM_TOKEN.to_owned(), s(&claim.token)),
+            (a::CLAIMED_AT.to_owned(), n(claim.now.as_millis())),
+            (a::ATTEMPT_COUNT.to_owned(), n(0)),
+        ]);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(event_id) OR expires_at < :now_secs \
+                 OR (#status = :received AND claimed_at < :stale_ms)",
+            )
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":now_secs", n(ttl_secs(claim.now)))
+            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
+            .expression_attribute_values(":stale_ms", n(claim.now.minus(claim.timeout).as_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let returned = match result {
+            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Err(err) => match err.into_service_error() {
+                PutItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("PutItem", &other)),
+            },
+        };
+        let Some(old) = self.old_item(&claim.event_id, returned).await? else {
+            // The holder vanished between the failed write and the read: someone else's claim
+            // was released. Not ours yet; the provider's retry will take it.
+            return Ok(ClaimOutcome::InProgress);
+        };
+        Ok(match status_of(&old)? {
+            EventStatus::Received => ClaimOutcome::InProgress,
+            status => ClaimOutcome::Duplicate(status),
+        })
+    }
+
+    async fn mark_queued(
+        &self,
+        event_id: &EventId,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(event_id)))
+            .update_expression("SET #status = :queued, updated_at = :now")
+            .condition_expression("#status = :received AND claim_token = :token")
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
+            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":now", n(now.as_millis()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Err(not_owned(event_id)),
+                other => Err(unavailable_service("UpdateItem", &other)),
+            },
+        }
+    }
+
+    async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(event_id)))
+            .condition_expression("#status = :received AND claim_token = :token")
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
+            .expression_attribute_values(":token", s(token))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                DeleteItemError::ConditionalCheckFailedException(_) => Err(not_owned(event_id)),
+                other => Err(unavailable_service("DeleteItem", &other)),
+            },
+        }
+    }
+
+    async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&start.event_id)))
+            .update_expression(
+                "SET #status = :processing, lease_until = :lease_until, \
+                 attempt_count = if_not_exists(attempt_count, :zero) + :one, \
+                 updated_at = :now, \
+                 #source = if_not_exists(#source, :source), \
+                 event_type = if_not_exists(event_type, :event_type), \
+                 received_at = if_not_exists(received_at, :received_at), \
+                 expires_at = if_not_exists(expires_at, :expires_at)",
+            )
+            .condition_expression(
+                "attribute_not_exists(event_id) OR (#status <> :processed AND \
+                 (#status <> :processing OR attribute_not_exists(lease_until) \
+                 OR lease_until < :now))",
+            )
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_names("#source", a::SOURCE)
+            .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
+            .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
+            .expression_attribute_values(":lease_until", n(start.lease_until.as_millis()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(start.now.as_millis()))
+            .expression_attribute_values(":source", s(start.source.as_str()))
+            .expression_attribute_values(":event_type", s(&start.event_type))
+            .expression_attribute_values(":received_at", n(start.received_at.as_millis()))
+            .expression_attribute_values(":expires_at", n(ttl_secs(start.expires_at)))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let returned = match result {
+            Ok(out) => {
+                let new = out.attributes.ok_or_else(|| {
+                    LedgerError::Corrupt(format!(
+                        "{}: UpdateItem returned no attributes",
+                        start.event_id
+                    ))
+                })?;
+                let attempt = req_n::<u32>(&new, a::ATTEMPT_COUNT)?;
+                return Ok(StartOutcome::Started { attempt });
+            }
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("UpdateItem", &other)),
+            },
+        };
+        let old = self.old_item(&start.event_id, returned).await?;
+        let Some(old) = old else {
+            return Err(LedgerError::Unavailable(format!(
+                "{}: attempt refused but the row is gone; try again",
+                start.event_id
+            )));
+        };
+        match status_of(&old)? {
+            EventStatus::Processed => Ok(StartOutcome::AlreadyProcessed),
+            EventStatus::Processing => match opt_n::<i64>(&old, a::LEASE_UNTIL)? {
+                Some(until) => Ok(StartOutcome::Leased {
+                    until: Timestamp::from_millis(until),
+                }),
+                None => Err(LedgerError::Unavailable(format!(
+                    "{}: attempt refused but the row holds no lease; try again",
+                    start.event_id
+                ))),
+            },
+            other => Err(LedgerError::Unavailable(format!(
+                "{}: attempt refused but the row is {other}; try again",
+                start.event_id
+            ))),
+        }
+    }
+
+    async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
+        let mut update = String::from(
+            "SET #status = :status, updated_at = :now, \
+             attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
+        );
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&end.event_id)))
+            .condition_expression("attempt_count = :n")
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":now", n(end.now.as_millis()))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":attempt",
+                AttributeValue::L(vec![attempt_to_av(&end.attempt)]),
+            )
+            .expression_attribute_values(":n", n(end.attempt.attempt))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match &end.attempt.error {
+            Some(error) => {
+                update.push_str(", last_error = :last_error REMOVE lease_until");
+                request = request.expression_attribute_values(":last_error", s(error));
+            }
+            None => update.push_str(" REMOVE lease_until, last_error"),
+        }
+        let result = request.update_expression(update).send().await;
+        let returned = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("UpdateItem", &other)),
+            },
+        };
+        Err(match returned {
+            Some(_) => LedgerError::Conflict(format!(
+                "{}: a later attempt than {} has started",
+                end.event_id, end.attempt.attempt
+            )),
+            None => LedgerError::Conflict(format!("{} is not in the ledger", end.event_id)),
+        })
+    }
+
+    async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
+        self.get_item(event_id)
+            .await?
+            .map(|item| record_from_item(&item))
+            .transpose()
+    }
+}
+
+/// `t` in whole epoch seconds, rounded up (DynamoDB TTL wants seconds).
+///
+/// Rounding up keeps an item at least as long as its dedup window, and — with `:now_secs` also
+/// rounded up — makes `expires_at < :now_secs` agree exactly with the in-memory ledger's
+/// `expires_at < now` whenever `expires_at` falls on a whole second; otherwise DynamoDB holds
+/// on to the id for less than one second longer.
+fn ttl_secs(t: Timestamp) -> i64 {
+    let ms = t.as_millis();
+    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn not_owned(event_id: &EventId) -> LedgerError {
+    LedgerError::Conflict(format!(
+        "{event_id} is not a received event claimed by this token"
+    ))
+}
+
+fn unavailable<E, R>(op: &str, err: &SdkError<E, R>) -> LedgerError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    LedgerError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(err)))
+}
+
+fn unavailable_service<E>(op: &str, err: &E) -> LedgerError
+where
+    E: std::error::Error,
+{
+    LedgerError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(err)))
+}
+
+fn attempt_to_av(attempt: &Attempt) -> AttributeValue {
+    let mut m: Item = HashMap::from([
+        (a::ATTEMPT.to_owned(), n(attempt.attempt)),
+        (a::AT.to_owned(), n(attempt.at.as_millis())),
+        (a::DURATION_MS.to_owned(), n(attempt.duration_ms)),
+        (a::SUCCESS.to_owned(), AttributeValue::Bool(attempt.success)),
+    ]);
+    if let Some(error) = &attempt.error {
+        m.insert(a::ERROR.to_owned(), s(error));
+    }
+    AttributeValue::M(m)
+}
+
+fn corrupt(name: &str, what: &str) -> LedgerError {
+    LedgerError::Corrupt(format!("attribute {name}: {what}"))
+}
+
+fn opt_s<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, LedgerError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(v)) => Ok(Some(v)),
+        Some(_) => Err(corrupt(name, "not a string")),
+    }
+}
+
+fn req_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, LedgerError> {
+    opt_s(item, name)?.ok_or_else(|| corrupt(name, "missing"))
+}
+
+fn opt_n<T: FromStr>(item: &Item, name: &str) -> Result<Option<T>, LedgerError> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| corrupt(name, &format!("{v:?} is out of range"))),
+        Some(_) => Err(corrupt(name, "not a number")),
+    }
+}
+
+fn req_n<T: FromStr>(item: &Item, name: &str) -> Result<T, LedgerError> {
+    opt_n(item, name)?.ok_or_else(|| corrupt(name, "missing"))
+}
+
+fn status_of(item: &Item) -> Result<EventStatus, LedgerError> {
+    let raw = req_s(item, a::STATUS)?;
+    EventStatus::parse(raw).ok_or_else(|| corrupt(a::STATUS, &format!("unknown status {raw:?}")))
+}
+
+fn attempt_from_av(av: &AttributeValue) -> Result<Attempt, LedgerError> {
+    let AttributeValue::M(m) = av else {
+        return Err(corrupt(a::ATTEMPTS, "an entry is not a map"));
+    };
+    let success = match m.get(a::SUCCESS) {
+        Some(AttributeValue::Bool(b)) => *b,
+        _ => return Err(corrupt(a::SUCCESS, "missing or not a boolean")),
+    };
+    Ok(Attempt {
+        attempt: req_n(m, a::ATTEMPT)?,
+        at: Timestamp::from_millis(req_n(m, a::AT)?),
+        duration_ms: req_n(m, a::DURATION_MS)?,
+        success,
+        error: opt_s(m, a::ERROR)?.map(str::to_owned),
+    })
+}
+
+fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> {
+    let event_id = req_s(item, a::EVENT_ID)?;
+    let event_id = EventId::parse(event_id)
+        .map_err(|e| corrupt(a::EVENT_ID, &format!("{event_id:?}: {e}")))?;
+    let source = req_s(item, a::SOURCE)?;
+    let source =
+        SourceName::parse(source).map_err(|e| corrupt(a::SOURCE, &format!("{source:?}: {e}")))?;
+    let attempts = match item.get(a::ATTEMPTS) {
+        None | Some(AttributeValue::Null(_)) => Vec::new(),
+        Some(AttributeValue::L(list)) => {
+            list.iter().map(attempt_from_av).collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(corrupt(a::ATTEMPTS, "not a list")),
+    };
+    Ok(EventRecord {
+        event_id,
+        source,
+        event_type: req_s(item, a::EVENT_TYPE)?.to_owned(),
+        status: status_of(item)?,
+        received_at: Timestamp::from_millis(req_n(item, a::RECEIVED_AT)?),
+        updated_at: Timestamp::from_millis(req_n(item, a::UPDATED_AT)?),
+        expires_at: Timestamp::from_secs(req_n(item, a::EXPIRES_AT)?),
+        attempt_count: req_n(item, a::ATTEMPT_COUNT)?,
+        attempts,
+        last_error: opt_s(item, a::LAST_ERROR)?.map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rounds_up_to_whole_seconds() {
+        assert_eq!(ttl_secs(Timestamp::from_millis(5_000)), 5);
+        assert_eq!(ttl_secs(Timestamp::from_millis(5_001)), 6);
+        assert_eq!(ttl_secs(Timestamp::from_millis(5_999)), 6);
+        assert_eq!(ttl_secs(Timestamp::from_millis(-1)), 0);
+    }
+
+    #[test]
+    fn items_round_trip_and_bad_items_are_corrupt() {
+        let attempt = Attempt {
+            attempt: 1,
+            at: Timestamp::from_millis(1_000),
+            duration_ms: 12,
+            success: false,
+            error: Some("boom".into()),
+        };
+        let mut item: Item = HashMap::from([
+            (a::EVENT_ID.to_owned(), s("src:abc")),
+            (a::SOURCE.to_owned(), s("src")),
+            (a::EVENT_TYPE.to_owned(), s("t")),
+            (a::STATUS.to_owned(), s("failed")),
+            (a::RECEIVED_AT.to_owned(), n(1_000)),
+            (a::UPDATED_AT.to_owned(), n(2_000)),
+            (a::EXPIRES_AT.to_owned(), n(60)),
+            (a::ATTEMPT_COUNT.to_owned(), n(1)),
+            (
+                a::ATTEMPTS.to_owned(),
+                AttributeValue::L(vec![attempt_to_av(&attempt)]),
+            ),
+            (a::LAST_ERROR.to_owned(), s("boom")),
+        ]);
+        let record = record_from_item(&item).expect("valid item");
+        assert_eq!(record.attempts, vec![attempt]);
+        assert_eq!(record.expires_at, Timestamp::from_secs(60));
+        assert_eq!(record.status, EventStatus::Failed);
+
+        item.insert(a::STATUS.to_owned(), s("weird"));
+        assert!(matches!(
+            record_from_item(&item),
+            Err(LedgerError::Corrupt(_))
+        ));
+        item.insert(a::STATUS.to_owned(), s("failed"));
+        item.insert(a::ATTEMPT_COUNT.to_owned(), n(-1));
+        assert!(matches!(
+            record_from_item(&item),
+            Err(LedgerError::Corrupt(_))
+        ));
+        item.insert(a::ATTEMPT_COUNT.to_owned(), s("1"));
+        assert!(matches!(
+            record_from_item(&item),
+            Err(LedgerError::Corrupt(_))
+        ));
+        item.remove(a::ATTEMPT_COUNT);
+        assert!(matches!(
+            record_from_item(&item),
+            Err(LedgerError::Corrupt(_))
+        ));
+    }
+}

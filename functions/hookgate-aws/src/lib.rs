@@ -1,0 +1,95 @@
+//! hookgate's AWS adapters: the ports of `hookgate-core` on DynamoDB and SQS.
+//!
+//! This crate exists to keep the AWS SDK out of the domain: `hookgate-core` decides, these
+//! types only translate each port call into one conditional DynamoDB write or one SQS request.
+//!
+//! - [`ledger`]: [`DynamoDbLedger`], the `Ledger` port on a DynamoDB table.
+//! - [`queue`]: [`SqsQueue`], the `Queue` port on an SQS queue with a dead-letter queue.
+//! - [`setup`]: idempotent creation of the table and the queue pair (tests, local stacks, CLI).
+//! - [`AwsBackend`]: both adapters built from one SDK configuration, as the Lambda functions
+//!   build them from their environment.
+
+pub mod ledger;
+pub mod queue;
+pub mod setup;
+
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+pub use ledger::DynamoDbLedger;
+pub use queue::SqsQueue;
+pub use setup::{create_queues, create_table, QueueUrls, SetupError};
+
+/// Environment variable naming the ledger table.
+pub const ENV_TABLE: &str = "HOOKGATE_TABLE";
+/// Environment variable holding the queue's URL.
+pub const ENV_QUEUE_URL: &str = "HOOKGATE_QUEUE_URL";
+/// Environment variable holding the dead-letter queue's URL (optional).
+pub const ENV_DLQ_URL: &str = "HOOKGATE_DLQ_URL";
+
+/// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`
+/// for local stand-ins such as moto).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::load_defaults(BehaviorVersion::latest()).await
+}
+
+/// Why [`AwsBackend::from_env`] could not build the backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    /// A required environment variable is unset or empty.
+    #[error("environment variable {0} is not set (it must name the {1})")]
+    MissingVar(&'static str, &'static str),
+    /// An environment variable is not valid Unicode.
+    #[error("environment variable {0} is not valid UTF-8")]
+    NotUnicode(&'static str),
+}
+
+/// The ledger and the queue on AWS, sharing one SDK configuration.
+#[derive(Debug, Clone)]
+pub struct AwsBackend {
+    /// The DynamoDB ledger.
+    pub ledger: Arc<DynamoDbLedger>,
+    /// The SQS queue.
+    pub queue: Arc<SqsQueue>,
+}
+
+impl AwsBackend {
+    /// Builds the backend from `HOOKGATE_TABLE`, `HOOKGATE_QUEUE_URL` and (optional)
+    /// `HOOKGATE_DLQ_URL`, with the SDK configuration from the environment.
+    pub async fn from_env() -> Result<AwsBackend, InitError> {
+        let table = required_var(ENV_TABLE, "DynamoDB ledger table")?;
+        let queue_url = required_var(ENV_QUEUE_URL, "SQS queue URL")?;
+        let dlq_url = optional_var(ENV_DLQ_URL)?;
+        let config = sdk_config().await;
+        Ok(Self::from_parts(&config, table, queue_url, dlq_url))
+    }
+
+    /// Builds the backend from an SDK configuration and the resources' names.
+    pub fn from_parts(
+        config: &SdkConfig,
+        table: impl Into<String>,
+        queue_url: impl Into<String>,
+        dlq_url: Option<String>,
+    ) -> AwsBackend {
+        let dynamodb = aws_sdk_dynamodb::Client::new(config);
+        let sqs = aws_sdk_sqs::Client::new(config);
+        AwsBackend {
+            ledger: Arc::new(DynamoDbLedger::new(dynamodb, table)),
+            queue: Arc::new(SqsQueue::new(sqs, queue_url, dlq_url)),
+        }
+    }
+}
+
+fn optional_var(name: &'static str) -> Result<Option<String>, InitError> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(InitError::NotUnicode(name)),
+    }
+}
+
+fn required_var(name: &'static str, what: &'static str) -> Result<String, InitError> {
+    optional_var(name)?.ok_or(InitError::MissingVar(name, what))
+}

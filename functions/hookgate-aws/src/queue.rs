@@ -1,0 +1,278 @@
+//! `SqsQueue`: the [`Queue`] port on an SQS standard queue.
+//!
+//! It exists so the receiver and the processor can hand events over durably on AWS with the
+//! same semantics `MemoryQueue` gives locally: at-least-once delivery, visibility timeouts,
+//! `ApproximateReceiveCount`, and a dead-letter queue. Redrive after `maxReceiveCount` receives
+//! is SQS's own (the queue's `RedrivePolicy`, see [`crate::setup::create_queues`]);
+//! [`Queue::move_to_dlq`] is the explicit "give up now" path, a send to the DLQ then a delete.
+//!
+//! Arguments the port rejects (`max` outside 1–10, waits over 20 s, visibility over 12 h,
+//! bodies over 1 MiB) are rejected here before any request, with the in-memory queue's errors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::Client;
+use hookgate_core::queue::{
+    OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
+    SQS_MAX_MESSAGE_BYTES,
+};
+
+/// Longest long-poll SQS allows.
+const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// The hookgate queue on SQS, with an optional dead-letter queue for [`Queue::move_to_dlq`].
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+    dlq_url: Option<String>,
+}
+
+impl SqsQueue {
+    /// A queue at `queue_url`; `dlq_url` is where [`Queue::move_to_dlq`] sends messages.
+    pub fn new(client: Client, queue_url: impl Into<String>, dlq_url: Option<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+            dlq_url,
+        }
+    }
+
+    /// The queue's URL.
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// The dead-letter queue's URL, if one is configured.
+    pub fn dlq_url(&self) -> Option<&str> {
+        self.dlq_url.as_deref()
+    }
+
+    async fn send_to(
+        &self,
+        url: &str,
+        body: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, QueueError> {
+        if body.len() > SQS_MAX_MESSAGE_BYTES {
+            return Err(QueueError::TooLarge(body.len()));
+        }
+        let mut request = self.client.send_message().queue_url(url).message_body(body);
+        for (name, value) in attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| QueueError::Invalid(format!("message attribute {name}: {e}")))?;
+            request = request.message_attributes(name, value);
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| queue_error("SendMessage", e))?;
+        out.message_id
+            .ok_or_else(|| QueueError::Unavailable("SendMessage returned no message id".into()))
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, message: &OutgoingMessage) -> Result<String, QueueError> {
+        self.send_to(&self.queue_url, &message.body, &message.attributes)
+            .await
+    }
+
+    async fn receive(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>, QueueError> {
+        if !(1..=10).contains(&max) || wait > MAX_WAIT {
+            return Err(QueueError::Invalid(
+                "receive takes 1-10 messages and waits at most 20 s".into(),
+            ));
+        }
+        let max = i32::try_from(max).unwrap_or(10);
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(whole_secs(wait))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| queue_error("ReceiveMessage", e))?;
+        out.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(received_from_sqs)
+            .collect()
+    }
+
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), QueueError> {
+        if timeout > MAX_VISIBILITY_TIMEOUT {
+            return Err(QueueError::Invalid(
+                "visibility timeout is at most 12 h".into(),
+            ));
+        }
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(whole_secs(timeout))
+            .send()
+            .await
+            .map_err(|e| match queue_error("ChangeMessageVisibility", e) {
+                QueueError::InvalidReceipt(_) => QueueError::InvalidReceipt(receipt_handle.into()),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        let result = self
+            .client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => match queue_error("DeleteMessage", e) {
+                // The message is gone already (deleted, or moved to the DLQ by redrive): the
+                // port's delete is idempotent, as MemoryQueue's is.
+                QueueError::InvalidReceipt(msg) => {
+                    tracing::debug!(%msg, "delete of a message no longer in the queue");
+                    Ok(())
+                }
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn move_to_dlq(&self, message: &ReceivedMessage) -> Result<(), QueueError> {
+        let dlq = self
+            .dlq_url
+            .as_deref()
+            .ok_or(QueueError::NoDeadLetterQueue)?;
+        self.send_to(dlq, &message.body, &message.attributes)
+            .await?;
+        self.delete(&message.receipt_handle).await
+    }
+}
+
+/// `d` in whole seconds, rounded up (SQS counts in seconds; never wait or hide less than asked).
+fn whole_secs(d: Duration) -> i32 {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+fn received_from_sqs(m: Message) -> Result<ReceivedMessage, QueueError> {
+    let receive_count = m
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse::<u32>().ok())
+        .ok_or_else(|| {
+            QueueError::Unavailable("received a message without ApproximateReceiveCount".into())
+        })?;
+    let attributes = m
+        .message_attributes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, value)| value.string_value.map(|v| (name, v)))
+        .collect();
+    Ok(ReceivedMessage {
+        message_id: m
+            .message_id
+            .ok_or_else(|| QueueError::Unavailable("received a message without an id".into()))?,
+        receipt_handle: m.receipt_handle.ok_or_else(|| {
+            QueueError::Unavailable("received a message without a receipt handle".into())
+        })?,
+        body: m.body.unwrap_or_default(),
+        receive_count,
+        attributes,
+    })
+}
+
+/// Maps an SQS error to the port's: a receipt that names no in-flight message is
+/// `InvalidReceipt`, a request SQS rejects as malformed is `Invalid`, anything else (network,
+/// throttling, 5xx, a missing queue) is `Unavailable`.
+fn queue_error<E, R>(op: &str, err: SdkError<E, R>) -> QueueError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    let message = format!("SQS {op}: {}", DisplayErrorContext(&err));
+    let code = match &err {
+        SdkError::ServiceError(se) => se.err().code().unwrap_or_default().to_owned(),
+        _ => return QueueError::Unavailable(message),
+    };
+    // SQS's JSON protocol may prefix codes (`AWS.SimpleQueueService.…`) or suffix them
+    // (`…Exception`); compare the bare name.
+    let bare = code.rsplit(['.', '#']).next().unwrap_or_default();
+    let bare = bare.strip_suffix("Exception").unwrap_or(bare);
+    match bare {
+        "ReceiptHandleIsInvalid" | "MessageNotInflight" => QueueError::InvalidReceipt(message),
+        "InvalidParameterValue"
+        | "InvalidMessageContents"
+        | "InvalidAttributeName"
+        | "InvalidAttributeValue"
+        | "MissingParameter" => QueueError::Invalid(message),
+        _ => QueueError::Unavailable(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_seconds() {
+        assert_eq!(whole_secs(Duration::ZERO), 0);
+        assert_eq!(whole_secs(Duration::from_millis(1)), 1);
+        assert_eq!(whole_secs(Duration::from_secs(20)), 20);
+        assert_eq!(whole_secs(Duration::from_millis(1_500)), 2);
+    }
+
+    #[test]
+    fn messages_without_receive_count_are_refused() {
+        let m = Message::builder()
+            .message_id("m")
+            .receipt_handle("r")
+            .body("b")
+            .build();
+        assert!(matches!(
+            received_from_sqs(m),
+            Err(QueueError::Unavailable(_))
+        ));
+        let m = Message::builder()
+            .message_id("m")
+            .receipt_handle("r")
+            .body("b")
+            .attributes(MessageSystemAttributeName::ApproximateReceiveCount, "3")
+            .message_attributes(
+                "k",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value("v")
+                    .build()
+                    .expect("valid attribute"),
+            )
+            .build();
+        let r = received_from_sqs(m).expect("valid message");
+        assert_eq!(r.receive_count, 3);
+        assert_eq!(r.attributes.get("k").map(String::as_str), Some("v"));
+    }
+}

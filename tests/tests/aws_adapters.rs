@@ -1,0 +1,363 @@
+//! What only the AWS adapters have: resource setup, the stored item layout, and how store
+//! failures map onto the ports' errors. (The behaviour both backends share is in the contract
+//! suites.)
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use aws_sdk_sqs::types::QueueAttributeName;
+use hookgate_aws::{DynamoDbLedger, SqsQueue};
+use hookgate_core::clock::{Clock, SystemClock, Timestamp};
+use hookgate_core::envelope::{EventId, SourceName};
+use hookgate_core::ledger::{
+    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventStatus, Ledger, LedgerError,
+};
+use hookgate_core::queue::{OutgoingMessage, Queue, QueueError};
+use hookgate_testkit::{fresh_resources, moto_endpoint, moto_sdk_config};
+
+macro_rules! moto_or_skip {
+    () => {
+        match moto_endpoint() {
+            Some(endpoint) => endpoint,
+            None => {
+                eprintln!("skipped: no moto");
+                return;
+            }
+        }
+    };
+}
+
+fn new_id() -> EventId {
+    EventId::parse(&format!("test:{}", uuid::Uuid::new_v4().simple())).unwrap()
+}
+
+fn claim(id: &EventId, now: Timestamp, token: &str) -> Claim {
+    Claim {
+        event_id: id.clone(),
+        source: SourceName::parse("github").unwrap(),
+        event_type: "push".into(),
+        now,
+        expires_at: now.plus(Duration::from_secs(3600)),
+        timeout: Duration::from_secs(30),
+        token: token.into(),
+    }
+}
+
+#[tokio::test]
+async fn setup_is_idempotent_and_configures_resources() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 4, 7).await;
+    let dynamodb = r.dynamodb();
+    let sqs = r.sqs();
+
+    // Again, on existing resources: fine, same URLs.
+    hookgate_aws::create_table(&dynamodb, &r.table)
+        .await
+        .unwrap();
+    let urls = hookgate_aws::create_queues(&sqs, &r.queue_name, 4, 7)
+        .await
+        .unwrap();
+    assert_eq!(urls.queue_url, r.queue_url);
+    assert_eq!(urls.dlq_url, r.dlq_url);
+    // With other settings: re-applied.
+    let urls = hookgate_aws::create_queues(&sqs, &r.queue_name, 5, 9)
+        .await
+        .unwrap();
+    assert_eq!(urls.queue_url, r.queue_url);
+
+    let ttl = dynamodb
+        .describe_time_to_live()
+        .table_name(&r.table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("expires_at"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+
+    let table = dynamodb
+        .describe_table()
+        .table_name(&r.table)
+        .send()
+        .await
+        .unwrap();
+    let key = table.table().unwrap().key_schema();
+    assert_eq!(key.len(), 1);
+    assert_eq!(key[0].attribute_name(), "event_id");
+
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&r.queue_url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attrs = attrs.attributes().unwrap();
+    assert_eq!(attrs[&QueueAttributeName::VisibilityTimeout], "9");
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attrs[&QueueAttributeName::RedrivePolicy]).unwrap();
+    assert_eq!(redrive["maxReceiveCount"], 5);
+    assert!(redrive["deadLetterTargetArn"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("{}-dlq", r.queue_name)));
+
+    let dlq_attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&r.dlq_url)
+        .attribute_names(QueueAttributeName::MessageRetentionPeriod)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        dlq_attrs.attributes().unwrap()[&QueueAttributeName::MessageRetentionPeriod],
+        "1209600"
+    );
+}
+
+#[tokio::test]
+async fn items_have_the_documented_layout() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    let ledger = r.backend().ledger;
+    let dynamodb = r.dynamodb();
+    let raw = |id: &EventId| {
+        let dynamodb = dynamodb.clone();
+        let table = r.table.clone();
+        let id = id.as_str().to_owned();
+        async move {
+            dynamodb
+                .get_item()
+                .table_name(table)
+                .key("event_id", AttributeValue::S(id))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap()
+        }
+    };
+
+    let id = new_id();
+    // Not on a whole second: expires_at is stored rounded up to whole seconds.
+    let now = Timestamp::from_millis(SystemClock.now().as_secs() * 1000 + 250);
+    assert_eq!(
+        ledger.claim(&claim(&id, now, "tok")).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    let item = raw(&id).await;
+    let n = |name: &str| item[name].as_n().unwrap().parse::<i64>().unwrap();
+    assert_eq!(item["status"].as_s().unwrap(), "received");
+    assert_eq!(item["claim_token"].as_s().unwrap(), "tok");
+    assert_eq!(n("received_at"), now.as_millis());
+    assert_eq!(n("claimed_at"), now.as_millis());
+    assert_eq!(n("expires_at"), now.as_secs() + 3600 + 1);
+    assert_eq!(n("attempt_count"), 0);
+    assert!(!item.contains_key("attempts"));
+    assert!(!item.contains_key("lease_until"));
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        record.expires_at,
+        Timestamp::from_secs(now.as_secs() + 3601)
+    );
+
+    ledger.mark_queued(&id, "tok", now).await.unwrap();
+    let start = AttemptStart {
+        event_id: id.clone(),
+        source: SourceName::parse("github").unwrap(),
+        event_type: "push".into(),
+        received_at: now,
+        expires_at: now,
+        now,
+        lease_until: now.plus(Duration::from_secs(60)),
+    };
+    ledger.start_attempt(&start).await.unwrap();
+    let item = raw(&id).await;
+    assert_eq!(item["status"].as_s().unwrap(), "processing");
+    assert_eq!(
+        item["lease_until"].as_n().unwrap(),
+        &start.lease_until.as_millis().to_string()
+    );
+    // The claim's expiry was kept, not replaced by the start's.
+    assert_eq!(
+        item["expires_at"].as_n().unwrap(),
+        &(now.as_secs() + 3601).to_string()
+    );
+
+    let end = |attempt: u32, status, error: Option<&str>| AttemptEnd {
+        event_id: id.clone(),
+        attempt: Attempt {
+            attempt,
+            at: now,
+            duration_ms: 12,
+            success: error.is_none(),
+            error: error.map(str::to_owned),
+        },
+        status,
+        now,
+    };
+    ledger
+        .finish_attempt(&end(1, EventStatus::Failed, Some("boom")))
+        .await
+        .unwrap();
+    let item = raw(&id).await;
+    assert_eq!(item["status"].as_s().unwrap(), "failed");
+    assert_eq!(item["last_error"].as_s().unwrap(), "boom");
+    assert!(!item.contains_key("lease_until"));
+    let attempts = item["attempts"].as_l().unwrap();
+    assert_eq!(attempts.len(), 1);
+    let a = attempts[0].as_m().unwrap();
+    assert_eq!(a["attempt"].as_n().unwrap(), "1");
+    assert_eq!(a["at"].as_n().unwrap(), &now.as_millis().to_string());
+    assert_eq!(a["duration_ms"].as_n().unwrap(), "12");
+    assert_eq!(a["success"].as_bool().unwrap(), &false);
+    assert_eq!(a["error"].as_s().unwrap(), "boom");
+
+    ledger.start_attempt(&start).await.unwrap();
+    ledger
+        .finish_attempt(&end(2, EventStatus::Processed, None))
+        .await
+        .unwrap();
+    let item = raw(&id).await;
+    assert_eq!(item["status"].as_s().unwrap(), "processed");
+    assert!(!item.contains_key("last_error"));
+    let attempts = item["attempts"].as_l().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert!(!attempts[1].as_m().unwrap().contains_key("error"));
+}
+
+#[tokio::test]
+async fn unreadable_items_are_corrupt() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    let ledger = r.backend().ledger;
+    let dynamodb = r.dynamodb();
+    let put = |id: &EventId, status: &str, attempt_count: AttributeValue| {
+        dynamodb
+            .put_item()
+            .table_name(&r.table)
+            .item("event_id", AttributeValue::S(id.as_str().into()))
+            .item("source", AttributeValue::S("github".into()))
+            .item("event_type", AttributeValue::S("push".into()))
+            .item("status", AttributeValue::S(status.into()))
+            .item("received_at", AttributeValue::N("1".into()))
+            .item("updated_at", AttributeValue::N("1".into()))
+            .item("expires_at", AttributeValue::N("99999999999".into()))
+            .item("attempt_count", attempt_count)
+            .send()
+    };
+
+    let id = new_id();
+    put(&id, "bogus", AttributeValue::N("0".into()))
+        .await
+        .unwrap();
+    let got = ledger.get(&id).await;
+    assert!(matches!(got, Err(LedgerError::Corrupt(_))), "got {got:?}");
+    let got = ledger.claim(&claim(&id, SystemClock.now(), "t")).await;
+    assert!(matches!(got, Err(LedgerError::Corrupt(_))), "got {got:?}");
+
+    let id = new_id();
+    put(&id, "queued", AttributeValue::S("one".into()))
+        .await
+        .unwrap();
+    let got = ledger.get(&id).await;
+    assert!(matches!(got, Err(LedgerError::Corrupt(_))), "got {got:?}");
+    // Claims only need the status: still a duplicate.
+    assert_eq!(
+        ledger
+            .claim(&claim(&id, SystemClock.now(), "t"))
+            .await
+            .unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Queued)
+    );
+}
+
+#[tokio::test]
+async fn missing_resources_are_unavailable() {
+    let endpoint = moto_or_skip!();
+    let config = moto_sdk_config(&endpoint).await;
+    let ledger = DynamoDbLedger::new(aws_sdk_dynamodb::Client::new(&config), "no-such-table");
+    let got = ledger.get(&new_id()).await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = ledger
+        .claim(&claim(&new_id(), SystemClock.now(), "t"))
+        .await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "got {got:?}"
+    );
+
+    let queue = SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        format!("{endpoint}/123456789012/no-such-queue"),
+        None,
+    );
+    let msg = OutgoingMessage {
+        body: "x".into(),
+        attributes: BTreeMap::new(),
+    };
+    let got = queue.send(&msg).await;
+    assert!(
+        matches!(got, Err(QueueError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = queue.receive(1, Duration::ZERO).await;
+    assert!(
+        matches!(got, Err(QueueError::Unavailable(_))),
+        "got {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_store_is_unavailable() {
+    // A port nothing listens on; no moto needed.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let config = moto_sdk_config(&format!("http://127.0.0.1:{port}"))
+        .await
+        .to_builder()
+        .retry_config(RetryConfig::disabled())
+        .build();
+    let backend = hookgate_aws::AwsBackend::from_parts(&config, "t", "http://127.0.0.1:1/q", None);
+
+    let got = backend.ledger.get(&new_id()).await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = backend
+        .ledger
+        .claim(&claim(&new_id(), SystemClock.now(), "t"))
+        .await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = backend
+        .ledger
+        .mark_queued(&new_id(), "t", SystemClock.now())
+        .await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "got {got:?}"
+    );
+
+    let got = backend.queue.receive(1, Duration::ZERO).await;
+    assert!(
+        matches!(got, Err(QueueError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = backend.queue.delete("r").await;
+    assert!(
+        matches!(got, Err(QueueError::Unavailable(_))),
+        "got {got:?}"
+    );
+}

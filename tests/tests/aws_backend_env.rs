@@ -1,0 +1,53 @@
+//! `AwsBackend::from_env`, as the Lambda functions call it. Alone in its own test binary
+//! because it changes the process environment.
+
+use hookgate_aws::{AwsBackend, InitError};
+use hookgate_core::envelope::EventId;
+use hookgate_core::ledger::Ledger;
+use hookgate_core::queue::Queue;
+
+#[tokio::test]
+async fn from_env_names_what_is_missing_and_honours_aws_endpoint_url() {
+    // Nothing else runs in this binary, so changing the environment races with nothing.
+    for var in ["HOOKGATE_TABLE", "HOOKGATE_QUEUE_URL", "HOOKGATE_DLQ_URL"] {
+        std::env::remove_var(var);
+    }
+    let err = AwsBackend::from_env().await.unwrap_err();
+    assert!(matches!(err, InitError::MissingVar("HOOKGATE_TABLE", _)));
+    assert!(err.to_string().contains("HOOKGATE_TABLE"), "{err}");
+
+    std::env::set_var("HOOKGATE_TABLE", "t");
+    std::env::set_var("HOOKGATE_QUEUE_URL", "  ");
+    let err = AwsBackend::from_env().await.unwrap_err();
+    assert_eq!(
+        err,
+        InitError::MissingVar("HOOKGATE_QUEUE_URL", "SQS queue URL")
+    );
+    assert!(err.to_string().contains("HOOKGATE_QUEUE_URL"), "{err}");
+
+    let Some(endpoint) = hookgate_testkit::moto_endpoint() else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let r = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
+    std::env::set_var("HOOKGATE_TABLE", &r.table);
+    std::env::set_var("HOOKGATE_QUEUE_URL", &r.queue_url);
+    std::env::set_var("HOOKGATE_DLQ_URL", &r.dlq_url);
+    std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+    std::env::set_var("AWS_REGION", "us-east-1");
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let backend = AwsBackend::from_env().await.unwrap();
+    assert_eq!(backend.queue.queue_url(), r.queue_url);
+    assert_eq!(backend.queue.dlq_url(), Some(r.dlq_url.as_str()));
+    assert_eq!(backend.ledger.table(), r.table);
+    // It reaches moto through AWS_ENDPOINT_URL.
+    let id = EventId::parse("test:from-env").unwrap();
+    assert_eq!(backend.ledger.get(&id).await.unwrap(), None);
+    assert!(backend
+        .queue
+        .receive(1, std::time::Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
+}

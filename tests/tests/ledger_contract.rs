@@ -1,0 +1,728 @@
+//! The `Ledger` contract: one suite, run against `MemoryLedger` and against `DynamoDbLedger` on
+//! moto, so the local stack and AWS cannot drift apart.
+//!
+//! The ledger takes its time from its arguments, never from a clock, so the tests move time by
+//! passing later timestamps. They start from a whole second so that `expires_at` (stored by
+//! DynamoDB in whole seconds, the TTL format) round-trips exactly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate_core::clock::{Clock, SystemClock, Timestamp};
+use hookgate_core::envelope::{EventId, SourceName};
+use hookgate_core::ledger::{
+    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, Ledger,
+    LedgerError, StartOutcome,
+};
+use hookgate_core::memory::MemoryLedger;
+
+const DEDUP_WINDOW: Duration = Duration::from_secs(3600);
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
+const LEASE: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Now, rounded down to a whole second.
+fn t0() -> Timestamp {
+    Timestamp::from_secs(SystemClock.now().as_secs())
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn new_id() -> EventId {
+    EventId::parse(&format!("test:{}", uuid::Uuid::new_v4().simple())).unwrap()
+}
+
+fn source() -> SourceName {
+    SourceName::parse("github").unwrap()
+}
+
+fn token() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn claim_at(id: &EventId, now: Timestamp, token: &str) -> Claim {
+    Claim {
+        event_id: id.clone(),
+        source: source(),
+        event_type: "push".into(),
+        now,
+        expires_at: now.plus(DEDUP_WINDOW),
+        timeout: CLAIM_TIMEOUT,
+        token: token.into(),
+    }
+}
+
+fn start_at(id: &EventId, received_at: Timestamp, now: Timestamp) -> AttemptStart {
+    AttemptStart {
+        event_id: id.clone(),
+        source: source(),
+        event_type: "push".into(),
+        received_at,
+        expires_at: received_at.plus(DEDUP_WINDOW),
+        now,
+        lease_until: now.plus(LEASE),
+    }
+}
+
+fn end_at(
+    id: &EventId,
+    attempt: u32,
+    started: Timestamp,
+    now: Timestamp,
+    status: EventStatus,
+    error: Option<&str>,
+) -> AttemptEnd {
+    AttemptEnd {
+        event_id: id.clone(),
+        attempt: Attempt {
+            attempt,
+            at: started,
+            duration_ms: now.since(started).as_millis() as u64,
+            success: error.is_none(),
+            error: error.map(str::to_owned),
+        },
+        status,
+        now,
+    }
+}
+
+/// Claims `id` at `now` and marks it queued; returns the token.
+async fn claim_and_queue(ledger: &dyn Ledger, id: &EventId, now: Timestamp) -> String {
+    let tok = token();
+    assert_eq!(
+        ledger.claim(&claim_at(id, now, &tok)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    ledger.mark_queued(id, &tok, now).await.unwrap();
+    tok
+}
+
+fn assert_conflict<T: std::fmt::Debug>(r: Result<T, LedgerError>) {
+    assert!(
+        matches!(r, Err(LedgerError::Conflict(_))),
+        "expected Conflict, got {r:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------------------------
+
+async fn claim_records_a_received_event(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    let tok = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &tok)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    let record = ledger
+        .get(&id)
+        .await
+        .unwrap()
+        .expect("claimed event is in the ledger");
+    assert_eq!(
+        record,
+        EventRecord {
+            event_id: id.clone(),
+            source: source(),
+            event_type: "push".into(),
+            status: EventStatus::Received,
+            received_at: now,
+            updated_at: now,
+            expires_at: now.plus(DEDUP_WINDOW),
+            attempt_count: 0,
+            attempts: vec![],
+            last_error: None,
+        }
+    );
+}
+
+async fn claim_then_duplicate(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    let tok = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &tok)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    let later = now.plus(secs(2));
+    ledger.mark_queued(&id, &tok, later).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Queued);
+    assert_eq!(record.updated_at, later);
+    assert_eq!(record.received_at, now);
+
+    // Same id again, any token, any time inside the window — even long after the claim timeout.
+    for at in [now.plus(secs(3)), now.plus(secs(600))] {
+        assert_eq!(
+            ledger.claim(&claim_at(&id, at, &token())).await.unwrap(),
+            ClaimOutcome::Duplicate(EventStatus::Queued)
+        );
+    }
+    // The duplicate changed nothing.
+    assert_eq!(ledger.get(&id).await.unwrap().unwrap(), record);
+    // Marking queued twice is a conflict: the claim is no longer `received`.
+    assert_conflict(ledger.mark_queued(&id, &tok, later).await);
+}
+
+async fn duplicate_reports_the_current_status(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    let s1 = now.plus(secs(1));
+    assert_eq!(
+        ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    assert_eq!(
+        ledger.claim(&claim_at(&id, s1, &token())).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Processing)
+    );
+    let e1 = now.plus(secs(2));
+    ledger
+        .finish_attempt(&end_at(&id, 1, s1, e1, EventStatus::Failed, Some("boom")))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, e1, &token())).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Failed)
+    );
+    ledger.start_attempt(&start_at(&id, now, e1)).await.unwrap();
+    ledger
+        .finish_attempt(&end_at(
+            &id,
+            2,
+            e1,
+            e1,
+            EventStatus::DeadLettered,
+            Some("boom"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, e1, &token())).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::DeadLettered)
+    );
+    ledger.start_attempt(&start_at(&id, now, e1)).await.unwrap();
+    ledger
+        .finish_attempt(&end_at(&id, 3, e1, e1, EventStatus::Processed, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, e1, &token())).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Processed)
+    );
+}
+
+async fn claim_in_progress_is_not_a_duplicate(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    let first = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &first)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    // Still `received`, and not stale: up to and including exactly `timeout` later.
+    for at in [now, now.plus(secs(1)), now.plus(CLAIM_TIMEOUT)] {
+        assert_eq!(
+            ledger.claim(&claim_at(&id, at, &token())).await.unwrap(),
+            ClaimOutcome::InProgress
+        );
+    }
+    // The first claim still owns it.
+    ledger
+        .mark_queued(&id, &first, now.plus(secs(2)))
+        .await
+        .unwrap();
+}
+
+async fn stale_claim_is_taken_over(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    let first = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &first)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    // One millisecond past the claim timeout, the claim is stale.
+    let later = now.plus(CLAIM_TIMEOUT).plus(Duration::from_millis(1));
+    let second = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, later, &second)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Received);
+    assert_eq!(record.received_at, later);
+    // The first owner lost it; the second owns it.
+    assert_conflict(ledger.mark_queued(&id, &first, later).await);
+    assert_conflict(ledger.release(&id, &first).await);
+    ledger.mark_queued(&id, &second, later).await.unwrap();
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().status,
+        EventStatus::Queued
+    );
+}
+
+async fn expired_claim_is_reclaimable(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    ledger
+        .start_attempt(&start_at(&id, now, now))
+        .await
+        .unwrap();
+    ledger
+        .finish_attempt(&end_at(&id, 1, now, now, EventStatus::Processed, None))
+        .await
+        .unwrap();
+    let expires_at = now.plus(DEDUP_WINDOW);
+    // At exactly `expires_at` it still deduplicates …
+    assert_eq!(
+        ledger
+            .claim(&claim_at(&id, expires_at, &token()))
+            .await
+            .unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Processed)
+    );
+    // … one millisecond later it does not: the id starts a fresh life.
+    let later = expires_at.plus(Duration::from_millis(1));
+    let tok = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, later, &tok)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Received);
+    assert_eq!(record.received_at, later);
+    assert_eq!(record.attempt_count, 0);
+    assert_eq!(record.attempts, vec![]);
+    ledger.mark_queued(&id, &tok, later).await.unwrap();
+}
+
+async fn release_frees_the_id(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    let tok = token();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &tok)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    // Another token may neither release nor enqueue it, and trying changes nothing.
+    assert_conflict(ledger.release(&id, "not-the-token").await);
+    assert_conflict(ledger.mark_queued(&id, "not-the-token", now).await);
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().status,
+        EventStatus::Received
+    );
+
+    ledger.release(&id, &tok).await.unwrap();
+    assert_eq!(ledger.get(&id).await.unwrap(), None);
+    // Released twice, or marked queued after the release: the claim is gone.
+    assert_conflict(ledger.release(&id, &tok).await);
+    assert_conflict(ledger.mark_queued(&id, &tok, now).await);
+    // The provider's retry is a fresh claim, not a duplicate.
+    assert_eq!(
+        ledger
+            .claim(&claim_at(&id, now.plus(secs(1)), &token()))
+            .await
+            .unwrap(),
+        ClaimOutcome::Claimed
+    );
+}
+
+async fn release_after_queued_conflicts(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let tok = claim_and_queue(ledger.as_ref(), &id, t0()).await;
+    assert_conflict(ledger.release(&id, &tok).await);
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().status,
+        EventStatus::Queued
+    );
+    // Unknown ids.
+    let unknown = new_id();
+    assert_conflict(ledger.release(&unknown, &tok).await);
+    assert_conflict(ledger.mark_queued(&unknown, &tok, t0()).await);
+    assert_eq!(ledger.get(&unknown).await.unwrap(), None);
+}
+
+async fn start_attempt_numbers_attempts(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    for n in 1..=3u32 {
+        let s = now.plus(secs(u64::from(n) * 10));
+        assert_eq!(
+            ledger.start_attempt(&start_at(&id, now, s)).await.unwrap(),
+            StartOutcome::Started { attempt: n }
+        );
+        let record = ledger.get(&id).await.unwrap().unwrap();
+        assert_eq!(record.status, EventStatus::Processing);
+        assert_eq!(record.attempt_count, n);
+        assert_eq!(record.updated_at, s);
+        // The row's own fields are kept, not overwritten by the start's.
+        assert_eq!(record.received_at, now);
+        ledger
+            .finish_attempt(&end_at(
+                &id,
+                n,
+                s,
+                s.plus(secs(1)),
+                EventStatus::Failed,
+                Some("boom"),
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+async fn live_lease_is_respected(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    let lease_until = now.plus(LEASE);
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, now))
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    // Live up to and including `lease_until`.
+    for at in [now, now.plus(secs(10)), lease_until] {
+        assert_eq!(
+            ledger.start_attempt(&start_at(&id, now, at)).await.unwrap(),
+            StartOutcome::Leased { until: lease_until }
+        );
+    }
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.attempt_count, 1);
+    assert_eq!(record.updated_at, now);
+}
+
+async fn expired_lease_is_taken_over(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    ledger
+        .start_attempt(&start_at(&id, now, now))
+        .await
+        .unwrap();
+    let later = now.plus(LEASE).plus(Duration::from_millis(1));
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, later))
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    // The new lease is the new owner's.
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, later))
+            .await
+            .unwrap(),
+        StartOutcome::Leased {
+            until: later.plus(LEASE)
+        }
+    );
+}
+
+async fn processed_is_final(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    ledger
+        .start_attempt(&start_at(&id, now, now))
+        .await
+        .unwrap();
+    let done = now.plus(secs(1));
+    ledger
+        .finish_attempt(&end_at(&id, 1, now, done, EventStatus::Processed, None))
+        .await
+        .unwrap();
+    let before = ledger.get(&id).await.unwrap().unwrap();
+    for at in [now.plus(secs(2)), now.plus(LEASE).plus(secs(10))] {
+        assert_eq!(
+            ledger.start_attempt(&start_at(&id, now, at)).await.unwrap(),
+            StartOutcome::AlreadyProcessed
+        );
+    }
+    assert_eq!(ledger.get(&id).await.unwrap().unwrap(), before);
+}
+
+async fn finish_with_a_stale_attempt_conflicts(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    ledger
+        .start_attempt(&start_at(&id, now, now))
+        .await
+        .unwrap();
+    // The first consumer's lease runs out; a second one starts attempt 2.
+    let later = now.plus(LEASE).plus(secs(1));
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, later))
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    // The first consumer finishes late: refused, nothing recorded.
+    assert_conflict(
+        ledger
+            .finish_attempt(&end_at(&id, 1, now, later, EventStatus::Processed, None))
+            .await,
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Processing);
+    assert_eq!(record.attempts, vec![]);
+    // A number from the future is refused too.
+    assert_conflict(
+        ledger
+            .finish_attempt(&end_at(&id, 3, later, later, EventStatus::Processed, None))
+            .await,
+    );
+    // The current attempt finishes.
+    ledger
+        .finish_attempt(&end_at(&id, 2, later, later, EventStatus::Processed, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().status,
+        EventStatus::Processed
+    );
+}
+
+async fn finish_unknown_event_conflicts(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    assert_conflict(
+        ledger
+            .finish_attempt(&end_at(&id, 1, now, now, EventStatus::Processed, None))
+            .await,
+    );
+    // And did not create a row.
+    assert_eq!(ledger.get(&id).await.unwrap(), None);
+}
+
+async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+
+    let s1 = now.plus(secs(1));
+    ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap();
+    let e1 = s1.plus(Duration::from_millis(250));
+    let end1 = end_at(
+        &id,
+        1,
+        s1,
+        e1,
+        EventStatus::Failed,
+        Some("upstream said 502 — «retry»"),
+    );
+    ledger.finish_attempt(&end1).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Failed);
+    assert_eq!(record.updated_at, e1);
+    assert_eq!(record.attempt_count, 1);
+    assert_eq!(record.attempts, vec![end1.attempt.clone()]);
+    assert_eq!(
+        record.last_error.as_deref(),
+        Some("upstream said 502 — «retry»")
+    );
+
+    // The finished attempt released its lease: a redelivery may start at once, well before the
+    // old lease would have run out.
+    let s2 = e1.plus(secs(1));
+    assert!(s2 < s1.plus(LEASE));
+    assert_eq!(
+        ledger.start_attempt(&start_at(&id, now, s2)).await.unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    let e2 = s2.plus(Duration::from_millis(40));
+    let end2 = end_at(&id, 2, s2, e2, EventStatus::Processed, None);
+    ledger.finish_attempt(&end2).await.unwrap();
+
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        record,
+        EventRecord {
+            event_id: id.clone(),
+            source: source(),
+            event_type: "push".into(),
+            status: EventStatus::Processed,
+            received_at: now,
+            updated_at: e2,
+            expires_at: now.plus(DEDUP_WINDOW),
+            attempt_count: 2,
+            attempts: vec![end1.attempt, end2.attempt],
+            last_error: None,
+        }
+    );
+}
+
+async fn dead_lettered_event_may_start_again(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    ledger
+        .start_attempt(&start_at(&id, now, now))
+        .await
+        .unwrap();
+    ledger
+        .finish_attempt(&end_at(
+            &id,
+            1,
+            now,
+            now,
+            EventStatus::DeadLettered,
+            Some("gave up"),
+        ))
+        .await
+        .unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::DeadLettered);
+    assert_eq!(record.last_error.as_deref(), Some("gave up"));
+    // Redriven: it starts again, numbering on.
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, now.plus(secs(1))))
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+}
+
+async fn get_unknown_is_none(ledger: Arc<dyn Ledger>) {
+    assert_eq!(ledger.get(&new_id()).await.unwrap(), None);
+}
+
+async fn start_attempt_on_unknown_id_upserts(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let received = t0();
+    let now = received.plus(secs(5));
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, received, now))
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    assert_eq!(
+        ledger.get(&id).await.unwrap(),
+        Some(EventRecord {
+            event_id: id.clone(),
+            source: source(),
+            event_type: "push".into(),
+            status: EventStatus::Processing,
+            received_at: received,
+            updated_at: now,
+            expires_at: received.plus(DEDUP_WINDOW),
+            attempt_count: 1,
+            attempts: vec![],
+            last_error: None,
+        })
+    );
+    // The row now deduplicates a late claim of the same id.
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &token())).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Processing)
+    );
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, received, now))
+            .await
+            .unwrap(),
+        StartOutcome::Leased {
+            until: now.plus(LEASE)
+        }
+    );
+}
+
+async fn start_attempt_on_a_received_claim(ledger: Arc<dyn Ledger>) {
+    // The receiver enqueued but crashed before `mark_queued`: the processor may still start.
+    let id = new_id();
+    let now = t0();
+    let tok = token();
+    ledger.claim(&claim_at(&id, now, &tok)).await.unwrap();
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, now.plus(secs(1))))
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    // … and then the claim can no longer be marked queued or released.
+    assert_conflict(ledger.mark_queued(&id, &tok, now.plus(secs(2))).await);
+    assert_conflict(ledger.release(&id, &tok).await);
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().status,
+        EventStatus::Processing
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the contract against each implementation
+// ---------------------------------------------------------------------------------------------
+
+async fn moto_ledger() -> Option<Arc<dyn Ledger>> {
+    let endpoint = hookgate_testkit::moto_endpoint()?;
+    let resources = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
+    Some(resources.backend().ledger)
+}
+
+macro_rules! ledger_contract {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(std::sync::Arc::new(super::MemoryLedger::new())).await;
+                }
+            )*
+        }
+
+        mod moto {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(ledger) = super::moto_ledger().await else {
+                        eprintln!("skipped: no moto");
+                        return;
+                    };
+                    super::$name(ledger).await;
+                }
+            )*
+        }
+    };
+}
+
+ledger_contract!(
+    claim_records_a_received_event,
+    claim_then_duplicate,
+    duplicate_reports_the_current_status,
+    claim_in_progress_is_not_a_duplicate,
+    stale_claim_is_taken_over,
+    expired_claim_is_reclaimable,
+    release_frees_the_id,
+    release_after_queued_conflicts,
+    start_attempt_numbers_attempts,
+    live_lease_is_respected,
+    expired_lease_is_taken_over,
+    processed_is_final,
+    finish_with_a_stale_attempt_conflicts,
+    finish_unknown_event_conflicts,
+    finish_records_attempts_in_order,
+    dead_lettered_event_may_start_again,
+    get_unknown_is_none,
+    start_attempt_on_unknown_id_upserts,
+    start_attempt_on_a_received_claim,
+);
