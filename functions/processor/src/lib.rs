@@ -1,0 +1,52 @@
+//! The processor Lambda's adapter: an SQS event source batch ↔ the processor core.
+//!
+//! Register your handlers in [`handlers`]; everything else is configuration.
+
+pub mod handlers;
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use hookgate_core::{Config, Handlers, Ledger, Processor, Timestamp};
+use lambda_runtime::{Error, LambdaEvent};
+
+/// The processor function: built once per cold start.
+pub struct App {
+    processor: Processor,
+}
+
+impl App {
+    /// The function over the given ledger and handlers.
+    pub fn new(config: &Config, ledger: Arc<dyn Ledger>, handlers: Handlers) -> Self {
+        Self {
+            processor: Processor::new(config, ledger, handlers),
+        }
+    }
+
+    /// The function as deployed: configuration and AWS clients from the environment.
+    /// `HOOKGATE_MAX_RECEIVE_COUNT` (the queue's redrive `maxReceiveCount`) overrides the
+    /// config file's, so the two cannot disagree.
+    pub async fn from_env(handlers: Handlers) -> Result<Self, Error> {
+        let mut config = Config::from_env()?;
+        if let Ok(n) = std::env::var("HOOKGATE_MAX_RECEIVE_COUNT") {
+            config.processor.max_receive_count = n.parse().map_err(|_| {
+                format!("HOOKGATE_MAX_RECEIVE_COUNT must be a positive integer, not {n:?}")
+            })?;
+        }
+        let backend = hookgate_aws::AwsBackend::from_env().await?;
+        Ok(Self::new(&config, backend.ledger, handlers))
+    }
+
+    /// Handles one batch. Record failures are reported in `batchItemFailures`; an
+    /// invocation error is returned only for a batch that cannot be reported record by record.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let deadline = i64::try_from(event.context.deadline)
+            .ok()
+            .map(Timestamp::from_millis);
+        let outcome = self
+            .processor
+            .process_batch(&event.payload, deadline)
+            .await?;
+        Ok(outcome.to_response())
+    }
+}

@@ -1,0 +1,72 @@
+//! The processor adapter on the sample SQS batches in `events/`, over an in-memory ledger.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use hookgate_core::memory::MemoryLedger;
+use hookgate_core::{Config, EventId, EventStatus, Ledger};
+use lambda_runtime::{Context, LambdaEvent};
+
+fn load(file: &str) -> SqsEvent {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn context() -> Context {
+    let mut context = Context::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    context.deadline = u64::try_from(now.as_millis()).unwrap() + 30_000;
+    context
+}
+
+#[tokio::test]
+async fn a_good_batch_has_no_failures_and_is_recorded() {
+    let ledger = Arc::new(MemoryLedger::new());
+    let app = processor::App::new(
+        &Config::from_toml("").unwrap(),
+        ledger.clone(),
+        processor::handlers::handlers(),
+    );
+    let response = app
+        .handle(LambdaEvent::new(load("sqs-batch.json"), context()))
+        .await
+        .unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let id = EventId::parse("demo:sample00000000000000000000000001").unwrap();
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().status,
+        EventStatus::Processed
+    );
+}
+
+#[tokio::test]
+async fn a_bad_record_is_the_one_batch_item_failure() {
+    let app = processor::App::new(
+        &Config::from_toml("").unwrap(),
+        Arc::new(MemoryLedger::new()),
+        processor::handlers::handlers(),
+    );
+    let response = app
+        .handle(LambdaEvent::new(
+            load("sqs-batch-one-fails.json"),
+            context(),
+        ))
+        .await
+        .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["44444444-4444-4444-8444-444444444444"]);
+    let json = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        json["batchItemFailures"][0]["itemIdentifier"],
+        "44444444-4444-4444-8444-444444444444"
+    );
+}

@@ -1,0 +1,102 @@
+//! The receiver Lambda's adapter: API Gateway (HTTP API payload v2 or REST v1) ↔ the receiver
+//! core.
+//!
+//! `POST /webhooks/{source}` goes to the [`Receiver`]; `GET /events/{id}` to the status API,
+//! which API Gateway guards with IAM. `lambda_http` has already undone API Gateway's base64
+//! body encoding, so the signature is checked over the bytes the provider sent.
+
+use std::sync::Arc;
+
+use hookgate_core::status::{Access, StatusApi};
+use hookgate_core::{Config, IncomingRequest, Ledger, Queue, Receiver, Reply};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Error, Request, RequestExt, Response};
+
+/// The receiver function: built once per cold start, then shared by every invocation.
+pub struct App {
+    receiver: Receiver,
+    status: StatusApi,
+}
+
+impl App {
+    /// The function over the given ports.
+    pub fn new(
+        config: &Config,
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            receiver: Receiver::new(config, ledger.clone(), queue)?,
+            status: StatusApi::new(ledger, Access::AuthorizedUpstream),
+        })
+    }
+
+    /// The function as deployed: configuration and AWS clients from the environment. Fails
+    /// the cold start with a message naming what is missing.
+    pub async fn from_env() -> Result<Self, Error> {
+        let config = Config::from_env()?;
+        let backend = hookgate_aws::AwsBackend::from_env().await?;
+        Self::new(&config, backend.ledger, backend.queue)
+    }
+
+    /// Handles one API Gateway request.
+    pub async fn handle(&self, request: Request) -> Result<Response<Body>, Error> {
+        let reply = match route(&request) {
+            Route::Webhook(source) => {
+                let (parts, body) = request.into_parts();
+                let incoming = IncomingRequest {
+                    method: parts.method,
+                    source,
+                    headers: parts.headers,
+                    body: bytes::Bytes::copy_from_slice(body.as_ref()),
+                };
+                self.receiver.handle(incoming).await
+            }
+            Route::Status(id) if request.method() == Method::GET => {
+                self.status.get_event(None, &id).await
+            }
+            Route::Status(_) => Reply::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "only GET is accepted",
+            ),
+            Route::Unknown => Reply::error(StatusCode::NOT_FOUND, "not_found", "no such route"),
+        };
+        Ok(to_response(&reply))
+    }
+}
+
+enum Route {
+    Webhook(String),
+    Status(String),
+    Unknown,
+}
+
+/// Path parameters when API Gateway gives them; the path itself otherwise (e.g. `$default`
+/// routes or a proxy resource).
+fn route(request: &Request) -> Route {
+    let params = request.path_parameters();
+    if let Some(source) = params.first("source") {
+        return Route::Webhook(source.to_owned());
+    }
+    if let Some(id) = params.first("id") {
+        return Route::Status(id.to_owned());
+    }
+    let path = request.uri().path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        [.., "webhooks", source] => Route::Webhook((*source).to_owned()),
+        [.., "events", id] => Route::Status((*id).to_owned()),
+        _ => Route::Unknown,
+    }
+}
+
+fn to_response(reply: &Reply) -> Response<Body> {
+    let mut response = Response::new(Body::Text(reply.body_string()));
+    *response.status_mut() = reply.status;
+    response.headers_mut().insert(
+        lambda_http::http::header::CONTENT_TYPE,
+        lambda_http::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

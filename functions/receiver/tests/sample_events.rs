@@ -1,0 +1,105 @@
+//! The receiver adapter on the sample API Gateway events in `events/`, with the sample
+//! configuration from `events/env.json`, over in-memory ports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::{Config, Queue};
+use lambda_http::http::StatusCode;
+use serde_json::Value;
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
+}
+
+fn sample_config() -> Config {
+    let env: Value =
+        serde_json::from_str(&std::fs::read_to_string(events_dir().join("env.json")).unwrap())
+            .unwrap();
+    Config::from_toml(env["ReceiverFunction"]["HOOKGATE_CONFIG"].as_str().unwrap()).unwrap()
+}
+
+struct Harness {
+    app: receiver::App,
+    queue: Arc<MemoryQueue>,
+}
+
+fn harness() -> Harness {
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let app = receiver::App::new(
+        &sample_config(),
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+    )
+    .unwrap();
+    Harness { app, queue }
+}
+
+async fn invoke(h: &Harness, file: &str) -> (StatusCode, Value) {
+    let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
+    let request = lambda_http::request::from_str(&text).unwrap();
+    let response = h.app.handle(request).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    (response.status(), body)
+}
+
+#[tokio::test]
+async fn http_api_v2_event_is_queued_then_a_duplicate() {
+    let h = harness();
+    let (status, body) = invoke(&h, "webhook-demo.json").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["status"], "queued");
+    let (status, again) = invoke(&h, "webhook-demo.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["event_id"], body["event_id"]);
+    assert_eq!(h.queue.len(), 1);
+}
+
+#[tokio::test]
+async fn base64_body_is_decoded_before_verification() {
+    let h = harness();
+    let (status, body) = invoke(&h, "webhook-demo-base64.json").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let message = &h.queue.receive(1, Duration::ZERO).await.unwrap()[0];
+    let envelope = hookgate_core::Envelope::from_message(&message.body).unwrap();
+    assert!(std::str::from_utf8(&envelope.body)
+        .unwrap()
+        .contains("café"));
+}
+
+#[tokio::test]
+async fn rest_api_v1_event_is_accepted() {
+    let h = harness();
+    let (status, body) = invoke(&h, "webhook-demo-rest-v1.json").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn rejections_from_sample_events() {
+    let h = harness();
+    let (status, body) = invoke(&h, "webhook-bad-signature.json").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("signature_mismatch"))
+    );
+    let (status, body) = invoke(&h, "webhook-unknown-source.json").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_source"))
+    );
+    assert!(h.queue.is_empty());
+}
+
+#[tokio::test]
+async fn status_route_reads_the_ledger() {
+    let h = harness();
+    let (status, body) = invoke(&h, "status-get.json").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("event_not_found"))
+    );
+}
