@@ -1,0 +1,204 @@
+//! The local stack: the receiver routes over HTTP, plus the processor fed by a local event
+//! source, sharing one ledger and one queue.
+//!
+//! Routes:
+//! - `POST /webhooks/{source}`: the receiver (any other method: 405).
+//! - `GET /events/{id}`: the event's status and attempts, with `Authorization: Bearer <token>`.
+//! - `GET /healthz`: liveness.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use hookgate_core::event_source::EventSource;
+use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::status::{Access, StatusApi};
+use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
+use tokio::net::TcpListener;
+use tracing::info;
+
+/// The receiver, the processor and the status API over one pair of ports.
+pub struct LocalStack {
+    receiver: Arc<Receiver>,
+    status: Arc<StatusApi>,
+    processor: Arc<Processor>,
+    queue: Arc<dyn Queue>,
+}
+
+/// A configuration the local stack cannot run.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct StackError(#[from] hookgate_core::ConfigError);
+
+impl LocalStack {
+    /// A stack over the given ports.
+    pub fn new(
+        config: &Config,
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+        handlers: Handlers,
+    ) -> Result<Self, StackError> {
+        let receiver = Receiver::new(config, ledger.clone(), queue.clone())?;
+        let access = match &config.admin.token {
+            Some(token) => Access::Bearer(token.clone()),
+            None => Access::Closed,
+        };
+        Ok(Self {
+            receiver: Arc::new(receiver),
+            status: Arc::new(StatusApi::new(ledger.clone(), access)),
+            processor: Arc::new(Processor::new(config, ledger, handlers)),
+            queue,
+        })
+    }
+
+    /// A stack on in-memory backends: a queue with a DLQ after `max_receive_count` receives.
+    ///
+    /// # Panics
+    /// Never for a `Config` that loaded: loading validated it.
+    pub fn in_memory(config: Config, handlers: Handlers) -> Self {
+        let (queue, _dlq) = MemoryQueue::with_dlq(
+            config.processor.visibility_timeout(),
+            config.processor.max_receive_count,
+        );
+        Self::new(&config, Arc::new(MemoryLedger::new()), queue, handlers)
+            .unwrap_or_else(|e| panic!("a loaded config is valid: {e}"))
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        let state = Routes {
+            receiver: self.receiver.clone(),
+            status: self.status.clone(),
+        };
+        Router::new()
+            .route("/webhooks/{source}", any(webhook))
+            .route("/events/{id}", get(event_status))
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            )
+            .fallback(|| async {
+                json(Reply::error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route",
+                ))
+            })
+            .method_not_allowed_fallback(|| async {
+                json(Reply::error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed",
+                ))
+            })
+            .with_state(state)
+    }
+
+    /// Serves HTTP on `listener` and runs the processor until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let events = EventSource::new(self.queue.clone(), self.processor.clone());
+        let mut stopped = stop_rx.clone();
+        let processor = tokio::spawn(events.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        let mut stopped = stop_rx;
+        let http = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        let http = tokio::spawn(async move { http.await });
+        shutdown.await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+        let served = http.await.map_err(std::io::Error::other)?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), processor).await;
+        served
+    }
+}
+
+#[derive(Clone)]
+struct Routes {
+    receiver: Arc<Receiver>,
+    status: Arc<StatusApi>,
+}
+
+fn json(reply: Reply) -> Response {
+    (
+        reply.status,
+        [(header::CONTENT_TYPE, "application/json")],
+        reply.body_string(),
+    )
+        .into_response()
+}
+
+async fn webhook(
+    State(routes): State<Routes>,
+    source: Result<Path<String>, PathRejection>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path(source)) = source else {
+        return json(Reply::error(
+            StatusCode::NOT_FOUND,
+            "unknown_source",
+            "the source name is not valid",
+        ));
+    };
+    let limit = routes.receiver.max_body_bytes();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return json(too_large(limit));
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(body) => body,
+        Err(_) => return json(too_large(limit)),
+    };
+    let request = IncomingRequest {
+        method,
+        source,
+        headers,
+        body,
+    };
+    json(routes.receiver.handle(request).await)
+}
+
+fn too_large(limit: usize) -> Reply {
+    Reply::error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("body exceeds the limit of {limit} bytes"),
+    )
+}
+
+async fn event_status(
+    State(routes): State<Routes>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return json(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_event_id",
+            "not an event id",
+        ));
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    json(routes.status.get_event(authorization, &id).await)
+}

@@ -1,0 +1,188 @@
+//! `hookgate`: run the local stack, sign requests, set up AWS resources.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use hookgate_cli::local::LocalStack;
+use hookgate_core::config::EXAMPLE_CONFIG;
+use hookgate_core::{Clock, Config, Handlers, SystemClock};
+
+#[derive(Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "Webhook ingestion: local stack and operator tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run receiver and processor together on this machine.
+    Serve {
+        /// Configuration file (TOML). Default: the bundled example (source `demo`).
+        #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Where events are kept: in this process, or on SQS/DynamoDB (HOOKGATE_TABLE,
+        /// HOOKGATE_QUEUE_URL, HOOKGATE_DLQ_URL; AWS_ENDPOINT_URL for moto or LocalStack).
+        #[arg(long, value_enum, default_value_t = Backend::Memory)]
+        backend: Backend,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print the signature headers a source's provider would send with a body.
+    Sign {
+        /// The source, as configured.
+        #[arg(long)]
+        source: String,
+        /// File holding the body ("-": standard input).
+        #[arg(long)]
+        body: PathBuf,
+        /// Configuration file (TOML). Default: the bundled example.
+        #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
+    /// environment the functions and `serve --backend aws` need.
+    Setup {
+        /// Table name.
+        #[arg(long, default_value = "hookgate-events")]
+        table: String,
+        /// Queue name (the DLQ is NAME-dlq).
+        #[arg(long, default_value = "hookgate-events")]
+        queue: String,
+        /// Configuration file, for max_receive_count and visibility_timeout_secs.
+        #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Backend {
+    Memory,
+    Aws,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(path) => Config::from_file(path)?,
+        None => Config::from_toml(EXAMPLE_CONFIG)?,
+    })
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve {
+            config,
+            addr,
+            backend,
+            log_format,
+        } => {
+            init_logs(log_format);
+            let config = load_config(config.as_ref())?;
+            let stack = match backend {
+                Backend::Memory => LocalStack::in_memory(config, Handlers::new()),
+                Backend::Aws => {
+                    let aws = hookgate_aws::AwsBackend::from_env().await?;
+                    LocalStack::new(&config, aws.ledger, aws.queue, Handlers::new())?
+                }
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            let bound = listener.local_addr()?;
+            // The first line on stdout, for people and for scripts that start the stack.
+            println!("hookgate listening on http://{bound}");
+            stack.serve(listener, shutdown_signal()).await?;
+        }
+        Command::Sign {
+            source,
+            body,
+            config,
+        } => {
+            let config = load_config(config.as_ref())?;
+            let body = if body.as_os_str() == "-" {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+                buf
+            } else {
+                std::fs::read(&body).with_context(|| format!("cannot read {}", body.display()))?
+            };
+            let headers =
+                hookgate_core::signature::sign(&config, &source, &body, SystemClock.now())?;
+            if headers.is_empty() {
+                bail!("source {source} has no secret to sign with");
+            }
+            for (name, value) in headers {
+                println!("{name}: {value}");
+            }
+        }
+        Command::Setup {
+            table,
+            queue,
+            config,
+        } => {
+            let config = load_config(config.as_ref())?;
+            let sdk = hookgate_aws::sdk_config().await;
+            let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            hookgate_aws::setup::create_table(&dynamodb, &table).await?;
+            let urls = hookgate_aws::setup::create_queues(
+                &sqs,
+                &queue,
+                config.processor.max_receive_count,
+                config.processor.visibility_timeout_secs,
+            )
+            .await?;
+            println!("export HOOKGATE_TABLE={table}");
+            println!("export HOOKGATE_QUEUE_URL={}", urls.queue_url);
+            println!("export HOOKGATE_DLQ_URL={}", urls.dlq_url);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! End to end: the local stack over HTTP on 127.0.0.1, on the in-memory backend and on
+//! SQS/DynamoDB served by moto.
+//!
+//! The `serve_*` tests start the real `hookgate serve` binary; the retry tests embed
+//! [`LocalStack`] with handlers that fail on purpose.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookgate_cli::local::LocalStack;
+use hookgate_core::{
+    Config, Envelope, EventId, HandlerError, Handlers, Ledger, Queue, SourceName, Timestamp,
+};
+use hookgate_testkit::MotoResources;
+use serde_json::Value;
+
+const TOKEN: &str = "test-admin-token";
+
+fn config_toml(max_receive_count: u32) -> String {
+    format!(
+        r#"
+[sources.demo]
+scheme = "hmac-sha256"
+secrets = ["s3cr3t"]
+
+[processor]
+max_receive_count = {max_receive_count}
+visibility_timeout_secs = 1
+wait_time_ms = 1000
+
+[admin]
+token = "{TOKEN}"
+"#
+    )
+}
+
+/// A running `hookgate serve`, killed on drop.
+struct Served {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &str, aws: Option<&MotoResources>) -> Served {
+    let path = std::env::temp_dir().join(format!("hookgate-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(aws) = aws {
+        command.arg("--backend").arg("aws").envs(aws.env());
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("hookgate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    Served { child, base }
+}
+
+async fn embed(
+    config: &str,
+    ledger: Arc<dyn Ledger>,
+    queue: Arc<dyn Queue>,
+    handlers: Handlers,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let config = Config::from_toml(config).unwrap();
+    let stack = LocalStack::new(&config, ledger, queue, handlers).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(stack.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
+
+fn demo_config() -> Config {
+    Config::from_toml(&config_toml(5)).unwrap()
+}
+
+async fn post(base: &str, source: &str, body: &str) -> (u16, Value) {
+    let headers = hookgate_core::signature::sign(
+        &demo_config(),
+        "demo",
+        body.as_bytes(),
+        Timestamp::from_secs(0),
+    )
+    .unwrap();
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/webhooks/{source}"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn status(base: &str, id: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!("{base}/events/{id}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn wait_for(base: &str, id: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = status(base, id, Some(TOKEN)).await;
+        if code == 200 && body["status"] == want {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "event {id} never became {want}: {code} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn signed_event_flow(base: &str) {
+    let body = format!(
+        r#"{{"type":"order.created","n":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let (code, accepted) = post(base, "demo", &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    assert_eq!(accepted["status"], "queued");
+    let id = accepted["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(accepted["status_url"], format!("/events/{id}"));
+
+    let record = wait_for(base, &id, "processed").await;
+    assert_eq!(record["type"], "order.created");
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(record["attempts"][0]["success"], true);
+
+    let (code, replay) = post(base, "demo", &body).await;
+    assert_eq!((code, replay["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(replay["event_id"], accepted["event_id"]);
+
+    // A bad signature is refused and leaves no trace in the ledger.
+    let forged = format!(
+        r#"{{"type":"order.created","n":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/webhooks/demo"))
+        .header("x-signature", format!("sha256={}", "ab".repeat(32)))
+        .body(forged.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["error"], "signature_mismatch");
+    let forged_id = EventId::derive(&SourceName::parse("demo").unwrap(), &[forged.as_bytes()]);
+    let (code, missing) = status(base, forged_id.as_str(), Some(TOKEN)).await;
+    assert_eq!(
+        (code, missing["error"].as_str()),
+        (404, Some("event_not_found"))
+    );
+
+    // The status route is not public.
+    assert_eq!(status(base, &id, None).await.0, 401);
+    assert_eq!(status(base, &id, Some("wrong")).await.0, 401);
+
+    let (code, unknown) = post(base, "nope", "{}").await;
+    assert_eq!(
+        (code, unknown["error"].as_str()),
+        (404, Some("unknown_source"))
+    );
+    let response = reqwest::Client::new()
+        .get(format!("{base}/webhooks/demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let wrong_method: Value = response.json().await.unwrap();
+    assert_eq!(wrong_method["error"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn serve_memory_backend_end_to_end() {
+    let served = serve(&config_toml(5), None);
+    signed_event_flow(&served.base).await;
+}
+
+#[tokio::test]
+async fn serve_aws_backend_on_moto_end_to_end() {
+    let Some(endpoint) = hookgate_testkit::moto_endpoint() else {
+        eprintln!("skipped: no moto (set HOOKGATE_MOTO_ENDPOINT)");
+        return;
+    };
+    let aws = hookgate_testkit::fresh_resources(&endpoint, 5, 1).await;
+    let served = serve(&config_toml(5), Some(&aws));
+    signed_event_flow(&served.base).await;
+}
+
+#[tokio::test]
+async fn serve_without_arguments_uses_the_bundled_example() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env_remove("HOOKGATE_CONFIG_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.starts_with("hookgate listening on http://127.0.0.1:"),
+        "{line:?}"
+    );
+}
+
+/// A handler that fails its first `fail` runs per event, counting every run.
+fn flaky(runs: Arc<AtomicU32>, fail: u32) -> impl hookgate_core::Handler {
+    move |_e: Envelope| {
+        let runs = runs.clone();
+        async move {
+            let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
+            if n <= fail {
+                Err(HandlerError::retry(format!("downstream said no ({n})")))
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn retried_then_processed_and_poison_dead_lettered(
+    ledger: Arc<dyn Ledger>,
+    queue: Arc<dyn Queue>,
+) {
+    let runs = Arc::new(AtomicU32::new(0));
+    let handlers = Handlers::new()
+        .on("demo", "flaky", flaky(runs.clone(), 2))
+        .on("demo", "poison", |_e: Envelope| async {
+            Err(HandlerError::retry("always fails"))
+        });
+    let (base, _stop) = embed(&config_toml(3), ledger, queue, handlers).await;
+
+    let (code, flaky_event) = post(&base, "demo", r#"{"type":"flaky"}"#).await;
+    assert_eq!(code, 202);
+    let (code, poison_event) = post(&base, "demo", r#"{"type":"poison"}"#).await;
+    assert_eq!(code, 202);
+
+    let record = wait_for(
+        &base,
+        flaky_event["event_id"].as_str().unwrap(),
+        "processed",
+    )
+    .await;
+    let attempts = record["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{record}");
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a["success"].as_bool().unwrap())
+            .collect::<Vec<_>>(),
+        vec![false, false, true]
+    );
+    assert_eq!(attempts[0]["error"], "downstream said no (1)");
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+
+    let record = wait_for(
+        &base,
+        poison_event["event_id"].as_str().unwrap(),
+        "dead_lettered",
+    )
+    .await;
+    assert_eq!(record["attempts"].as_array().unwrap().len(), 3, "{record}");
+    assert_eq!(record["last_error"], "always fails");
+}
+
+#[tokio::test]
+async fn memory_backend_retries_and_dead_letters() {
+    let (queue, _dlq) = hookgate_core::memory::MemoryQueue::with_dlq(Duration::from_secs(1), 3);
+    retried_then_processed_and_poison_dead_lettered(
+        Arc::new(hookgate_core::memory::MemoryLedger::new()),
+        queue,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn aws_backend_on_moto_retries_and_dead_letters() {
+    let Some(endpoint) = hookgate_testkit::moto_endpoint() else {
+        eprintln!("skipped: no moto (set HOOKGATE_MOTO_ENDPOINT)");
+        return;
+    };
+    let aws = hookgate_testkit::fresh_resources(&endpoint, 3, 1).await;
+    let backend = aws.backend();
+    retried_then_processed_and_poison_dead_lettered(backend.ledger, backend.queue).await;
+}
