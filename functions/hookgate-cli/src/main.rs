@@ -1,4 +1,4 @@
-//! `hookgate`: run the local stack, sign requests, set up AWS resources.
+//! `hookgate`: run the local stack, sign and send requests, set up AWS resources.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +46,24 @@ enum Command {
         /// File holding the body ("-": standard input).
         #[arg(long)]
         body: PathBuf,
+        /// Configuration file (TOML). Default: the bundled example.
+        #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Sign a body as a source's provider would and POST it to a running stack.
+    Send {
+        /// The source, as configured.
+        #[arg(long)]
+        source: String,
+        /// File holding the body ("-": standard input).
+        #[arg(long)]
+        body: PathBuf,
+        /// Base URL of the stack (plain http: the local stack).
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Content type of the body.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
         /// Configuration file (TOML). Default: the bundled example.
         #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
         config: Option<PathBuf>,
@@ -114,6 +132,24 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+fn read_body(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+fn sign(config: &Config, source: &str, body: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
+    let headers = hookgate_core::signature::sign(config, source, body, SystemClock.now())?;
+    if headers.is_empty() {
+        bail!("source {source} has no secret to sign with");
+    }
+    Ok(headers)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -146,20 +182,35 @@ async fn main() -> anyhow::Result<()> {
             config,
         } => {
             let config = load_config(config.as_ref())?;
-            let body = if body.as_os_str() == "-" {
-                let mut buf = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-                buf
-            } else {
-                std::fs::read(&body).with_context(|| format!("cannot read {}", body.display()))?
-            };
-            let headers =
-                hookgate_core::signature::sign(&config, &source, &body, SystemClock.now())?;
-            if headers.is_empty() {
-                bail!("source {source} has no secret to sign with");
-            }
-            for (name, value) in headers {
+            let body = read_body(&body)?;
+            for (name, value) in sign(&config, &source, &body)? {
                 println!("{name}: {value}");
+            }
+        }
+        Command::Send {
+            source,
+            body,
+            url,
+            content_type,
+            config,
+        } => {
+            let config = load_config(config.as_ref())?;
+            let body = read_body(&body)?;
+            let mut request = reqwest::Client::new()
+                .post(format!("{}/webhooks/{source}", url.trim_end_matches('/')))
+                .header("content-type", content_type)
+                .body(body.clone());
+            for (name, value) in sign(&config, &source, &body)? {
+                request = request.header(name, value);
+            }
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let status = response.status();
+            println!("{} {}", status.as_u16(), response.text().await?);
+            if !status.is_success() {
+                std::process::exit(1);
             }
         }
         Command::Setup {

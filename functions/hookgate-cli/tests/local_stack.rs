@@ -174,7 +174,16 @@ async fn signed_event_flow(base: &str) {
     assert_eq!(response.status().as_u16(), 401);
     let refused: Value = response.json().await.unwrap();
     assert_eq!(refused["error"], "signature_mismatch");
-    let forged_id = EventId::derive(&SourceName::parse("demo").unwrap(), &[forged.as_bytes()]);
+    // The id this body would have had, had it been signed with the real secret.
+    let real = hookgate_core::signature::sign(
+        &demo_config(),
+        "demo",
+        forged.as_bytes(),
+        Timestamp::from_secs(0),
+    )
+    .unwrap();
+    let mac = hex::decode(real[0].1.trim_start_matches("sha256=")).unwrap();
+    let forged_id = EventId::from_body_mac(&SourceName::parse("demo").unwrap(), &mac);
     let (code, missing) = status(base, forged_id.as_str(), Some(TOKEN)).await;
     assert_eq!(
         (code, missing["error"].as_str()),
@@ -317,4 +326,67 @@ async fn aws_backend_on_moto_retries_and_dead_letters() {
     let aws = hookgate_testkit::fresh_resources(&endpoint, 3, 1).await;
     let backend = aws.backend();
     retried_then_processed_and_poison_dead_lettered(backend.ledger, backend.queue).await;
+}
+
+#[tokio::test]
+async fn sign_and_send_commands_reach_a_running_stack() {
+    let served = serve(&config_toml(5), None);
+    let dir = std::env::temp_dir().join(format!("hookgate-send-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config_path = dir.join("config.toml");
+    std::fs::write(&config_path, config_toml(5)).unwrap();
+    let body_path = dir.join("body.json");
+    std::fs::write(&body_path, r#"{"type":"sent.by.cli"}"#).unwrap();
+
+    let signed = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["sign", "--source", "demo", "--body"])
+        .arg(&body_path)
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(signed.status.success());
+    let expected = hookgate_core::signature::sign(
+        &demo_config(),
+        "demo",
+        br#"{"type":"sent.by.cli"}"#,
+        Timestamp::from_secs(0),
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(signed.stdout).unwrap(),
+        format!("{}: {}\n", expected[0].0, expected[0].1)
+    );
+
+    let send = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(["send", "--source", "demo", "--body"])
+            .arg(&body_path)
+            .arg("--config")
+            .arg(&config_path)
+            .args(["--url", &url])
+            .output()
+            .unwrap()
+    };
+    let sent = send(served.base.clone());
+    let out = String::from_utf8(sent.stdout).unwrap();
+    assert!(sent.status.success(), "{out}");
+    assert!(
+        out.starts_with("202 ") && out.contains("\"queued\""),
+        "{out}"
+    );
+    let again = send(served.base.clone());
+    assert!(String::from_utf8(again.stdout)
+        .unwrap()
+        .contains("\"duplicate\""));
+
+    let unknown = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["sign", "--source", "nope", "--body"])
+        .arg(&body_path)
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8(unknown.stderr)
+        .unwrap()
+        .contains("no source named \"nope\""));
 }

@@ -53,6 +53,18 @@ pub struct SourceConfig {
     /// `hmac-sha256`: `hex` (default) or `base64`.
     #[serde(default)]
     pub encoding: Option<String>,
+    /// `hmac-sha256`: a header carrying the signing time in Unix seconds; when set, requests
+    /// outside `tolerance_secs` are refused and `{timestamp}` may appear in `signed_content`.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    /// `hmac-sha256`: a header carrying the provider's event id; `{id}` may appear in
+    /// `signed_content`, and only then is it used as the dedup key.
+    #[serde(default)]
+    pub id_header: Option<String>,
+    /// `hmac-sha256`: what is signed, e.g. `"{timestamp}.{body}"` (default `"{body}"`).
+    /// Placeholders: `{body}` (exactly once), `{timestamp}`, `{id}`.
+    #[serde(default)]
+    pub signed_content: Option<String>,
     /// `hmac-sha256`: the header naming the event type (default `x-event-type`; when absent,
     /// a top-level `"type"` string in a JSON body is used, else `unknown`).
     #[serde(default)]

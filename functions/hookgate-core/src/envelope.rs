@@ -57,6 +57,21 @@ impl EventId {
         ))
     }
 
+    /// The id for a request whose only signed content is its body, keyed on the verified
+    /// HMAC of that body (`mac`): a keyed hash of exactly the signed content, so the id costs
+    /// no second pass over the body. The same body signed with the same secret is the same
+    /// event; re-signed with another secret (during a rotation) it is a different one.
+    pub fn from_body_mac(source: &SourceName, mac: &[u8]) -> Self {
+        Self::derive(source, &[b"hmac-sha256", mac])
+    }
+
+    /// The id for a provider's own event id (signed by the provider): `<source>:<id>` when
+    /// that is a valid event id, else derived from it as by [`EventId::derive`].
+    pub fn from_provider(source: &SourceName, id: &str) -> Self {
+        let candidate = format!("{}:{}", source.as_str(), id);
+        Self::parse(&candidate).unwrap_or_else(|_| Self::derive(source, &[id.as_bytes()]))
+    }
+
     /// The id as a string.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -293,6 +308,17 @@ mod tests {
         for bad in ["", "GitHub", "..", "a/b", "a.b", "%2e%2e", &"x".repeat(65)] {
             assert!(SourceName::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn provider_ids_are_kept_when_valid() {
+        let s = SourceName::parse("stripe").unwrap();
+        assert_eq!(
+            EventId::from_provider(&s, "evt_1A2b").as_str(),
+            "stripe:evt_1A2b"
+        );
+        let odd = EventId::from_provider(&s, "a b/c");
+        assert_eq!(odd, EventId::derive(&s, &[b"a b/c"]));
     }
 
     #[test]

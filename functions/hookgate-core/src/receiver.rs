@@ -111,6 +111,9 @@ pub enum Accepted {
     Queued(EventId),
     /// Seen before: `200`, nothing enqueued.
     Duplicate(EventId),
+    /// A provider handshake (Slack `url_verification`, GitHub `ping`): `200` with this body,
+    /// nothing enqueued.
+    Handshake(serde_json::Value),
 }
 
 impl From<Accepted> for Reply {
@@ -128,6 +131,7 @@ impl From<Accepted> for Reply {
                 StatusCode::OK,
                 json!({ "status": "duplicate", "event_id": id }),
             ),
+            Accepted::Handshake(body) => Reply::ok(StatusCode::OK, body),
         }
     }
 }
@@ -226,6 +230,10 @@ impl Receiver {
             info!(source = %name, reason = e.code(), "signature rejected");
         })?;
 
+        if let Some(body) = verified.respond_now {
+            info!(source = %name, r#type = %verified.event_type, "provider handshake answered");
+            return Ok(Accepted::Handshake(body));
+        }
         let envelope = Envelope {
             event_id: verified.event_id,
             source: name,

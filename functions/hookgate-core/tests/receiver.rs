@@ -269,3 +269,62 @@ async fn the_encoded_message_must_fit_the_queue() {
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(ledger.is_empty() && queue.is_empty());
 }
+
+#[tokio::test]
+async fn provider_handshakes_are_answered_and_not_enqueued() {
+    let config = Config::from_toml(
+        "[sources.slack]\nscheme='slack'\nsecrets=['sl']\n[sources.github]\nscheme='github'\nsecrets=['gh']",
+    )
+    .unwrap();
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).unwrap();
+    let send = |source: &'static str,
+                body: &'static [u8],
+                extra: &'static [(&'static str, &'static str)]| {
+        let mut headers = HeaderMap::new();
+        for (k, v) in receiver.sign(source, body).unwrap() {
+            headers.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        for (k, v) in extra {
+            headers.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        receiver.handle(IncomingRequest {
+            method: Method::POST,
+            source: source.into(),
+            headers,
+            body: Bytes::from_static(body),
+        })
+    };
+    let reply = send("slack", br#"{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body,
+        serde_json::json!({"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})
+    );
+    let reply = send(
+        "github",
+        br#"{"zen":"Keep it logically awesome.","hook_id":42}"#,
+        &[("x-github-event", "ping")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["status"], "pong");
+    assert!(queue.is_empty() && ledger.is_empty());
+
+    let reply = send(
+        "github",
+        br#"{"ref":"refs/heads/main"}"#,
+        &[("x-github-event", "push")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let message = &queue.receive(1, Duration::ZERO).await.unwrap()[0];
+    assert_eq!(message.attributes["event_type"], "push");
+    let envelope = hookgate_core::Envelope::from_message(&message.body).unwrap();
+    assert_eq!(envelope.headers["x-github-event"], "push");
+    assert!(!envelope.headers.contains_key("x-hub-signature-256"));
+}

@@ -1,22 +1,131 @@
-//! `hmac-sha256`: the generic scheme — an HMAC-SHA256 of the raw body in one header.
+//! `hmac-sha256`: the generic scheme — an HMAC-SHA256 in one header, over the raw body and,
+//! optionally, a signed timestamp and a signed event id.
 //!
-//! Default wire form: `X-Signature: sha256=<hex>`. Header name, prefix and encoding (hex or
-//! base64) are configurable, for providers that sign this way under other names.
+//! Default wire form: `X-Signature: sha256=<hex HMAC-SHA256 of the raw body>`. Header name,
+//! prefix and encoding (hex or base64) are configurable, for providers that sign this way under
+//! other names. Three more options describe providers that sign more than the body:
 //!
-//! Dedup key: the body is the only signed content, so the event id is derived from it
-//! ([`EventId::derive`] over the body). The same body sent twice is the same event.
+//! - `timestamp_header`: a header carrying the signing time in Unix seconds. When set it is
+//!   required, `{timestamp}` must be part of `signed_content` (an unsigned timestamp protects
+//!   nothing: anyone could rewrite it), and requests signed more than `tolerance_secs` before or
+//!   after now are refused.
+//! - `id_header`: a header carrying the provider's event id.
+//! - `signed_content`: what the HMAC covers, as a template (default `"{body}"`). Placeholders:
+//!   `{body}` (exactly once), `{timestamp}` (needs `timestamp_header`) and `{id}` (needs
+//!   `id_header`), at most once each; any other text is signed literally, e.g.
+//!   `"v0:{timestamp}:{body}"` or `"{id}.{timestamp}.{body}"`. The template is parsed once, when
+//!   the source is built; at verify time its pieces are fed to the HMAC one after the other, so
+//!   the body is never copied.
+//!
+//! Dedup key: only signed content may name the event, so an unsigned header can neither split one
+//! event into two nor merge two into one.
+//! - When `{id}` is signed, the provider's id is the key ([`EventId::from_provider`]).
+//! - Otherwise, without a signed timestamp, the key is the verified MAC itself
+//!   ([`EventId::from_body_mac`], a keyed hash of exactly the signed content: no second pass over
+//!   the body): the same body sent twice is the same event.
+//! - With a signed timestamp and no id, the key is derived from the body ([`EventId::derive`]). The timestamp is deliberately left out of the key: a provider that
+//!   retries re-signs with a fresh timestamp, and that retry must still dedupe. (An `id_header`
+//!   that is not in the signed content is unsigned, so it is not part of the key either.)
+//!
+//! This module also holds the pieces the provider schemes built on HMAC-SHA256 share (GitHub,
+//! Shopify, Slack): the redacted key list, MAC header decoding and event-type cleaning.
+
+use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use hmac::Mac;
+use http::HeaderMap;
 
-use super::{header_str, SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified};
+use super::{
+    any_signature_matches, check_tolerance, header_str, hmac_sha256, parse_unix_secs, SchemeError,
+    SignatureError, SignatureScheme, SignedRequest, Verified,
+};
 use crate::clock::Timestamp;
-use crate::config::{Secret, SourceConfig};
+use crate::config::SourceConfig;
 use crate::envelope::{EventId, SourceName};
 
-type HmacSha256Mac = Hmac<Sha256>;
+/// Longest event type taken from a header or a body; anything longer counts as `unknown`.
+pub(super) const MAX_EVENT_TYPE_LEN: usize = 200;
+
+/// The signing secrets of a source, as HMAC keys. Never printed: `Debug` shows `***` per key.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct SigningKeys(Vec<Vec<u8>>);
+
+impl SigningKeys {
+    /// Every configured secret, in order (the first one signs).
+    pub(super) fn from_config(config: &SourceConfig) -> Self {
+        Self(
+            config
+                .secrets
+                .iter()
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect(),
+        )
+    }
+
+    /// All keys, for verification.
+    pub(super) fn all(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    /// The key that signs (`hookgate sign`, tests), if any.
+    pub(super) fn signing(&self) -> Option<&[u8]> {
+        self.0.first().map(Vec::as_slice)
+    }
+}
+
+impl fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted;
+        impl fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("***")
+            }
+        }
+        f.debug_list()
+            .entries(self.0.iter().map(|_| Redacted))
+            .finish()
+    }
+}
+
+/// Refuses the `hmac-sha256`-only options on a provider scheme whose wire format is fixed, so a
+/// setting that would be silently ignored (say `header = "x-hub-signature"`) is a config error.
+pub(super) fn refuse_generic_options(
+    config: &SourceConfig,
+    scheme: &str,
+) -> Result<(), SchemeError> {
+    let options = [
+        ("header", config.header.is_some()),
+        ("prefix", config.prefix.is_some()),
+        ("encoding", config.encoding.is_some()),
+        ("type_header", config.type_header.is_some()),
+        ("timestamp_header", config.timestamp_header.is_some()),
+        ("id_header", config.id_header.is_some()),
+        ("signed_content", config.signed_content.is_some()),
+    ];
+    match options.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(SchemeError::Option(format!(
+            "option {name} applies only to scheme hmac-sha256; scheme {scheme} has a fixed wire format"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `t` if it can serve as an event type: 1–200 bytes, no control characters.
+pub(super) fn clean_event_type(t: &str) -> Option<&str> {
+    let ok = !t.is_empty() && t.len() <= MAX_EVENT_TYPE_LEN && !t.chars().any(char::is_control);
+    ok.then_some(t)
+}
+
+/// An optional metadata header (event type, topic) as text fit for an event type.
+pub(super) fn event_type_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .and_then(clean_event_type)
+}
 
 /// How the MAC is written in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,14 +136,141 @@ pub enum Encoding {
     Base64,
 }
 
+/// Decodes a 32-byte MAC written as `<prefix><encoded>` in `header`. A value without the
+/// prefix, with bad hex or base64, or of the wrong length is malformed.
+pub(super) fn decode_mac(
+    value: &str,
+    prefix: &str,
+    encoding: Encoding,
+    header: &str,
+) -> Result<Vec<u8>, SignatureError> {
+    let malformed = || SignatureError::Malformed(header.to_owned());
+    let encoded = value.trim().strip_prefix(prefix).ok_or_else(malformed)?;
+    let given = match encoding {
+        Encoding::Hex => hex::decode(encoded).map_err(|_| malformed())?,
+        Encoding::Base64 => B64.decode(encoded).map_err(|_| malformed())?,
+    };
+    if given.len() == 32 {
+        Ok(given)
+    } else {
+        Err(malformed())
+    }
+}
+
+/// Encodes a MAC for a header value.
+pub(super) fn encode_mac(tag: &[u8], encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Hex => hex::encode(tag),
+        Encoding::Base64 => B64.encode(tag),
+    }
+}
+
+/// One piece of the signed content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    /// Text signed as written.
+    Literal(Box<[u8]>),
+    /// The raw body.
+    Body,
+    /// The timestamp header's value.
+    Timestamp,
+    /// The id header's value.
+    Id,
+}
+
+/// The parsed `signed_content` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SignedContent(Vec<Piece>);
+
+impl SignedContent {
+    /// Parses `template`; `{timestamp}` and `{id}` are allowed only when their header is set.
+    fn parse(template: &str, has_timestamp: bool, has_id: bool) -> Result<Self, SchemeError> {
+        let bad = |why: String| {
+            SchemeError::Option(format!(
+                "signed_content {template:?}: {why} (placeholders: {{body}} exactly once, \
+                 {{timestamp}} and {{id}} at most once)"
+            ))
+        };
+        let mut pieces = Vec::new();
+        let (mut body, mut timestamp, mut id) = (0, 0, 0);
+        let mut rest = template;
+        while let Some(at) = rest.find(['{', '}']) {
+            let (literal, tail) = rest.split_at(at);
+            if !literal.is_empty() {
+                pieces.push(Piece::Literal(literal.as_bytes().into()));
+            }
+            if tail.starts_with('}') {
+                return Err(bad("a '}' closes no placeholder".into()));
+            }
+            let close = tail
+                .find('}')
+                .ok_or_else(|| bad("a '{' is never closed".into()))?;
+            let (piece, count) = match &tail[1..close] {
+                "body" => (Piece::Body, &mut body),
+                "timestamp" => (Piece::Timestamp, &mut timestamp),
+                "id" => (Piece::Id, &mut id),
+                other => return Err(bad(format!("unknown placeholder {{{other}}}"))),
+            };
+            *count += 1;
+            pieces.push(piece);
+            rest = &tail[close + 1..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Literal(rest.as_bytes().into()));
+        }
+        if body != 1 {
+            return Err(bad(format!("{{body}} appears {body} times")));
+        }
+        if timestamp > 1 || id > 1 {
+            return Err(bad("a placeholder appears more than once".into()));
+        }
+        if timestamp == 1 && !has_timestamp {
+            return Err(bad("{timestamp} needs timestamp_header".into()));
+        }
+        if has_timestamp && timestamp == 0 {
+            // A replay window over an unsigned header protects nothing: anyone can rewrite it.
+            return Err(bad(
+                "timestamp_header needs {timestamp} in signed_content (an unsigned timestamp cannot stop replays)".into(),
+            ));
+        }
+        if id == 1 && !has_id {
+            return Err(bad("{id} needs id_header".into()));
+        }
+        Ok(Self(pieces))
+    }
+
+    fn signs_id(&self) -> bool {
+        self.0.contains(&Piece::Id)
+    }
+
+    /// The byte slices the HMAC covers, in order; nothing is copied. A placeholder whose value
+    /// is absent (not possible once `parse` has accepted the template) signs as empty.
+    fn parts<'a>(&'a self, body: &'a [u8], timestamp: &'a str, id: &'a str) -> Vec<&'a [u8]> {
+        self.0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Literal(text) => &text[..],
+                Piece::Body => body,
+                Piece::Timestamp => timestamp.as_bytes(),
+                Piece::Id => id.as_bytes(),
+            })
+            .collect()
+    }
+}
+
 /// The generic HMAC-SHA256 scheme.
 #[derive(Debug, Clone)]
 pub struct HmacSha256 {
-    secrets: Vec<Secret>,
+    keys: SigningKeys,
     header: String,
     prefix: String,
     encoding: Encoding,
     type_header: String,
+    timestamp_header: Option<String>,
+    id_header: Option<String>,
+    content: SignedContent,
+    tolerance_secs: u64,
+    kept_headers: Vec<String>,
 }
 
 impl HmacSha256 {
@@ -49,57 +285,79 @@ impl HmacSha256 {
                 )))
             }
         };
-        let header = config
-            .header
+        let header = header_name(config.header.as_deref().unwrap_or("x-signature"))?;
+        let type_header = header_name(config.type_header.as_deref().unwrap_or("x-event-type"))?;
+        let timestamp_header = config
+            .timestamp_header
             .as_deref()
-            .unwrap_or("x-signature")
-            .to_ascii_lowercase();
-        let type_header = config
-            .type_header
-            .as_deref()
-            .unwrap_or("x-event-type")
-            .to_ascii_lowercase();
-        for h in [&header, &type_header] {
-            if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(SchemeError::Option(format!("{h:?} is not a header name")));
+            .map(header_name)
+            .transpose()?;
+        let id_header = config.id_header.as_deref().map(header_name).transpose()?;
+        for (option, name) in [
+            ("timestamp_header", &timestamp_header),
+            ("id_header", &id_header),
+        ] {
+            if let Some(name) = name {
+                if *name == header || *name == type_header {
+                    return Err(SchemeError::Option(format!(
+                        "{option} {name:?} must differ from the signature and type headers"
+                    )));
+                }
             }
         }
+        if timestamp_header.is_some() && timestamp_header == id_header {
+            return Err(SchemeError::Option(
+                "timestamp_header and id_header must be different headers".into(),
+            ));
+        }
+        let content = SignedContent::parse(
+            config.signed_content.as_deref().unwrap_or("{body}"),
+            timestamp_header.is_some(),
+            id_header.is_some(),
+        )?;
+        let kept_headers = std::iter::once(type_header.clone())
+            .chain(timestamp_header.clone())
+            .chain(id_header.clone())
+            .collect();
         Ok(Self {
-            secrets: config.secrets.clone(),
+            keys: SigningKeys::from_config(config),
             header,
             prefix: config.prefix.clone().unwrap_or_else(|| "sha256=".into()),
             encoding,
             type_header,
+            timestamp_header,
+            id_header,
+            content,
+            tolerance_secs: config.tolerance_secs,
+            kept_headers,
         })
     }
 
-    fn mac(secret: &Secret, body: &[u8]) -> HmacSha256Mac {
-        // HMAC takes keys of any length, so this cannot fail.
-        let mut mac = <HmacSha256Mac as KeyInit>::new_from_slice(secret.expose().as_bytes())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
-        mac.update(body);
-        mac
-    }
-
     fn event_type(&self, request: &SignedRequest<'_>) -> String {
-        if let Some(t) = request
-            .headers
-            .get(&self.type_header)
-            .and_then(|v| v.to_str().ok())
-            .filter(|t| !t.is_empty() && t.len() <= 200)
-        {
+        if let Some(t) = event_type_header(request.headers, &self.type_header) {
             return t.to_owned();
         }
         #[derive(serde::Deserialize)]
-        struct Typed {
-            #[serde(rename = "type")]
-            event_type: String,
+        struct Typed<'a> {
+            #[serde(borrow, rename = "type")]
+            event_type: std::borrow::Cow<'a, str>,
         }
-        match serde_json::from_slice::<Typed>(request.body) {
-            Ok(t) if !t.event_type.is_empty() && t.event_type.len() <= 200 => t.event_type,
-            _ => "unknown".to_owned(),
-        }
+        serde_json::from_slice::<Typed<'_>>(request.body)
+            .ok()
+            .and_then(|t| clean_event_type(&t.event_type).map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned())
     }
+}
+
+/// A configured header name, lower-cased, or why it cannot be one.
+fn header_name(name: &str) -> Result<String, SchemeError> {
+    let lower = name.to_ascii_lowercase();
+    if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+        return Err(SchemeError::Option(format!(
+            "{name:?} is not a header name"
+        )));
+    }
+    Ok(lower)
 }
 
 impl SignatureScheme for HmacSha256 {
@@ -111,48 +369,73 @@ impl SignatureScheme for HmacSha256 {
         &self,
         source: &SourceName,
         request: &SignedRequest<'_>,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<Verified, SignatureError> {
         let value = header_str(request.headers, &self.header)?;
-        let malformed = || SignatureError::Malformed(self.header.clone());
-        let encoded = value
-            .trim()
-            .strip_prefix(&self.prefix)
-            .ok_or_else(malformed)?;
-        let given = match self.encoding {
-            Encoding::Hex => hex::decode(encoded).map_err(|_| malformed())?,
-            Encoding::Base64 => B64.decode(encoded).map_err(|_| malformed())?,
+        let given = decode_mac(value, &self.prefix, self.encoding, &self.header)?;
+        let timestamp = match &self.timestamp_header {
+            Some(name) => {
+                let value = header_str(request.headers, name)?.trim();
+                Some((value, parse_unix_secs(value, name)?))
+            }
+            None => None,
         };
-        if given.len() != 32 {
-            return Err(malformed());
-        }
-        let matched = self
-            .secrets
-            .iter()
-            .any(|secret| Self::mac(secret, request.body).verify_slice(&given).is_ok());
-        if !matched {
+        // The id is read only when it is signed: an unsigned id is never trusted.
+        let id = match &self.id_header {
+            Some(name) if self.content.signs_id() => {
+                let value = header_str(request.headers, name)?.trim();
+                if value.is_empty() {
+                    return Err(SignatureError::Malformed(name.clone()));
+                }
+                Some(value)
+            }
+            _ => None,
+        };
+        let parts = self.content.parts(
+            request.body,
+            timestamp.map_or("", |(text, _)| text),
+            id.unwrap_or(""),
+        );
+        if !any_signature_matches(self.keys.all(), &parts, std::slice::from_ref(&given)) {
             return Err(SignatureError::Mismatch);
         }
-        Ok(Verified {
-            event_id: EventId::derive(source, &[request.body]),
-            event_type: self.event_type(request),
-        })
+        if let Some((_, signed_at)) = timestamp {
+            check_tolerance(signed_at, now, self.tolerance_secs)?;
+        }
+        let event_id = match id {
+            Some(id) => EventId::from_provider(source, id),
+            // The MAC covers only the body (and literals): it keys the event with no second
+            // pass over the body. A signed timestamp changes on every retry, so then the body
+            // itself is hashed.
+            None if timestamp.is_none() => EventId::from_body_mac(source, &given),
+            None => EventId::derive(source, &[request.body]),
+        };
+        Ok(Verified::event(event_id, self.event_type(request)))
     }
 
-    fn sign(&self, body: &[u8], _now: Timestamp) -> Vec<(String, String)> {
-        let Some(secret) = self.secrets.first() else {
+    fn sign(&self, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
+        let Some(key) = self.keys.signing() else {
             return Vec::new();
         };
-        let tag = Self::mac(secret, body).finalize().into_bytes();
-        let encoded = match self.encoding {
-            Encoding::Hex => hex::encode(tag),
-            Encoding::Base64 => B64.encode(tag),
-        };
-        vec![(self.header.clone(), format!("{}{}", self.prefix, encoded))]
+        let timestamp = now.as_secs().to_string();
+        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let parts = self.content.parts(body, &timestamp, &id);
+        let tag = hmac_sha256(key, &parts).finalize().into_bytes();
+        let mut headers = vec![(
+            self.header.clone(),
+            format!("{}{}", self.prefix, encode_mac(&tag, self.encoding)),
+        )];
+        if let Some(name) = &self.timestamp_header {
+            headers.push((name.clone(), timestamp));
+        }
+        if let Some(name) = &self.id_header {
+            headers.push((name.clone(), id));
+        }
+        headers
     }
 
     fn kept_headers(&self) -> &[String] {
-        std::slice::from_ref(&self.type_header)
+        &self.kept_headers
     }
 }
 
@@ -162,9 +445,13 @@ mod tests {
 
     use super::*;
 
-    fn scheme(extra: &str) -> HmacSha256 {
+    fn try_scheme(extra: &str) -> Result<HmacSha256, SchemeError> {
         let doc = format!("scheme='hmac-sha256'\nsecrets=['key', 'old-key']\n{extra}");
-        HmacSha256::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+        HmacSha256::from_config(&toml::from_str(&doc).unwrap())
+    }
+
+    fn scheme(extra: &str) -> HmacSha256 {
+        try_scheme(extra).unwrap()
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -178,17 +465,34 @@ mod tests {
         h
     }
 
+    fn signed_headers(signed: &[(String, String)]) -> HeaderMap {
+        let pairs: Vec<(&str, &str)> = signed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        headers(&pairs)
+    }
+
     const FOX: &[u8] = b"The quick brown fox jumps over the lazy dog";
     // RFC 4231-style published vector: HMAC-SHA256(key = "key", FOX).
     const FOX_HEX: &str = "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8";
 
-    fn verify(s: &HmacSha256, h: &HeaderMap, body: &[u8]) -> Result<Verified, SignatureError> {
+    fn verify_at(
+        s: &HmacSha256,
+        h: &HeaderMap,
+        body: &[u8],
+        now: i64,
+    ) -> Result<Verified, SignatureError> {
         let source = SourceName::parse("demo").unwrap();
         s.verify(
             &source,
             &SignedRequest { headers: h, body },
-            Timestamp::from_secs(0),
+            Timestamp::from_secs(now),
         )
+    }
+
+    fn verify(s: &HmacSha256, h: &HeaderMap, body: &[u8]) -> Result<Verified, SignatureError> {
+        verify_at(s, h, body, 0)
     }
 
     #[test]
@@ -207,7 +511,7 @@ mod tests {
     fn any_configured_secret_verifies() {
         let old = scheme("");
         let mut rotated = old.clone();
-        rotated.secrets.reverse();
+        rotated.keys.0.reverse();
         let signed = rotated.sign(b"{}", Timestamp::from_secs(0));
         let h = headers(&[(&signed[0].0, &signed[0].1)]);
         assert!(verify(&old, &h, b"{}").is_ok());
@@ -258,6 +562,15 @@ mod tests {
         for (h, body, code) in cases {
             assert_eq!(verify(&s, &h, body).unwrap_err().code(), code, "{h:?}");
         }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-signature",
+            HeaderValue::from_bytes(b"sha256=\xff\xfe").unwrap(),
+        );
+        assert_eq!(
+            verify(&s, &h, FOX).unwrap_err().code(),
+            "signature_malformed"
+        );
     }
 
     #[test]
@@ -277,5 +590,304 @@ mod tests {
         let signed = s.sign(body, Timestamp::from_secs(0));
         let h = headers(&[(&signed[0].0, &signed[0].1)]);
         assert_eq!(verify(&s, &h, body).unwrap().event_type, "invoice.paid");
+    }
+
+    // Slack's published example ("Verifying requests from Slack",
+    // https://api.slack.com/authentication/verifying-requests-from-slack, also the test vector of
+    // slackapi/python-slack-sdk tests/signature/test_signature_verifier.py), checked through the
+    // generic scheme configured as Slack: the `v0:{timestamp}:{body}` template form.
+    const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+    const SLACK_TIMESTAMP: i64 = 1_531_420_618;
+    const SLACK_BODY: &[u8] = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    const SLACK_SIGNATURE: &str =
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+
+    fn slack_like() -> HmacSha256 {
+        let doc = format!(
+            "scheme='hmac-sha256'\nsecrets=['{SLACK_SECRET}']\nheader='X-Slack-Signature'\n\
+             prefix='v0='\ntimestamp_header='X-Slack-Request-Timestamp'\n\
+             signed_content='v0:{{timestamp}}:{{body}}'"
+        );
+        HmacSha256::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn timestamp_template_verifies_slacks_published_example() {
+        let s = slack_like();
+        let ts = SLACK_TIMESTAMP.to_string();
+        let h = headers(&[
+            ("x-slack-signature", SLACK_SIGNATURE),
+            ("x-slack-request-timestamp", &ts),
+        ]);
+        let v = verify_at(&s, &h, SLACK_BODY, SLACK_TIMESTAMP).unwrap();
+        assert_eq!(
+            v.event_id,
+            EventId::derive(&SourceName::parse("demo").unwrap(), &[SLACK_BODY])
+        );
+        assert_eq!(
+            s.sign(SLACK_BODY, Timestamp::from_secs(SLACK_TIMESTAMP)),
+            vec![
+                ("x-slack-signature".to_owned(), SLACK_SIGNATURE.to_owned()),
+                ("x-slack-request-timestamp".to_owned(), ts.clone()),
+            ]
+        );
+        // The timestamp is signed: the same signature under another timestamp does not verify.
+        let h = headers(&[
+            ("x-slack-signature", SLACK_SIGNATURE),
+            ("x-slack-request-timestamp", "1531420619"),
+        ]);
+        assert_eq!(
+            verify_at(&s, &h, SLACK_BODY, SLACK_TIMESTAMP)
+                .unwrap_err()
+                .code(),
+            "signature_mismatch"
+        );
+    }
+
+    // Vectors for the other template forms, computed with Python's hmac module
+    // (`hmac.new(b"key", message, hashlib.sha256)`), as no provider publishes these exact ones.
+    #[test]
+    fn timestamp_and_id_template_forms() {
+        let body = FOX;
+        // "{timestamp}.{body}"
+        let s = scheme("timestamp_header='X-Ts'\nsigned_content='{timestamp}.{body}'");
+        let h = headers(&[
+            (
+                "x-signature",
+                "sha256=2f658d6aef4f246e91cd741bbcded7479e9605f9d41c9e248122a117e0e1765b",
+            ),
+            ("x-ts", "1700000000"),
+        ]);
+        assert!(verify_at(&s, &h, body, 1_700_000_000).is_ok());
+
+        // "{id}.{timestamp}.{body}", base64 (the Standard Webhooks layout)
+        let s = scheme(
+            "encoding='base64'\nprefix='v1,'\ntimestamp_header='X-Ts'\nid_header='X-Id'\n\
+             signed_content='{id}.{timestamp}.{body}'",
+        );
+        let h = headers(&[
+            (
+                "x-signature",
+                "v1,X4j+gW2SUd2AmBQaTFpxpQnq5wLO7Dzg7NJo8QB7etU=",
+            ),
+            ("x-ts", "1700000000"),
+            ("x-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"),
+        ]);
+        let v = verify_at(&s, &h, body, 1_700_000_000).unwrap();
+        assert_eq!(v.event_id.as_str(), "demo:msg_2KWPBgLlAfxdpx2AI54pPJ85f4W");
+
+        // "{id}:{body}", no timestamp
+        let s = scheme("id_header='X-Id'\nsigned_content='{id}:{body}'");
+        let h = headers(&[
+            (
+                "x-signature",
+                "sha256=71d0bf10e6a1d0540b0f6e24d4d8e153e27c48d9d12e9573b3403d754167a350",
+            ),
+            ("x-id", "evt-42"),
+        ]);
+        assert_eq!(
+            verify(&s, &h, body).unwrap().event_id.as_str(),
+            "demo:evt-42"
+        );
+        // The id is signed: another id with the same signature is refused.
+        let h = headers(&[
+            (
+                "x-signature",
+                "sha256=71d0bf10e6a1d0540b0f6e24d4d8e153e27c48d9d12e9573b3403d754167a350",
+            ),
+            ("x-id", "evt-43"),
+        ]);
+        assert_eq!(
+            verify(&s, &h, body).unwrap_err().code(),
+            "signature_mismatch"
+        );
+    }
+
+    #[test]
+    fn invalid_templates_are_refused_when_the_source_is_built() {
+        let cases = [
+            ("signed_content=''", "{body} appears 0 times"),
+            (
+                "signed_content='{timestamp}'\ntimestamp_header='x-ts'",
+                "{body} appears 0 times",
+            ),
+            ("signed_content='{body}.{body}'", "{body} appears 2 times"),
+            (
+                "signed_content='{timestamp}.{body}'",
+                "{timestamp} needs timestamp_header",
+            ),
+            ("signed_content='{id}.{body}'", "{id} needs id_header"),
+            (
+                "timestamp_header='x-ts'",
+                "timestamp_header needs {timestamp}",
+            ),
+            (
+                "signed_content='{id}.{id}.{body}'\nid_header='x-id'",
+                "more than once",
+            ),
+            (
+                "signed_content='{timestamp}{timestamp}{body}'\ntimestamp_header='x-ts'",
+                "more than once",
+            ),
+            ("signed_content='{bodyy}'", "unknown placeholder {bodyy}"),
+            ("signed_content='{Body}'", "unknown placeholder {Body}"),
+            ("signed_content='{}{body}'", "unknown placeholder {}"),
+            ("signed_content='{body'", "never closed"),
+            ("signed_content='body}'", "closes no placeholder"),
+            ("signed_content='{bo{dy}'", "unknown placeholder"),
+            ("timestamp_header='bad header'", "not a header name"),
+            ("id_header='x-signature'", "must differ"),
+            (
+                "timestamp_header='x-a'\nid_header='X-A'",
+                "different headers",
+            ),
+        ];
+        for (extra, want) in cases {
+            let err = try_scheme(extra).unwrap_err().to_string();
+            assert!(err.contains(want), "{extra:?} gave {err:?}");
+        }
+        // The accepted forms, with literal text around the placeholders.
+        for (extra, pieces) in [
+            ("", 1),
+            ("signed_content='{body}'", 1),
+            ("signed_content='v0:{timestamp}:{body}'\ntimestamp_header='x-ts'", 4),
+            (
+                "signed_content='{id}.{timestamp}.{body}'\ntimestamp_header='x-ts'\nid_header='x-id'",
+                5,
+            ),
+            ("signed_content='<{body}>'", 3),
+        ] {
+            assert_eq!(scheme(extra).content.0.len(), pieces, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn timestamp_window_applies_both_ways() {
+        let s = scheme(
+            "timestamp_header='X-Ts'\nsigned_content='{timestamp}.{body}'\ntolerance_secs=300",
+        );
+        let at = 1_700_000_000;
+        let signed = s.sign(FOX, Timestamp::from_secs(at));
+        let h = signed_headers(&signed);
+        for (now, code) in [
+            (at, None),
+            (at + 300, None),
+            (at - 300, None),
+            (at + 301, Some("timestamp_out_of_tolerance")),
+            (at - 301, Some("timestamp_out_of_tolerance")),
+        ] {
+            assert_eq!(
+                verify_at(&s, &h, FOX, now).err().map(|e| e.code()),
+                code,
+                "now = at{:+}",
+                now - at
+            );
+        }
+        let sig = &signed[0].1;
+        for (ts, code) in [
+            (None, "signature_missing"),
+            (Some("soon"), "signature_malformed"),
+            (Some("-1700000000"), "signature_malformed"),
+            (Some("1700000000.5"), "signature_malformed"),
+            (Some("1234567890123"), "signature_malformed"),
+            (Some(""), "signature_malformed"),
+        ] {
+            let mut pairs = vec![("x-signature", sig.as_str())];
+            pairs.extend(ts.map(|t| ("x-ts", t)));
+            assert_eq!(
+                verify_at(&s, &headers(&pairs), FOX, at).unwrap_err().code(),
+                code,
+                "{ts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signed_id_is_the_dedup_key_and_a_timestamp_is_not() {
+        let source = SourceName::parse("demo").unwrap();
+        // With {id} signed, the provider's id names the event.
+        let s = scheme(
+            "id_header='X-Id'\ntimestamp_header='X-Ts'\nsigned_content='{id}.{timestamp}.{body}'",
+        );
+        let first = s.sign(FOX, Timestamp::from_secs(1000));
+        let second = s.sign(FOX, Timestamp::from_secs(1000));
+        assert_ne!(first[2].1, second[2].1, "sign() makes a fresh id each time");
+        let id = verify_at(&s, &signed_headers(&first), FOX, 1000)
+            .unwrap()
+            .event_id;
+        assert_eq!(id, EventId::from_provider(&source, &first[2].1));
+        assert_ne!(
+            id,
+            verify_at(&s, &signed_headers(&second), FOX, 1000)
+                .unwrap()
+                .event_id
+        );
+        // A missing or empty signed id is refused.
+        let no_id: Vec<_> = first.iter().take(2).cloned().collect();
+        assert_eq!(
+            verify_at(&s, &signed_headers(&no_id), FOX, 1000)
+                .unwrap_err()
+                .code(),
+            "signature_missing"
+        );
+        let mut empty_id = first.clone();
+        empty_id[2].1 = String::new();
+        assert_eq!(
+            verify_at(&s, &signed_headers(&empty_id), FOX, 1000)
+                .unwrap_err()
+                .code(),
+            "signature_malformed"
+        );
+
+        // Without {id}, the key is the body alone: a retry re-signed with a new timestamp
+        // dedupes, and an unsigned id header neither splits nor is required.
+        let s = scheme(
+            "id_header='X-Id'\ntimestamp_header='X-Ts'\nsigned_content='{timestamp}.{body}'",
+        );
+        let retry_a = s.sign(FOX, Timestamp::from_secs(1000));
+        let retry_b = s.sign(FOX, Timestamp::from_secs(1060));
+        assert_ne!(retry_a[0].1, retry_b[0].1);
+        let a = verify_at(&s, &signed_headers(&retry_a), FOX, 1060).unwrap();
+        let b = verify_at(&s, &signed_headers(&retry_b), FOX, 1060).unwrap();
+        assert_eq!(a.event_id, b.event_id);
+        assert_eq!(a.event_id, EventId::derive(&source, &[FOX]));
+        let without_id: Vec<_> = retry_a.iter().take(2).cloned().collect();
+        assert!(verify_at(&s, &signed_headers(&without_id), FOX, 1060).is_ok());
+    }
+
+    #[test]
+    fn sign_emits_every_header_the_config_needs() {
+        let s = scheme(
+            "id_header='X-Id'\ntimestamp_header='X-Ts'\nsigned_content='{id}.{timestamp}.{body}'",
+        );
+        let signed = s.sign(b"{}", Timestamp::from_secs(1_700_000_000));
+        let names: Vec<&str> = signed.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["x-signature", "x-ts", "x-id"]);
+        assert_eq!(signed[1].1, "1700000000");
+        assert!(verify_at(&s, &signed_headers(&signed), b"{}", 1_700_000_000).is_ok());
+        assert_eq!(s.kept_headers(), ["x-event-type", "x-ts", "x-id"]);
+        assert_eq!(scheme("").kept_headers(), ["x-event-type"]);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = scheme("");
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("old-key") && !shown.contains("107, 101, 121"),
+            "{shown}"
+        );
+        assert!(shown.contains("***"));
+        let h = headers(&[(
+            "x-signature",
+            &format!("sha256={}", FOX_HEX.replace('f', "e")),
+        )]);
+        let err = verify(&s, &h, FOX).unwrap_err();
+        assert_eq!(err, SignatureError::Mismatch);
+        let shown = format!("{err:?} {err}");
+        assert!(
+            !shown.contains(FOX_HEX) && !shown.contains("key"),
+            "{shown}"
+        );
     }
 }
