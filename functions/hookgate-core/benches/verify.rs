@@ -1,0 +1,90 @@
+//! Signature verification cost per request, per scheme, for 1 KiB and 256 KiB bodies, beside
+//! the floor: one SHA-256 pass over the body and one HMAC-SHA256 over it.
+//!
+//! `cargo bench -p hookgate-core --bench verify`
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, KeyInit, Mac};
+use hookgate_core::signature::{self, SignedRequest};
+use hookgate_core::{Config, Timestamp};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+use std::hint::black_box;
+
+const CONFIG: &str = r#"
+[sources.standard]
+scheme = "standard"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+[sources.stripe]
+scheme = "stripe"
+secrets = ["whsec_test"]
+[sources.github]
+scheme = "github"
+secrets = ["gh"]
+[sources.shopify]
+scheme = "shopify"
+secrets = ["shp"]
+[sources.slack]
+scheme = "slack"
+secrets = ["sl"]
+[sources.hmac]
+scheme = "hmac-sha256"
+secrets = ["k"]
+"#;
+
+/// A JSON body of about `size` bytes with `id` and `type` first, as providers send.
+fn body(size: usize) -> Vec<u8> {
+    let mut b = br#"{"id":"evt_1","type":"charge.succeeded","data":""#.to_vec();
+    b.resize(size - 2, b'x');
+    b.extend_from_slice(b"\"}");
+    b
+}
+
+fn bench(c: &mut Criterion) {
+    let config = Config::from_toml(CONFIG).expect("bench config");
+    let now = Timestamp::from_secs(1_800_000_000);
+    let mut group = c.benchmark_group("verify");
+    for size in [1024usize, 256 * 1024] {
+        let body = body(size);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("floor-sha256", size), &body, |b, body| {
+            b.iter(|| Sha256::digest(black_box(body)))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("floor-hmac-sha256", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(b"k").expect("any key");
+                    mac.update(black_box(body));
+                    mac.finalize()
+                })
+            },
+        );
+        for (name, source) in &config.sources {
+            let scheme = signature::build(name, source).expect("scheme");
+            let mut headers = HeaderMap::new();
+            for (k, v) in scheme.sign(&body, now) {
+                headers.insert(
+                    HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    HeaderValue::from_str(&v).expect("value"),
+                );
+            }
+            let request = SignedRequest {
+                headers: &headers,
+                body: &body,
+            };
+            assert!(
+                scheme.verify(name, &request, now).is_ok(),
+                "{name} verifies"
+            );
+            group.bench_with_input(BenchmarkId::new(scheme.name(), size), &request, |b, r| {
+                b.iter(|| scheme.verify(name, black_box(r), now))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
