@@ -195,6 +195,7 @@ async fn items_have_the_documented_layout() {
             duration_ms: 12,
             success: error.is_none(),
             error: error.map(str::to_owned),
+            note: None,
         },
         status,
         now,

@@ -85,6 +85,7 @@ fn end_at(
             duration_ms: now.since(started).as_millis() as u64,
             success: error.is_none(),
             error: error.map(str::to_owned),
+            note: None,
         },
         status,
         now,

@@ -18,7 +18,7 @@
 //! | `claim_token`, `claimed_at` (ms) | S, N | the receiver's claim |
 //! | `lease_until` | N | ms; only while an attempt runs |
 //! | `attempt_count` | N | attempts started |
-//! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error` (S, optional) |
+//! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error`, `note` (S, optional) |
 //! | `last_error` | S | only when the last attempt failed |
 //!
 //! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
@@ -64,6 +64,7 @@ mod a {
     pub const DURATION_MS: &str = "duration_ms";
     pub const SUCCESS: &str = "success";
     pub const ERROR: &str = "error";
+    pub const NOTE: &str = "note";
 }
 
 /// The hookgate ledger on a DynamoDB table keyed by `event_id` (S).
@@ -398,6 +399,9 @@ fn attempt_to_av(attempt: &Attempt) -> AttributeValue {
     if let Some(error) = &attempt.error {
         m.insert(a::ERROR.to_owned(), s(error));
     }
+    if let Some(note) = &attempt.note {
+        m.insert(a::NOTE.to_owned(), s(note));
+    }
     AttributeValue::M(m)
 }
 
@@ -451,6 +455,7 @@ fn attempt_from_av(av: &AttributeValue) -> Result<Attempt, LedgerError> {
         duration_ms: req_n(m, a::DURATION_MS)?,
         success,
         error: opt_s(m, a::ERROR)?.map(str::to_owned),
+        note: opt_s(m, a::NOTE)?.map(str::to_owned),
     })
 }
 
@@ -502,6 +507,7 @@ mod tests {
             duration_ms: 12,
             success: false,
             error: Some("boom".into()),
+            note: Some("redriven from the DLQ at 1970-01-01T00:00:01.000Z".into()),
         };
         let mut item: Item = HashMap::from([
             (a::EVENT_ID.to_owned(), s("src:abc")),

@@ -52,6 +52,8 @@ pub struct AwsBackend {
     pub ledger: Arc<DynamoDbLedger>,
     /// The SQS queue.
     pub queue: Arc<SqsQueue>,
+    /// Its dead-letter queue, as a queue of its own (for the DLQ tools), when configured.
+    pub dlq: Option<Arc<SqsQueue>>,
 }
 
 impl AwsBackend {
@@ -76,6 +78,9 @@ impl AwsBackend {
         let sqs = aws_sdk_sqs::Client::new(config);
         AwsBackend {
             ledger: Arc::new(DynamoDbLedger::new(dynamodb, table)),
+            dlq: dlq_url
+                .clone()
+                .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url, None))),
             queue: Arc::new(SqsQueue::new(sqs, queue_url, dlq_url)),
         }
     }

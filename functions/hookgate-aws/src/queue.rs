@@ -170,6 +170,59 @@ impl Queue for SqsQueue {
             .await?;
         self.delete(&message.receipt_handle).await
     }
+
+    async fn purge(&self) -> Result<(), QueueError> {
+        self.client
+            .purge_queue()
+            .queue_url(&self.queue_url)
+            .send()
+            .await
+            .map_err(|e| queue_error("PurgeQueue", e))?;
+        Ok(())
+    }
+}
+
+impl SqsQueue {
+    /// Asks SQS to move every message of this queue (a DLQ) back to `destination` with
+    /// `StartMessageMoveTask`, at most `rate` messages per second. Returns the task handle.
+    /// Endpoints that do not implement it (moto) answer an error: callers fall back to
+    /// `hookgate_core::dlq::DeadLetters::redrive`.
+    pub async fn start_message_move_task(
+        &self,
+        destination: &SqsQueue,
+        rate: Option<u32>,
+    ) -> Result<String, QueueError> {
+        let source_arn = self.queue_arn().await?;
+        let destination_arn = destination.queue_arn().await?;
+        let mut request = self
+            .client
+            .start_message_move_task()
+            .source_arn(source_arn)
+            .destination_arn(destination_arn);
+        if let Some(rate) = rate {
+            request =
+                request.max_number_of_messages_per_second(i32::try_from(rate).unwrap_or(i32::MAX));
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| queue_error("StartMessageMoveTask", e))?;
+        Ok(out.task_handle.unwrap_or_default())
+    }
+
+    async fn queue_arn(&self) -> Result<String, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+        out.attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .ok_or_else(|| QueueError::Unavailable("the queue has no QueueArn attribute".into()))
+    }
 }
 
 /// `d` in whole seconds, rounded up (SQS counts in seconds; never wait or hide less than asked).

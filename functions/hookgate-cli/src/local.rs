@@ -4,6 +4,8 @@
 //! Routes:
 //! - `POST /webhooks/{source}`: the receiver (any other method: 405).
 //! - `GET /events/{id}`: the event's status and attempts, with `Authorization: Bearer <token>`.
+//! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`),
+//!   `POST /dlq/purge`: the DLQ tools, with the same bearer token.
 //! - `GET /healthz`: liveness.
 
 use std::future::Future;
@@ -15,8 +17,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
+use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
 use hookgate_core::status::{Access, StatusApi};
@@ -30,6 +33,8 @@ pub struct LocalStack {
     status: Arc<StatusApi>,
     processor: Arc<Processor>,
     queue: Arc<dyn Queue>,
+    ledger: Arc<dyn Ledger>,
+    dead_letters: Option<Arc<DeadLetters>>,
 }
 
 /// A configuration the local stack cannot run.
@@ -53,9 +58,26 @@ impl LocalStack {
         Ok(Self {
             receiver: Arc::new(receiver),
             status: Arc::new(StatusApi::new(ledger.clone(), access)),
-            processor: Arc::new(Processor::new(config, ledger, handlers)),
+            processor: Arc::new(Processor::new(
+                config,
+                ledger.clone(),
+                queue.clone(),
+                handlers,
+            )),
             queue,
+            ledger,
+            dead_letters: None,
         })
+    }
+
+    /// The same stack with DLQ tools over `dlq` (the queue's dead-letter queue).
+    pub fn with_dlq(mut self, dlq: Arc<dyn Queue>) -> Self {
+        self.dead_letters = Some(Arc::new(DeadLetters::new(
+            self.queue.clone(),
+            dlq,
+            self.ledger.clone(),
+        )));
+        self
     }
 
     /// A stack on in-memory backends: a queue with a DLQ after `max_receive_count` receives.
@@ -63,12 +85,13 @@ impl LocalStack {
     /// # Panics
     /// Never for a `Config` that loaded: loading validated it.
     pub fn in_memory(config: Config, handlers: Handlers) -> Self {
-        let (queue, _dlq) = MemoryQueue::with_dlq(
+        let (queue, dlq) = MemoryQueue::with_dlq(
             config.processor.visibility_timeout(),
             config.processor.max_receive_count,
         );
         Self::new(&config, Arc::new(MemoryLedger::new()), queue, handlers)
             .unwrap_or_else(|e| panic!("a loaded config is valid: {e}"))
+            .with_dlq(dlq)
     }
 
     /// The HTTP routes.
@@ -76,10 +99,14 @@ impl LocalStack {
         let state = Routes {
             receiver: self.receiver.clone(),
             status: self.status.clone(),
+            dead_letters: self.dead_letters.clone(),
         };
         Router::new()
             .route("/webhooks/{source}", any(webhook))
             .route("/events/{id}", get(event_status))
+            .route("/dlq", get(dlq_list))
+            .route("/dlq/redrive", post(dlq_redrive))
+            .route("/dlq/purge", post(dlq_purge))
             .route(
                 "/healthz",
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -131,6 +158,110 @@ impl LocalStack {
 struct Routes {
     receiver: Arc<Receiver>,
     status: Arc<StatusApi>,
+    dead_letters: Option<Arc<DeadLetters>>,
+}
+
+impl Routes {
+    /// The DLQ tools, for a caller with the admin token.
+    fn dead_letters(&self, headers: &HeaderMap) -> Result<Arc<DeadLetters>, Reply> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if !self.status.authorized(authorization) {
+            return Err(Reply::error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <admin token>",
+            ));
+        }
+        self.dead_letters.clone().ok_or_else(|| {
+            Reply::error(
+                StatusCode::NOT_FOUND,
+                "no_dlq",
+                "this stack has no dead-letter queue",
+            )
+        })
+    }
+}
+
+fn queue_failure(e: hookgate_core::QueueError) -> Response {
+    json(Reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "queue_unavailable",
+        e.to_string(),
+    ))
+}
+
+async fn dlq_list(State(routes): State<Routes>, headers: HeaderMap) -> Response {
+    let tools = match routes.dead_letters(&headers) {
+        Ok(tools) => tools,
+        Err(reply) => return json(reply),
+    };
+    match tools.list(1000).await {
+        Ok(list) => json(Reply::ok(
+            StatusCode::OK,
+            serde_json::json!({ "messages": list }),
+        )),
+        Err(e) => queue_failure(e),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct RedriveRequest {
+    #[serde(default)]
+    ids: Option<Vec<String>>,
+    #[serde(default)]
+    rate: Option<u32>,
+}
+
+async fn dlq_redrive(
+    State(routes): State<Routes>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let tools = match routes.dead_letters(&headers) {
+        Ok(tools) => tools,
+        Err(reply) => return json(reply),
+    };
+    let request: RedriveRequest = if body.is_empty() {
+        RedriveRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return json(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_body",
+                    e.to_string(),
+                ))
+            }
+        }
+    };
+    let selection = match request.ids {
+        Some(ids) => Selection::Ids(ids.into_iter().collect()),
+        None => Selection::All,
+    };
+    match tools.redrive(&selection, request.rate).await {
+        Ok(report) => json(Reply::ok(
+            StatusCode::OK,
+            serde_json::to_value(report).unwrap_or_default(),
+        )),
+        Err(e) => queue_failure(e),
+    }
+}
+
+async fn dlq_purge(State(routes): State<Routes>, headers: HeaderMap) -> Response {
+    let tools = match routes.dead_letters(&headers) {
+        Ok(tools) => tools,
+        Err(reply) => return json(reply),
+    };
+    match tools.purge().await {
+        Ok(()) => json(Reply::ok(
+            StatusCode::OK,
+            serde_json::json!({ "purged": true }),
+        )),
+        Err(e) => queue_failure(e),
+    }
 }
 
 fn json(reply: Reply) -> Response {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use hookgate_cli::local::LocalStack;
 use hookgate_core::config::EXAMPLE_CONFIG;
+use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::{Clock, Config, Handlers, SystemClock};
 
 #[derive(Parser)]
@@ -68,6 +69,13 @@ enum Command {
         #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
         config: Option<PathBuf>,
     },
+    /// Dead-letter queue tools, on SQS/DynamoDB (HOOKGATE_TABLE, HOOKGATE_QUEUE_URL,
+    /// HOOKGATE_DLQ_URL; AWS_ENDPOINT_URL for moto or LocalStack). On the local stack's in-memory
+    /// backend, use its /dlq routes.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
     /// environment the functions and `serve --backend aws` need.
     Setup {
@@ -80,6 +88,38 @@ enum Command {
         /// Configuration file, for max_receive_count and visibility_timeout_secs.
         #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead-lettered messages (id, source, type, attempts, last error); nothing is removed.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Send messages back to the main queue to be processed again.
+    Redrive {
+        /// Every message.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+        /// Event ids or message ids.
+        #[arg(required_unless_present = "all")]
+        ids: Vec<String>,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// With --all: use SQS's own StartMessageMoveTask (fast, but the events' history will
+        /// not show the redrive); falls back to hookgate's move where unsupported.
+        #[arg(long, requires = "all")]
+        native: bool,
+    },
+    /// Delete every message in the DLQ.
+    Purge {
+        /// Confirm.
+        #[arg(long, required = true)]
+        yes: bool,
     },
 }
 
@@ -150,6 +190,51 @@ fn sign(config: &Config, source: &str, body: &[u8]) -> anyhow::Result<Vec<(Strin
     Ok(headers)
 }
 
+async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
+    let aws = hookgate_aws::AwsBackend::from_env().await?;
+    let Some(dlq) = aws.dlq.clone() else {
+        bail!("set HOOKGATE_DLQ_URL to the dead-letter queue's URL");
+    };
+    let tools = DeadLetters::new(aws.queue.clone(), dlq.clone(), aws.ledger.clone());
+    match command {
+        DlqCommand::List { limit } => {
+            for m in tools.list(limit).await? {
+                println!("{}", serde_json::to_string(&m)?);
+            }
+        }
+        DlqCommand::Redrive {
+            all,
+            ids,
+            rate,
+            native,
+        } => {
+            if native {
+                match dlq.start_message_move_task(&aws.queue, rate).await {
+                    Ok(handle) => {
+                        println!("{}", serde_json::json!({ "move_task": handle }));
+                        return Ok(());
+                    }
+                    Err(e) => eprintln!(
+                        "StartMessageMoveTask unavailable ({e}); moving message by message"
+                    ),
+                }
+            }
+            let selection = if all {
+                Selection::All
+            } else {
+                Selection::Ids(ids.into_iter().collect())
+            };
+            let report = tools.redrive(&selection, rate).await?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+        DlqCommand::Purge { yes: _ } => {
+            tools.purge().await?;
+            println!("{}", serde_json::json!({ "purged": true }));
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -165,7 +250,11 @@ async fn main() -> anyhow::Result<()> {
                 Backend::Memory => LocalStack::in_memory(config, Handlers::new()),
                 Backend::Aws => {
                     let aws = hookgate_aws::AwsBackend::from_env().await?;
-                    LocalStack::new(&config, aws.ledger, aws.queue, Handlers::new())?
+                    let stack = LocalStack::new(&config, aws.ledger, aws.queue, Handlers::new())?;
+                    match aws.dlq {
+                        Some(dlq) => stack.with_dlq(dlq),
+                        None => stack,
+                    }
                 }
             };
             let listener = tokio::net::TcpListener::bind(addr)
@@ -213,6 +302,7 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Dlq { command } => dlq(command).await?,
         Command::Setup {
             table,
             queue,

@@ -390,3 +390,134 @@ async fn sign_and_send_commands_reach_a_running_stack() {
         .unwrap()
         .contains("no source named \"nope\""));
 }
+
+async fn dead_letter_then_redrive_through(
+    base: &str,
+    dlq_list: impl Fn() -> Vec<Value>,
+    redrive: impl Fn() -> Value,
+) {
+    let (code, accepted) = post(base, "demo", r#"{"type":"rejected-downstream"}"#).await;
+    assert_eq!(code, 202);
+    let id = accepted["event_id"].as_str().unwrap().to_owned();
+    wait_for(base, &id, "dead_lettered").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let listed = dlq_list();
+        if !listed.is_empty() {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "never listed in the DLQ");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(listed[0]["event_id"], id.as_str());
+    assert_eq!(listed[0]["last_error"], "422 from downstream");
+    assert_eq!(redrive()["moved"], 1);
+    // The handler still refuses it: back to the DLQ, with the redrive in its history.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, record) = status(base, &id, Some(TOKEN)).await;
+        let attempts = record["attempts"].as_array().cloned().unwrap_or_default();
+        if attempts.len() == 2 && record["status"] == "dead_lettered" {
+            assert!(
+                attempts[1]["note"]
+                    .as_str()
+                    .unwrap()
+                    .contains("redriven from the DLQ"),
+                "{record}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redriven event not retried: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rejecting() -> Handlers {
+    Handlers::new().on("demo", "rejected-downstream", |_e: Envelope| async {
+        Err(HandlerError::permanent("422 from downstream"))
+    })
+}
+
+// Multi-threaded: the admin calls block a worker while the stack serves on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_stack_dlq_routes_list_and_redrive() {
+    let config = Config::from_toml(&config_toml(3)).unwrap();
+    let stack = LocalStack::in_memory(config, rejecting());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(stack.serve(listener, std::future::pending()));
+
+    let unauthorized = reqwest::Client::new()
+        .get(format!("{base}/dlq"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+
+    let admin = |method: &str, path: &str| -> Value {
+        // A blocking call from the async test: curl on 127.0.0.1, the way an operator would.
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-X",
+                method,
+                "-H",
+                &format!("authorization: Bearer {TOKEN}"),
+            ])
+            .arg(format!("{base}{path}"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    dead_letter_then_redrive_through(
+        &base,
+        || {
+            admin("GET", "/dlq")["messages"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        },
+        || admin("POST", "/dlq/redrive"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_commands_on_moto() {
+    let Some(endpoint) = hookgate_testkit::moto_endpoint() else {
+        eprintln!("skipped: no moto (set HOOKGATE_MOTO_ENDPOINT)");
+        return;
+    };
+    let aws = hookgate_testkit::fresh_resources(&endpoint, 3, 1).await;
+    let backend = aws.backend();
+    let (base, _stop) = embed(&config_toml(3), backend.ledger, backend.queue, rejecting()).await;
+    let hookgate = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(args)
+            .envs(aws.env())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        Value::Array(
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect(),
+        )
+    };
+    dead_letter_then_redrive_through(
+        &base,
+        || hookgate(&["dlq", "list"]).as_array().cloned().unwrap(),
+        || hookgate(&["dlq", "redrive", "--all", "--native"])[0].clone(),
+    )
+    .await;
+    assert_eq!(hookgate(&["dlq", "purge", "--yes"])[0]["purged"], true);
+    assert_eq!(hookgate(&["dlq", "list"]).as_array().unwrap().len(), 0);
+}

@@ -115,6 +115,18 @@ pub struct ProcessorConfig {
     pub pollers: usize,
     /// Local stack only: long-poll wait of one receive, in milliseconds.
     pub wait_time_ms: u64,
+    /// Local stack only: how long a poller keeps gathering a batch once its first message
+    /// arrived (Lambda's `MaximumBatchingWindowInSeconds`).
+    pub batch_window_ms: u64,
+    /// Longest one handler may run before its record fails.
+    pub handler_timeout_secs: u64,
+    /// First retry delay; doubles on each receive (full jitter).
+    pub backoff_base_ms: u64,
+    /// Longest retry delay.
+    pub backoff_cap_secs: u64,
+    /// Records not started when less than this remains before the invocation's deadline are
+    /// handed back (visibility reset) instead of started.
+    pub deadline_margin_ms: u64,
 }
 
 impl Default for ProcessorConfig {
@@ -126,6 +138,11 @@ impl Default for ProcessorConfig {
             concurrency: 10,
             pollers: 2,
             wait_time_ms: 1000,
+            batch_window_ms: 20,
+            handler_timeout_secs: 25,
+            backoff_base_ms: 1000,
+            backoff_cap_secs: 900,
+            deadline_margin_ms: 1000,
         }
     }
 }
@@ -245,10 +262,14 @@ impl Config {
                 "processor.max_receive_count, concurrency and pollers must be positive".into(),
             );
         }
-        if p.visibility_timeout_secs > 12 * 3600 {
+        if p.visibility_timeout_secs > 12 * 3600 || p.backoff_cap_secs > 12 * 3600 {
             return bad(
-                "processor.visibility_timeout_secs is at most 43200 (12 h, the SQS limit)".into(),
+                "processor.visibility_timeout_secs and backoff_cap_secs are at most 43200 (12 h, the SQS limit)"
+                    .into(),
             );
+        }
+        if p.handler_timeout_secs == 0 {
+            return bad("processor.handler_timeout_secs must be positive".into());
         }
         if self.receiver.max_body_bytes == 0 || self.receiver.dedup_window_secs == 0 {
             return bad("receiver.max_body_bytes and dedup_window_secs must be positive".into());

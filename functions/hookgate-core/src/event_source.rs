@@ -1,9 +1,10 @@
 //! The local stack's stand-in for Lambda's SQS event source mapping.
 //!
-//! Pollers receive batches from any [`Queue`], hand them to the [`Processor`] as the same
-//! `SqsEvent` Lambda would, delete the records that succeeded, and move permanently failed ones
-//! to the DLQ. Failed records are left alone: they come back when their visibility timeout
-//! ends, with their receive count raised, until the redrive policy takes them.
+//! Pollers (`pollers` of them, each with a batch in flight) receive batches from any [`Queue`],
+//! gathering for up to `batch_window_ms`, hand them to the [`Processor`] as the same `SqsEvent`
+//! Lambda would, and delete the records that succeeded. Failed records are left to the
+//! processor's settlement: they come back when their (backed-off) visibility timeout ends, with
+//! their receive count raised, until the redrive policy takes them.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -78,15 +79,16 @@ impl EventSource {
             let Some(message) = by_id.get(id.as_str()) else {
                 continue;
             };
-            let done = match result {
-                r if r.is_success() => self.queue.delete(&message.receipt_handle).await,
-                RecordOutcome::Failed {
-                    permanent: true, ..
-                } => self.queue.move_to_dlq(message).await,
-                _ => Ok(()),
-            };
-            if let Err(e) = done {
-                warn!(message_id = %id, error = %e, "could not settle the message; it will be redelivered");
+            // As Lambda's event source mapping does: delete what succeeded, leave the rest (the
+            // processor has already set their visibility or moved them to the DLQ).
+            if !matches!(
+                result,
+                RecordOutcome::Processed | RecordOutcome::AlreadyProcessed
+            ) {
+                continue;
+            }
+            if let Err(e) = self.queue.delete(&message.receipt_handle).await {
+                warn!(message_id = %id, error = %e, "could not delete a processed message; it will be redelivered and acknowledged");
             }
         }
         debug!(

@@ -174,6 +174,10 @@ impl Queue for FaultyQueue {
         self.check("move_to_dlq")?;
         self.inner.move_to_dlq(message).await
     }
+    async fn purge(&self) -> Result<(), QueueError> {
+        self.check("purge")?;
+        self.inner.purge().await
+    }
     fn max_message_bytes(&self) -> usize {
         self.inner.max_message_bytes()
     }

@@ -84,6 +84,10 @@ pub struct Attempt {
     /// The handler's error, truncated to [`MAX_ERROR_LEN`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What else happened on this attempt: a redrive from the DLQ, a hand-back before the
+    /// deadline, a move to the DLQ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Longest error text kept per attempt.

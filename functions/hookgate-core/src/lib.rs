@@ -11,8 +11,10 @@
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
+pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod dlq;
 pub mod envelope;
 pub mod event_source;
 pub mod faults;

@@ -1,26 +1,35 @@
 //! The processor core: one SQS batch in, a [`BatchOutcome`] (→ `batchItemFailures`) out.
 //!
-//! For each record: read the envelope, take a lease in the ledger (a processed event is
-//! acknowledged without running its handler again; one leased elsewhere backs off), run the
-//! handler chosen by `(source, type)` — isolated, so a panic fails only its record — and record
-//! the attempt. Records run concurrently up to `concurrency`. A failed record stays on the queue
-//! for redelivery; on its last allowed receive it is marked `dead_lettered`, since the queue's
-//! redrive policy moves it to the DLQ next.
+//! For each record, concurrently up to `concurrency`:
+//! 1. If the invocation's deadline is closer than `deadline_margin_ms`, the record is handed
+//!    back (visibility reset to 0) rather than started and cut off mid-way.
+//! 2. The ledger grants a lease (until the deadline): a processed event is acknowledged without
+//!    running its handler again; one leased by another consumer backs off until that lease ends.
+//! 3. The handler chosen by `(source, type)` runs in a task of its own (a panic fails only its
+//!    record) under a per-message timeout.
+//! 4. The attempt is recorded, then the message is settled: success → acknowledged; a
+//!    permanent failure → moved to the DLQ at once; the last allowed receive → visibility 0 so
+//!    the queue's redrive policy moves it to the DLQ now; any other failure → visibility set to
+//!    the backoff delay (exponential, capped, full jitter; a handler's `retry_after` wins).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use tracing::{error, info, warn, Instrument};
 
+use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{Config, ProcessorConfig};
 use crate::envelope::Envelope;
 use crate::handler::{HandlerError, Handlers};
 use crate::ledger::{
-    truncate_error, Attempt, AttemptEnd, AttemptStart, EventStatus, Ledger, StartOutcome,
+    truncate_error, Attempt, AttemptEnd, AttemptStart, EventStatus, Ledger, LedgerError,
+    StartOutcome,
 };
+use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,35 +38,31 @@ pub enum RecordOutcome {
     Processed,
     /// The event was processed before; acknowledged without running the handler.
     AlreadyProcessed,
-    /// The record failed and stays on the queue (or moves to the DLQ, if `dead_lettered`).
+    /// Failed permanently and moved to the DLQ (no longer on the queue).
+    MovedToDlq {
+        /// Why.
+        error: String,
+    },
+    /// Failed; the message stays on the queue and comes back after `retry_in`.
     Failed {
         /// Why.
         error: String,
-        /// The handler asked for a delay before the next try.
-        retry_after: Option<Duration>,
-        /// The failure is permanent.
-        permanent: bool,
-        /// This was its last allowed receive.
+        /// The visibility set for the next delivery, if it could be set.
+        retry_in: Option<Duration>,
+        /// This was its last allowed receive: the redrive policy moves it to the DLQ next.
         dead_lettered: bool,
     },
 }
 
 impl RecordOutcome {
-    /// Whether the message may be deleted from the queue.
+    /// Whether the record is settled (not to be named in `batchItemFailures`).
     pub fn is_success(&self) -> bool {
         matches!(
             self,
-            RecordOutcome::Processed | RecordOutcome::AlreadyProcessed
+            RecordOutcome::Processed
+                | RecordOutcome::AlreadyProcessed
+                | RecordOutcome::MovedToDlq { .. }
         )
-    }
-
-    fn failed(error: impl Into<String>) -> Self {
-        RecordOutcome::Failed {
-            error: error.into(),
-            retry_after: None,
-            permanent: false,
-            dead_lettered: false,
-        }
     }
 }
 
@@ -99,8 +104,10 @@ pub enum BatchError {
 /// The processor: runs batches of queued events through their handlers.
 pub struct Processor {
     ledger: Arc<dyn Ledger>,
+    queue: Arc<dyn Queue>,
     handlers: Handlers,
     settings: ProcessorConfig,
+    backoff: Backoff,
     dedup_window: Duration,
     clock: Arc<dyn Clock>,
 }
@@ -117,13 +124,32 @@ impl std::fmt::Debug for Processor {
 /// Tries of a ledger write that records a finished attempt.
 const FINISH_TRIES: u32 = 3;
 
+/// How a failed record is settled on the queue.
+enum Settle {
+    Retry(Duration),
+    Redrive,
+    MoveToDlq,
+}
+
 impl Processor {
-    /// A processor with `config`'s settings, recording to `ledger`, running `handlers`.
-    pub fn new(config: &Config, ledger: Arc<dyn Ledger>, handlers: Handlers) -> Self {
+    /// A processor with `config`'s settings, recording to `ledger`, settling messages on
+    /// `queue` (visibility, DLQ), running `handlers`.
+    pub fn new(
+        config: &Config,
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+        handlers: Handlers,
+    ) -> Self {
+        let p = &config.processor;
         Self {
             ledger,
+            queue,
             handlers,
-            settings: config.processor.clone(),
+            settings: p.clone(),
+            backoff: Backoff {
+                base: Duration::from_millis(p.backoff_base_ms),
+                cap: Duration::from_secs(p.backoff_cap_secs),
+            },
             dedup_window: Duration::from_secs(config.receiver.dedup_window_secs),
             clock: Arc::new(SystemClock),
         }
@@ -155,14 +181,24 @@ impl Processor {
             error!("batch has a record without messageId");
             return Err(BatchError::UnidentifiableRecord);
         }
-        let lease_until =
-            deadline.unwrap_or_else(|| self.clock.now().plus(self.settings.visibility_timeout()));
+        let now = self.clock.now();
+        let configured = Duration::from_millis(self.settings.deadline_margin_ms);
+        let (deadline, margin) = match deadline {
+            Some(deadline) => (deadline, configured),
+            // No invocation deadline (the local event source): the batch has the visibility
+            // timeout, and the margin takes at most a quarter of it.
+            None => {
+                let budget = self.settings.visibility_timeout();
+                (now.plus(budget), configured.min(budget / 4))
+            }
+        };
+        let received = Instant::now();
         // The futures are built up front (not by a closure inside the stream) so the batch
         // future stays `Send` for any executor.
         let work: Vec<_> = batch
             .records
             .iter()
-            .map(|record| self.process_named(record, lease_until))
+            .map(|record| self.process_named(record, deadline, margin, received))
             .collect();
         let records = stream::iter(work)
             .buffered(self.settings.concurrency)
@@ -174,29 +210,36 @@ impl Processor {
     async fn process_named(
         &self,
         record: &SqsMessage,
-        lease_until: Timestamp,
+        deadline: Timestamp,
+        margin: Duration,
+        received: Instant,
     ) -> (String, RecordOutcome) {
         let id = record.message_id.clone().unwrap_or_default();
-        (id, self.process_record(record, lease_until).await)
+        (
+            id,
+            self.process_record(record, deadline, margin, received)
+                .await,
+        )
     }
 
-    /// Processes one record.
+    /// Processes one record of a batch received at `received`, due by `deadline`; it is handed
+    /// back unstarted when less than `margin` remains.
     pub async fn process_record(
         &self,
         record: &SqsMessage,
-        lease_until: Timestamp,
+        deadline: Timestamp,
+        margin: Duration,
+        received: Instant,
     ) -> RecordOutcome {
-        let message_id = record.message_id.as_deref().unwrap_or_default();
-        let receive_count: u32 = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let envelope = match Envelope::from_message(record.body.as_deref().unwrap_or_default()) {
+        let message = received_message(record);
+        let envelope = match Envelope::from_message(&message.body) {
             Ok(e) => e,
             Err(e) => {
-                error!(message_id, error = %e, "record is not a hookgate envelope");
-                return RecordOutcome::failed(format!("malformed record: {e}"));
+                error!(message_id = %message.message_id, error = %e, "record is not a hookgate envelope");
+                let error = format!("malformed record: {e}");
+                return self
+                    .settle(&message, error, Settle::MoveToDlq, received)
+                    .await;
             }
         };
         let span = tracing::info_span!(
@@ -204,10 +247,10 @@ impl Processor {
             event_id = %envelope.event_id,
             source = %envelope.source,
             r#type = %envelope.event_type,
-            message_id,
-            receive_count,
+            message_id = %message.message_id,
+            receive_count = message.receive_count,
         );
-        self.run(envelope, receive_count, lease_until)
+        self.run(envelope, &message, deadline, margin, received)
             .instrument(span)
             .await
     }
@@ -215,10 +258,22 @@ impl Processor {
     async fn run(
         &self,
         envelope: Envelope,
-        receive_count: u32,
-        lease_until: Timestamp,
+        message: &ReceivedMessage,
+        deadline: Timestamp,
+        margin: Duration,
+        received: Instant,
     ) -> RecordOutcome {
         let now = self.clock.now();
+        if deadline.since(now) < margin {
+            info!(
+                remaining_ms = deadline.since(now).as_millis(),
+                "too close to the deadline; handed back"
+            );
+            let error = "handed back before the invocation's deadline".to_owned();
+            return self
+                .settle(message, error, Settle::Retry(Duration::ZERO), received)
+                .await;
+        }
         let start = AttemptStart {
             event_id: envelope.event_id.clone(),
             source: envelope.source.clone(),
@@ -226,7 +281,7 @@ impl Processor {
             received_at: envelope.received_at,
             expires_at: now.plus(self.dedup_window).ceil_secs(),
             now,
-            lease_until,
+            lease_until: deadline,
         };
         let attempt = match self.ledger.start_attempt(&start).await {
             Ok(StartOutcome::Started { attempt }) => attempt,
@@ -236,19 +291,29 @@ impl Processor {
             }
             Ok(StartOutcome::Leased { until }) => {
                 info!(lease_until = %until, "leased by another consumer; backing off");
-                return RecordOutcome::failed(format!("leased by another consumer until {until}"));
+                let error = format!("leased by another consumer until {until}");
+                let wait = until.since(now) + Duration::from_secs(1);
+                return self
+                    .settle(message, error, Settle::Retry(wait), received)
+                    .await;
             }
             Err(e) => {
                 warn!(error = %e, "cannot start the attempt");
-                return RecordOutcome::failed(e.to_string());
+                let delay = self
+                    .backoff
+                    .delay(message.receive_count, None, &mut rand::rng());
+                return self
+                    .settle(message, e.to_string(), Settle::Retry(delay), received)
+                    .await;
             }
         };
 
         let handler = self
             .handlers
             .find(envelope.source.as_str(), &envelope.event_type);
-        let budget = lease_until.since(now);
-        let started = std::time::Instant::now();
+        let budget = Duration::from_secs(self.settings.handler_timeout_secs)
+            .min(deadline.since(now).saturating_sub(margin / 2));
+        let started = Instant::now();
         // A task of its own: a panic in the handler fails this record only.
         let task = tokio::spawn(async move { handler.handle(envelope).await }.in_current_span());
         let result = match tokio::time::timeout(budget, task).await {
@@ -262,24 +327,36 @@ impl Processor {
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
-        let last_receive = receive_count >= self.settings.max_receive_count;
-        let (status, outcome) = match &result {
-            Ok(()) => (EventStatus::Processed, RecordOutcome::Processed),
+        let last_receive = message.receive_count >= self.settings.max_receive_count;
+        let redriven = message
+            .attributes
+            .get(attr::REDRIVEN_AT)
+            .map(|at| format!("redriven from the DLQ at {at}"));
+        let (status, settle, outcome_note) = match &result {
+            Ok(()) => (EventStatus::Processed, None, None),
+            Err(e) if e.permanent => (
+                EventStatus::DeadLettered,
+                Some(Settle::MoveToDlq),
+                Some("permanent failure: moved to the DLQ".to_owned()),
+            ),
+            Err(_) if last_receive => (
+                EventStatus::DeadLettered,
+                Some(Settle::Redrive),
+                Some(format!(
+                    "receive {} of {}: the redrive policy moves it to the DLQ",
+                    message.receive_count, self.settings.max_receive_count
+                )),
+            ),
             Err(e) => {
-                let dead = last_receive || e.permanent;
-                let status = if dead {
-                    EventStatus::DeadLettered
-                } else {
-                    EventStatus::Failed
-                };
-                let outcome = RecordOutcome::Failed {
-                    error: e.message.clone(),
-                    retry_after: e.retry_after,
-                    permanent: e.permanent,
-                    dead_lettered: dead,
-                };
-                (status, outcome)
+                let delay =
+                    self.backoff
+                        .delay(message.receive_count, e.retry_after, &mut rand::rng());
+                (EventStatus::Failed, Some(Settle::Retry(delay)), None)
             }
+        };
+        let note = match (redriven, outcome_note) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
         };
         let end = AttemptEnd {
             event_id: start.event_id,
@@ -289,32 +366,45 @@ impl Processor {
                 duration_ms,
                 success: result.is_ok(),
                 error: result.as_ref().err().map(|e| truncate_error(&e.message)),
+                note,
             },
             status,
             now: self.clock.now(),
         };
-        match &outcome {
-            RecordOutcome::Processed => info!(attempt, duration_ms, "event processed"),
-            RecordOutcome::Failed { error, .. } => {
-                warn!(attempt, duration_ms, status = %status, error = %truncate_error(error), "attempt failed")
+        let recorded = self.record_end(&end).await;
+        match result {
+            Ok(()) if recorded => {
+                info!(attempt, duration_ms, "event processed");
+                RecordOutcome::Processed
             }
-            RecordOutcome::AlreadyProcessed => {}
+            Ok(()) => {
+                // Not acknowledged: the ledger would claim the event still runs. The lease
+                // keeps a concurrent copy away; see `record_end`.
+                let error = "handler succeeded but the ledger could not record it".to_owned();
+                let delay = self
+                    .backoff
+                    .delay(message.receive_count, None, &mut rand::rng());
+                self.settle(message, error, Settle::Retry(delay), received)
+                    .await
+            }
+            Err(e) => {
+                warn!(attempt, duration_ms, status = %status, error = %truncate_error(&e.message), "attempt failed");
+                let how = settle.unwrap_or(Settle::Retry(Duration::ZERO));
+                self.settle(message, e.message, how, received).await
+            }
         }
-        self.record_end(&end, outcome).await
     }
 
-    /// Records the end of an attempt, retrying a transient ledger failure a few times. If it
-    /// still cannot be recorded, a success is reported as a failure: the message comes back,
-    /// rather than being deleted with the ledger claiming it is still running.
-    async fn record_end(&self, end: &AttemptEnd, outcome: RecordOutcome) -> RecordOutcome {
+    /// Records the end of an attempt, retrying a transient ledger failure a few times.
+    /// Returns whether it was recorded (a conflict counts: a later attempt owns the event).
+    async fn record_end(&self, end: &AttemptEnd) -> bool {
         let mut delay = Duration::from_millis(50);
         for try_number in 1..=FINISH_TRIES {
             match self.ledger.finish_attempt(end).await {
-                Ok(()) => return outcome,
-                Err(crate::ledger::LedgerError::Conflict(e)) => {
-                    // A later attempt owns the event now; its record wins.
+                Ok(()) => return true,
+                Err(LedgerError::Conflict(e)) => {
                     warn!(error = %e, "attempt finished after its lease was taken over");
-                    return outcome;
+                    return true;
                 }
                 Err(e) if try_number < FINISH_TRIES => {
                     warn!(error = %e, try_number, "recording the attempt failed; retrying");
@@ -323,15 +413,72 @@ impl Processor {
                 }
                 Err(e) => {
                     error!(error = %e, "recording the attempt failed");
-                    return match outcome {
-                        RecordOutcome::Processed => RecordOutcome::failed(format!(
-                            "handler succeeded but the ledger could not record it: {e}"
-                        )),
-                        other => other,
-                    };
                 }
             }
         }
-        outcome
+        false
+    }
+
+    /// Settles a failed record on the queue.
+    async fn settle(
+        &self,
+        message: &ReceivedMessage,
+        error: String,
+        how: Settle,
+        received: Instant,
+    ) -> RecordOutcome {
+        // SQS counts the 12 h visibility limit from the receive.
+        let room =
+            MAX_VISIBILITY_TIMEOUT.saturating_sub(received.elapsed() + Duration::from_secs(1));
+        let (delay, dead_lettered) = match how {
+            Settle::MoveToDlq => match self.queue.move_to_dlq(message).await {
+                Ok(()) => {
+                    info!(message_id = %message.message_id, "moved to the DLQ");
+                    return RecordOutcome::MovedToDlq { error };
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not move to the DLQ; it will be retried");
+                    (Duration::ZERO, false)
+                }
+            },
+            Settle::Redrive => (Duration::ZERO, true),
+            Settle::Retry(delay) => (delay.min(room), false),
+        };
+        let retry_in = match self
+            .queue
+            .change_visibility(&message.receipt_handle, delay)
+            .await
+        {
+            Ok(()) => Some(delay),
+            Err(e) => {
+                // Still a failure: the message comes back after its current visibility timeout.
+                warn!(error = %e, "could not change the message's visibility");
+                None
+            }
+        };
+        RecordOutcome::Failed {
+            error,
+            retry_in,
+            dead_lettered,
+        }
+    }
+}
+
+/// The queue's view of a Lambda SQS record.
+fn received_message(record: &SqsMessage) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: record.message_id.clone().unwrap_or_default(),
+        receipt_handle: record.receipt_handle.clone().unwrap_or_default(),
+        body: record.body.clone().unwrap_or_default(),
+        receive_count: record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        attributes: record
+            .message_attributes
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
+            .collect::<BTreeMap<_, _>>(),
     }
 }

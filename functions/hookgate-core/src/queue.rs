@@ -24,6 +24,8 @@ pub mod attr {
     pub const SOURCE: &str = "source";
     /// The event type.
     pub const EVENT_TYPE: &str = "event_type";
+    /// Set by a DLQ redrive: when the message was sent back (RFC 3339).
+    pub const REDRIVEN_AT: &str = "redriven_at";
 }
 
 /// A message to send.
@@ -93,6 +95,9 @@ pub trait Queue: Send + Sync {
 
     /// Moves a received message to the dead-letter queue at once (send there, then delete).
     async fn move_to_dlq(&self, message: &ReceivedMessage) -> Result<(), QueueError>;
+
+    /// Deletes every message the queue holds.
+    async fn purge(&self) -> Result<(), QueueError>;
 
     /// Largest body the queue accepts, in bytes.
     fn max_message_bytes(&self) -> usize {

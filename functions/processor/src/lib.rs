@@ -7,7 +7,7 @@ pub mod handlers;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use hookgate_core::{Config, Handlers, Ledger, Processor, Timestamp};
+use hookgate_core::{Config, Handlers, Ledger, Processor, Queue, Timestamp};
 use lambda_runtime::{Error, LambdaEvent};
 
 /// The processor function: built once per cold start.
@@ -16,10 +16,16 @@ pub struct App {
 }
 
 impl App {
-    /// The function over the given ledger and handlers.
-    pub fn new(config: &Config, ledger: Arc<dyn Ledger>, handlers: Handlers) -> Self {
+    /// The function over the given ledger, queue (for visibility changes and DLQ moves) and
+    /// handlers.
+    pub fn new(
+        config: &Config,
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+        handlers: Handlers,
+    ) -> Self {
         Self {
-            processor: Processor::new(config, ledger, handlers),
+            processor: Processor::new(config, ledger, queue, handlers),
         }
     }
 
@@ -34,7 +40,7 @@ impl App {
             })?;
         }
         let backend = hookgate_aws::AwsBackend::from_env().await?;
-        Ok(Self::new(&config, backend.ledger, handlers))
+        Ok(Self::new(&config, backend.ledger, backend.queue, handlers))
     }
 
     /// Handles one batch. Record failures are reported in `batchItemFailures`; an

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use hookgate_core::memory::MemoryLedger;
+use hookgate_core::memory::{MemoryLedger, MemoryQueue};
 use hookgate_core::{Config, EventId, EventStatus, Ledger};
 use lambda_runtime::{Context, LambdaEvent};
 
@@ -30,6 +30,7 @@ async fn a_good_batch_has_no_failures_and_is_recorded() {
     let app = processor::App::new(
         &Config::from_toml("").unwrap(),
         ledger.clone(),
+        Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
         processor::handlers::handlers(),
     );
     let response = app
@@ -49,6 +50,7 @@ async fn a_bad_record_is_the_one_batch_item_failure() {
     let app = processor::App::new(
         &Config::from_toml("").unwrap(),
         Arc::new(MemoryLedger::new()),
+        Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
         processor::handlers::handlers(),
     );
     let response = app

@@ -227,6 +227,11 @@ impl Queue for MemoryQueue {
         self.delete(&message.receipt_handle).await
     }
 
+    async fn purge(&self) -> Result<(), QueueError> {
+        self.lock().entries.clear();
+        Ok(())
+    }
+
     fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
     }
