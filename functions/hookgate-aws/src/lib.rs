@@ -5,10 +5,12 @@
 //!
 //! - [`ledger`]: [`DynamoDbLedger`], the `Ledger` port on a DynamoDB table.
 //! - [`queue`]: [`SqsQueue`], the `Queue` port on an SQS queue with a dead-letter queue.
+//! - [`config_source`]: the functions' configuration, from Secrets Manager.
 //! - [`setup`]: idempotent creation of the table and the queue pair (tests, local stacks, CLI).
 //! - [`AwsBackend`]: both adapters built from one SDK configuration, as the Lambda functions
 //!   build them from their environment.
 
+pub mod config_source;
 pub mod ledger;
 pub mod queue;
 pub mod setup;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+pub use config_source::{load_config, ConfigSourceError, ENV_CONFIG_SECRET_ID};
 pub use ledger::DynamoDbLedger;
 pub use queue::SqsQueue;
 pub use setup::{create_queues, create_table, QueueUrls, SetupError};
@@ -60,11 +63,15 @@ impl AwsBackend {
     /// Builds the backend from `HOOKGATE_TABLE`, `HOOKGATE_QUEUE_URL` and (optional)
     /// `HOOKGATE_DLQ_URL`, with the SDK configuration from the environment.
     pub async fn from_env() -> Result<AwsBackend, InitError> {
+        Self::from_env_with(&sdk_config().await)
+    }
+
+    /// As [`AwsBackend::from_env`], with an SDK configuration already loaded.
+    pub fn from_env_with(config: &SdkConfig) -> Result<AwsBackend, InitError> {
         let table = required_var(ENV_TABLE, "DynamoDB ledger table")?;
         let queue_url = required_var(ENV_QUEUE_URL, "SQS queue URL")?;
         let dlq_url = optional_var(ENV_DLQ_URL)?;
-        let config = sdk_config().await;
-        Ok(Self::from_parts(&config, table, queue_url, dlq_url))
+        Ok(Self::from_parts(config, table, queue_url, dlq_url))
     }
 
     /// Builds the backend from an SDK configuration and the resources' names.

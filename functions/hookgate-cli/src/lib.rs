@@ -17,4 +17,5 @@
 //! # }
 //! ```
 
+pub mod events;
 pub mod local;

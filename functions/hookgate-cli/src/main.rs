@@ -76,6 +76,16 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Write the sample Lambda events (events/*.json and env.json), signed now with the sample
+    /// configuration, for `sam local invoke` and `cargo lambda invoke`.
+    Events {
+        /// The sample configuration.
+        #[arg(long, default_value = "events/sample-config.toml")]
+        config: PathBuf,
+        /// Where to write.
+        #[arg(long, default_value = "events")]
+        out: PathBuf,
+    },
     /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
     /// environment the functions and `serve --backend aws` need.
     Setup {
@@ -303,6 +313,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => dlq(command).await?,
+        Command::Events { config, out } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("cannot read {}", config.display()))?;
+            for name in hookgate_cli::events::write_sample_events(&out, &text)? {
+                println!("{}", out.join(name).display());
+            }
+        }
         Command::Setup {
             table,
             queue,

@@ -184,7 +184,14 @@ impl Processor {
         let now = self.clock.now();
         let configured = Duration::from_millis(self.settings.deadline_margin_ms);
         let (deadline, margin) = match deadline {
-            Some(deadline) => (deadline, configured),
+            Some(deadline) if deadline > now => (deadline, configured),
+            Some(deadline) => {
+                // Lambda's deadline is always ahead; one already past (a local emulator without
+                // a timeout) would hand every record back. Use the visibility timeout instead.
+                warn!(deadline = %deadline, "invocation deadline already past; using the visibility timeout");
+                let budget = self.settings.visibility_timeout();
+                (now.plus(budget), configured.min(budget / 4))
+            }
             // No invocation deadline (the local event source): the batch has the visibility
             // timeout, and the margin takes at most a quarter of it.
             None => {

@@ -614,3 +614,21 @@ async fn event_source_lets_the_redrive_take_a_poison_message_and_redrive_brings_
         .starts_with("redriven from the DLQ at "));
     assert!(dlq.is_empty() && queue.is_empty());
 }
+
+#[tokio::test]
+async fn a_deadline_already_past_is_not_trusted() {
+    // Lambda never sends one; a local emulator may. Every record would otherwise be handed back.
+    let queue = SpyQueue::new();
+    let processor = Processor::new(
+        &config(),
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        Handlers::new(),
+    );
+    let batch = batch_of(queue.as_ref(), &[envelope(1, "x")]).await;
+    let outcome = processor
+        .process_batch(&batch, Some(Timestamp::from_secs(0)))
+        .await
+        .unwrap();
+    assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
+}

@@ -29,17 +29,19 @@ impl App {
         }
     }
 
-    /// The function as deployed: configuration and AWS clients from the environment.
+    /// The function as deployed: configuration (Secrets Manager, `HOOKGATE_CONFIG_SECRET_ID`)
+    /// and AWS clients from the environment, loaded once per cold start.
     /// `HOOKGATE_MAX_RECEIVE_COUNT` (the queue's redrive `maxReceiveCount`) overrides the
     /// config file's, so the two cannot disagree.
     pub async fn from_env(handlers: Handlers) -> Result<Self, Error> {
-        let mut config = Config::from_env()?;
+        let sdk = hookgate_aws::sdk_config().await;
+        let mut config = hookgate_aws::load_config(&sdk).await?;
         if let Ok(n) = std::env::var("HOOKGATE_MAX_RECEIVE_COUNT") {
             config.processor.max_receive_count = n.parse().map_err(|_| {
                 format!("HOOKGATE_MAX_RECEIVE_COUNT must be a positive integer, not {n:?}")
             })?;
         }
-        let backend = hookgate_aws::AwsBackend::from_env().await?;
+        let backend = hookgate_aws::AwsBackend::from_env_with(&sdk)?;
         Ok(Self::new(&config, backend.ledger, backend.queue, handlers))
     }
 

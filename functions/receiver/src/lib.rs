@@ -31,11 +31,13 @@ impl App {
         })
     }
 
-    /// The function as deployed: configuration and AWS clients from the environment. Fails
-    /// the cold start with a message naming what is missing.
+    /// The function as deployed: configuration (Secrets Manager, `HOOKGATE_CONFIG_SECRET_ID`)
+    /// and AWS clients from the environment, loaded once per cold start. Fails the cold start
+    /// with a message naming what is missing.
     pub async fn from_env() -> Result<Self, Error> {
-        let config = Config::from_env()?;
-        let backend = hookgate_aws::AwsBackend::from_env().await?;
+        let sdk = hookgate_aws::sdk_config().await;
+        let config = hookgate_aws::load_config(&sdk).await?;
+        let backend = hookgate_aws::AwsBackend::from_env_with(&sdk)?;
         Self::new(&config, backend.ledger, backend.queue)
     }
 

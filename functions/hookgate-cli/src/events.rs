@@ -1,0 +1,309 @@
+//! Sample Lambda events: `hookgate events` writes `events/` afresh.
+//!
+//! Timestamped signature schemes sign the time, so their sample events go stale; this module
+//! signs one API Gateway (HTTP API v2) event per configured source with the sample
+//! configuration (`events/sample-config.toml`), plus the rejections, a duplicate pair, a REST
+//! API v1 event, a base64 body, a status query, two SQS batches, and `env.json` for
+//! `sam local invoke --env-vars` / `cargo lambda watch`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use hookgate_core::envelope::Envelope;
+use hookgate_core::queue::attr;
+use hookgate_core::{Clock, Config, EventId, SourceName, SystemClock, Timestamp};
+use serde_json::{json, Value};
+
+/// A sample body per source: what that provider sends.
+fn body_for(source: &str) -> &'static str {
+    match source {
+        "stripe" => {
+            r#"{"id":"evt_sample_1","object":"event","type":"charge.succeeded","data":{"object":{"id":"ch_1","amount":4200}}}"#
+        }
+        "github" => {
+            r#"{"ref":"refs/heads/main","after":"9f1c2e3","repository":{"full_name":"acme/shop"}}"#
+        }
+        "shopify" => r#"{"id":820982911946154508,"email":"jon@example.com","total_price":"42.00"}"#,
+        "slack" => {
+            r#"{"type":"event_callback","event_id":"Ev0SAMPLE1","event":{"type":"app_mention","text":"hi"}}"#
+        }
+        "standard" | "svix" => r#"{"type":"invoice.paid","data":{"invoice":"in_1","amount":4200}}"#,
+        _ => r#"{"type":"order.created","order":{"id":1001,"total":"42.00"}}"#,
+    }
+}
+
+/// Extra unsigned headers a provider sends with its signature.
+fn provider_headers(source: &str) -> Vec<(&'static str, &'static str)> {
+    match source {
+        "github" => vec![
+            ("x-github-event", "push"),
+            ("x-github-delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+        ],
+        "shopify" => vec![
+            ("x-shopify-topic", "orders/create"),
+            ("x-shopify-shop-domain", "acme.myshopify.com"),
+        ],
+        _ => vec![],
+    }
+}
+
+/// Where an HTTP API event is routed.
+struct ApiRoute<'a> {
+    method: &'a str,
+    path: String,
+    route: &'a str,
+    params: Value,
+}
+
+impl ApiRoute<'_> {
+    fn webhook(source: &str) -> ApiRoute<'static> {
+        ApiRoute {
+            method: "POST",
+            path: format!("/webhooks/{source}"),
+            route: "POST /webhooks/{source}",
+            params: json!({ "source": source }),
+        }
+    }
+}
+
+/// An API Gateway HTTP API (payload v2) event.
+fn http_api_v2(
+    to: &ApiRoute<'_>,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    base64: bool,
+    now: Timestamp,
+) -> Value {
+    let body = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    json!({
+        "version": "2.0",
+        "routeKey": to.route,
+        "rawPath": to.path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "hookgate",
+            "domainName": "hookgate.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "hookgate",
+            "http": { "method": to.method, "path": to.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "hookgate-sample" },
+            "requestId": "sample-request",
+            "routeKey": to.route,
+            "stage": "$default",
+            "time": "23/Nov/2026:12:00:00 +0000",
+            "timeEpoch": now.as_millis(),
+        },
+        "pathParameters": to.params,
+        "body": body,
+        "isBase64Encoded": base64,
+    })
+}
+
+fn webhook(
+    source: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+    base64: bool,
+    now: Timestamp,
+) -> Value {
+    http_api_v2(&ApiRoute::webhook(source), headers, body, base64, now)
+}
+
+fn signed_headers(
+    config: &Config,
+    source: &str,
+    body: &[u8],
+    now: Timestamp,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut headers: BTreeMap<String, String> =
+        hookgate_core::signature::sign(config, source, body, now)?
+            .into_iter()
+            .collect();
+    headers.insert("content-type".into(), "application/json".into());
+    for (k, v) in provider_headers(source) {
+        headers.insert(k.into(), v.into());
+    }
+    Ok(headers)
+}
+
+fn sqs_record(message_id: &str, body: &str, attributes: &BTreeMap<String, String>) -> Value {
+    let message_attributes: serde_json::Map<String, Value> = attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), json!({ "stringValue": v, "dataType": "String", "stringListValues": [], "binaryListValues": [] })))
+        .collect();
+    json!({
+        "messageId": message_id,
+        "receiptHandle": format!("receipt-{message_id}"),
+        "body": body,
+        "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": "1795435200000", "SenderId": "AROAEXAMPLE", "ApproximateFirstReceiveTimestamp": "1795435200001" },
+        "messageAttributes": message_attributes,
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:hookgate-events",
+        "awsRegion": "us-east-1",
+    })
+}
+
+fn sample_envelope(
+    n: u32,
+    event_type: &str,
+    now: Timestamp,
+) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    let body = json!({ "type": event_type, "order": { "id": n } }).to_string();
+    let envelope = Envelope {
+        event_id: EventId::parse(&format!("demo:sample{n:026}"))?,
+        source: SourceName::parse("demo")?,
+        event_type: event_type.into(),
+        received_at: now,
+        headers: BTreeMap::from([("content-type".into(), "application/json".into())]),
+        body: body.into(),
+    };
+    let attributes = BTreeMap::from([
+        (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
+        (attr::SOURCE.to_owned(), "demo".to_owned()),
+        (attr::EVENT_TYPE.to_owned(), event_type.to_owned()),
+    ]);
+    Ok((envelope.to_message(), attributes))
+}
+
+/// Every sample event, by file name, signed now with `config` (`config_text` is its TOML, for
+/// `env.json`).
+pub fn sample_events(
+    config: &Config,
+    config_text: &str,
+) -> anyhow::Result<BTreeMap<String, Value>> {
+    let now = SystemClock.now();
+    let mut files = BTreeMap::new();
+    for source in config.sources.keys() {
+        let body = body_for(source.as_str()).as_bytes();
+        let headers = signed_headers(config, source.as_str(), body, now)?;
+        files.insert(
+            format!("webhook-{source}.json"),
+            webhook(source.as_str(), &headers, body, false, now),
+        );
+    }
+    if config.sources.contains_key(&SourceName::parse("github")?) {
+        // GitHub's redelivery: the same signed body under a new (unsigned) delivery id.
+        let body = body_for("github").as_bytes();
+        let mut headers = signed_headers(config, "github", body, now)?;
+        headers.insert(
+            "x-github-delivery".into(),
+            "0b989ba4-242f-11e5-81e1-c7b6966d2516".into(),
+        );
+        files.insert(
+            "webhook-github-redelivery.json".into(),
+            webhook("github", &headers, body, false, now),
+        );
+    }
+    if config.sources.contains_key(&SourceName::parse("demo")?) {
+        let body = "{\"type\":\"order.paid\",\"order\":{\"id\":1002},\"note\":\"café\"}".as_bytes();
+        let headers = signed_headers(config, "demo", body, now)?;
+        files.insert(
+            "webhook-demo-base64.json".into(),
+            webhook("demo", &headers, body, true, now),
+        );
+
+        let body = body_for("demo").as_bytes();
+        let mut forged = signed_headers(config, "demo", body, now)?;
+        forged.insert("x-signature".into(), format!("sha256={}", "0".repeat(64)));
+        files.insert(
+            "webhook-bad-signature.json".into(),
+            webhook("demo", &forged, body, false, now),
+        );
+
+        let headers = signed_headers(config, "demo", body, now)?;
+        let mut unknown = webhook("nope", &headers, body, false, now);
+        unknown["pathParameters"] = json!({ "source": "nope" });
+        files.insert("webhook-unknown-source.json".into(), unknown);
+
+        let multi: serde_json::Map<String, Value> = headers
+            .iter()
+            .map(|(k, v)| (k.clone(), json!([v])))
+            .collect();
+        files.insert("webhook-demo-rest-v1.json".into(), json!({
+            "resource": "/webhooks/{source}", "path": "/webhooks/demo", "httpMethod": "POST",
+            "headers": headers, "multiValueHeaders": multi,
+            "queryStringParameters": null, "multiValueQueryStringParameters": null,
+            "pathParameters": { "source": "demo" }, "stageVariables": null,
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "hookgate", "resourcePath": "/webhooks/{source}",
+                "httpMethod": "POST", "path": "/prod/webhooks/demo", "stage": "prod", "requestId": "sample-request",
+                "identity": { "sourceIp": "127.0.0.1", "userAgent": "hookgate-sample" }, "protocol": "HTTP/1.1",
+                "requestTimeEpoch": now.as_millis(),
+            },
+            "body": String::from_utf8_lossy(body), "isBase64Encoded": false,
+        }));
+    }
+    let id = "demo:0123456789abcdef0123456789abcdef";
+    let status_route = ApiRoute {
+        method: "GET",
+        path: format!("/events/{id}"),
+        route: "GET /events/{id}",
+        params: json!({ "id": id }),
+    };
+    let accept = BTreeMap::from([("accept".to_owned(), "application/json".to_owned())]);
+    files.insert(
+        "status-get.json".into(),
+        http_api_v2(&status_route, &accept, b"", false, now),
+    );
+
+    let (one, one_attrs) = sample_envelope(1, "order.created", now)?;
+    let (two, two_attrs) = sample_envelope(2, "order.paid", now)?;
+    let (three, three_attrs) = sample_envelope(3, "order.created", now)?;
+    files.insert(
+        "sqs-batch.json".into(),
+        json!({ "Records": [
+            sqs_record("11111111-1111-4111-8111-111111111111", &one, &one_attrs),
+            sqs_record("22222222-2222-4222-8222-222222222222", &two, &two_attrs),
+        ]}),
+    );
+    files.insert("sqs-batch-one-fails.json".into(), json!({ "Records": [
+        sqs_record("33333333-3333-4333-8333-333333333333", &three, &three_attrs),
+        sqs_record("44444444-4444-4444-8444-444444444444", "this body is not a hookgate envelope", &BTreeMap::new()),
+    ]}));
+
+    let function_env = |extra: &[(&str, &str)]| {
+        let mut env = serde_json::Map::new();
+        env.insert("HOOKGATE_TABLE".into(), json!("hookgate-events"));
+        env.insert(
+            "HOOKGATE_QUEUE_URL".into(),
+            json!("http://127.0.0.1:5000/123456789012/hookgate-events"),
+        );
+        env.insert("HOOKGATE_CONFIG".into(), json!(config_text));
+        for (k, v) in extra {
+            env.insert((*k).into(), json!(v));
+        }
+        env.insert("RUST_LOG".into(), json!("info"));
+        Value::Object(env)
+    };
+    files.insert(
+        "env.json".into(),
+        json!({
+            "ReceiverFunction": function_env(&[]),
+            "ProcessorFunction": function_env(&[
+                ("HOOKGATE_DLQ_URL", "http://127.0.0.1:5000/123456789012/hookgate-events-dlq"),
+                ("HOOKGATE_MAX_RECEIVE_COUNT", "5"),
+            ]),
+        }),
+    );
+    Ok(files)
+}
+
+/// Writes the sample events into `dir`.
+pub fn write_sample_events(dir: &Path, config_text: &str) -> anyhow::Result<Vec<String>> {
+    let config = Config::from_toml(config_text)?;
+    let files = sample_events(&config, config_text)?;
+    std::fs::create_dir_all(dir)?;
+    for (name, value) in &files {
+        std::fs::write(
+            dir.join(name),
+            format!("{}\n", serde_json::to_string_pretty(value)?),
+        )?;
+    }
+    Ok(files.into_keys().collect())
+}

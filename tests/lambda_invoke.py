@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Invoke every sample event in events/ against the real function binaries.
+
+`cargo lambda watch` (the Lambda Runtime API emulator) runs the receiver and processor
+binaries, backed by SQS/DynamoDB on the moto server at $HOOKGATE_MOTO_ENDPOINT; each event
+is sent with `cargo lambda invoke --data-file` and its answer asserted. Run by tests/run.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOOKGATE = os.path.join(ROOT, "target", "debug", "hookgate")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    endpoint = os.environ["HOOKGATE_MOTO_ENDPOINT"]
+    env = dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_REGION="us-east-1",
+               AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_EC2_METADATA_DISABLED="true", RUST_LOG="info")
+    name = "hookgate-invoke-" + uuid.uuid4().hex[:8]
+    setup = subprocess.run([HOOKGATE, "setup", "--table", name, "--queue", name],
+                           env=env, capture_output=True, text=True, check=True).stdout
+    for line in setup.splitlines():
+        key, value = line.removeprefix("export ").split("=", 1)
+        env[key] = value
+    # As events/env.json: the sample configuration, and no DLQ for the processor.
+    env.pop("HOOKGATE_DLQ_URL", None)
+    with open(os.path.join(ROOT, "events", "sample-config.toml")) as f:
+        env["HOOKGATE_CONFIG"] = f.read()
+    env["HOOKGATE_MAX_RECEIVE_COUNT"] = "5"
+
+    port = free_port()
+    log = open(os.path.join(ROOT, "target", "lambda-watch.log"), "w")
+    watch = subprocess.Popen(
+        ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(port),
+         "--ignore-changes"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if watch.poll() is not None or time.time() > deadline:
+                    sys.exit("cargo lambda watch did not start; see target/lambda-watch.log")
+                time.sleep(0.5)
+
+        def invoke(function, event):
+            out = subprocess.run(
+                ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1",
+                 "--invoke-port", str(port), "--data-file", os.path.join("events", event),
+                 "--output-format", "json"],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+            if out.returncode != 0:
+                sys.exit(f"invoke {function} {event} failed:\n{out.stdout}\n{out.stderr}")
+            return json.loads(out.stdout)
+
+        checked = 0
+
+        def expect_http(event, code, **fields):
+            nonlocal checked
+            answer = invoke("receiver", event)
+            body = json.loads(answer["body"])
+            assert answer["statusCode"] == code, (event, answer)
+            for key, value in fields.items():
+                assert body.get(key) == value, (event, key, body)
+            print(f"ok receiver {event}: {code} {body.get('status') or body.get('error')}")
+            checked += 1
+
+        events = sorted(os.listdir(os.path.join(ROOT, "events")))
+        special = {"webhook-bad-signature.json", "webhook-unknown-source.json",
+                   "webhook-github-redelivery.json", "webhook-demo-rest-v1.json"}
+        for event in events:
+            if event.startswith("webhook-") and event not in special:
+                expect_http(event, 202, status="queued")
+        expect_http("webhook-github-redelivery.json", 200, status="duplicate")
+        expect_http("webhook-demo-rest-v1.json", 200, status="duplicate")
+        expect_http("webhook-bad-signature.json", 401, error="signature_mismatch")
+        expect_http("webhook-unknown-source.json", 404, error="unknown_source")
+        expect_http("status-get.json", 404, error="event_not_found")
+
+        # The first invocation builds and starts the binary, which can take longer than the
+        # invocation's deadline; warm it up with an empty batch first.
+        warm = subprocess.run(
+            ["cargo", "lambda", "invoke", "processor", "--invoke-address", "127.0.0.1",
+             "--invoke-port", str(port), "--data-ascii", '{"Records": []}', "--output-format", "json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert warm.returncode == 0 and json.loads(warm.stdout) == {"batchItemFailures": []}, warm
+
+        ok = invoke("processor", "sqs-batch.json")
+        assert ok.get("batchItemFailures") == [], ok
+        print("ok processor sqs-batch.json: no batchItemFailures")
+        one = invoke("processor", "sqs-batch-one-fails.json")
+        assert one.get("batchItemFailures") == [
+            {"itemIdentifier": "44444444-4444-4444-8444-444444444444"}], one
+        print("ok processor sqs-batch-one-fails.json: one batchItemFailures entry")
+        checked += 2
+        unchecked = [e for e in events if e.endswith(".json") and e != "env.json"
+                     and not e.startswith(("webhook-", "status-", "sqs-"))]
+        assert not unchecked, f"sample events without a check: {unchecked}"
+        print(f"{checked} passed, 0 failed")
+    finally:
+        watch.terminate()
+        try:
+            watch.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+
+
+if __name__ == "__main__":
+    main()
