@@ -1,14 +1,17 @@
-//! `AwsBackend::from_env`, as the Lambda functions call it. Alone in its own test binary
-//! because it changes the process environment.
+//! `AwsBackend::from_env`, as the Lambda functions call it. In a test binary of its own, one
+//! test at a time, because it changes the process environment.
 
 use hookgate_aws::{AwsBackend, InitError};
 use hookgate_core::envelope::EventId;
 use hookgate_core::ledger::Ledger;
 use hookgate_core::queue::Queue;
 
+/// The tests of this binary change the process environment: one at a time.
+static ENV: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn from_env_names_what_is_missing_and_honours_aws_endpoint_url() {
-    // Nothing else runs in this binary, so changing the environment races with nothing.
+    let _env = ENV.lock().await;
     for var in ["HOOKGATE_TABLE", "HOOKGATE_QUEUE_URL", "HOOKGATE_DLQ_URL"] {
         std::env::remove_var(var);
     }
@@ -50,4 +53,29 @@ async fn from_env_names_what_is_missing_and_honours_aws_endpoint_url() {
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn queues_may_be_named_instead_of_located() {
+    let Some(endpoint) = hookgate_testkit::moto_endpoint() else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let r = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
+    let sdk = r.config.clone();
+    let _env = ENV.lock().await;
+    // As `cargo lambda deploy`'s metadata gives them: names.
+    std::env::set_var("HOOKGATE_TABLE", &r.table);
+    std::env::set_var("HOOKGATE_QUEUE_URL", &r.queue_name);
+    std::env::set_var("HOOKGATE_DLQ_URL", format!("{}-dlq", r.queue_name));
+    let backend = AwsBackend::from_env_with(&sdk).await.unwrap();
+    assert_eq!(backend.queue.queue_url(), r.queue_url);
+    assert_eq!(backend.queue.dlq_url(), Some(r.dlq_url.as_str()));
+
+    std::env::set_var("HOOKGATE_QUEUE_URL", "no-such-queue");
+    let err = AwsBackend::from_env_with(&sdk).await.unwrap_err();
+    assert!(
+        matches!(err, InitError::QueueNotFound(ref name, _) if name == "no-such-queue"),
+        "{err}"
+    );
 }

@@ -37,12 +37,38 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::load_defaults(BehaviorVersion::latest()).await
 }
 
+/// `url_or_name` as a queue URL: itself if it is one, else the URL of the queue of that name.
+async fn resolve_queue_url(
+    sqs: &aws_sdk_sqs::Client,
+    url_or_name: String,
+) -> Result<String, InitError> {
+    if url_or_name.contains("://") {
+        return Ok(url_or_name);
+    }
+    let out = sqs
+        .get_queue_url()
+        .queue_name(&url_or_name)
+        .send()
+        .await
+        .map_err(|e| {
+            InitError::QueueNotFound(
+                url_or_name.clone(),
+                aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            )
+        })?;
+    out.queue_url
+        .ok_or_else(|| InitError::QueueNotFound(url_or_name, "no QueueUrl in the answer".into()))
+}
+
 /// Why [`AwsBackend::from_env`] could not build the backend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InitError {
     /// A required environment variable is unset or empty.
     #[error("environment variable {0} is not set (it must name the {1})")]
     MissingVar(&'static str, &'static str),
+    /// A queue given by name could not be found.
+    #[error("cannot find the SQS queue {0}: {1}")]
+    QueueNotFound(String, String),
     /// An environment variable is not valid Unicode.
     #[error("environment variable {0} is not valid UTF-8")]
     NotUnicode(&'static str),
@@ -63,14 +89,22 @@ impl AwsBackend {
     /// Builds the backend from `HOOKGATE_TABLE`, `HOOKGATE_QUEUE_URL` and (optional)
     /// `HOOKGATE_DLQ_URL`, with the SDK configuration from the environment.
     pub async fn from_env() -> Result<AwsBackend, InitError> {
-        Self::from_env_with(&sdk_config().await)
+        Self::from_env_with(&sdk_config().await).await
     }
 
-    /// As [`AwsBackend::from_env`], with an SDK configuration already loaded.
-    pub fn from_env_with(config: &SdkConfig) -> Result<AwsBackend, InitError> {
+    /// As [`AwsBackend::from_env`], with an SDK configuration already loaded. A queue given by
+    /// name rather than URL (as `cargo lambda deploy`'s metadata does) is resolved with
+    /// `GetQueueUrl`, once.
+    pub async fn from_env_with(config: &SdkConfig) -> Result<AwsBackend, InitError> {
         let table = required_var(ENV_TABLE, "DynamoDB ledger table")?;
-        let queue_url = required_var(ENV_QUEUE_URL, "SQS queue URL")?;
-        let dlq_url = optional_var(ENV_DLQ_URL)?;
+        let queue = required_var(ENV_QUEUE_URL, "SQS queue URL")?;
+        let dlq = optional_var(ENV_DLQ_URL)?;
+        let sqs = aws_sdk_sqs::Client::new(config);
+        let queue_url = resolve_queue_url(&sqs, queue).await?;
+        let dlq_url = match dlq {
+            Some(dlq) => Some(resolve_queue_url(&sqs, dlq).await?),
+            None => None,
+        };
         Ok(Self::from_parts(config, table, queue_url, dlq_url))
     }
 

@@ -41,7 +41,7 @@ impl App {
                 format!("HOOKGATE_MAX_RECEIVE_COUNT must be a positive integer, not {n:?}")
             })?;
         }
-        let backend = hookgate_aws::AwsBackend::from_env_with(&sdk)?;
+        let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
         Ok(Self::new(&config, backend.ledger, backend.queue, handlers))
     }
 

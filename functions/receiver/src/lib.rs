@@ -37,7 +37,7 @@ impl App {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = hookgate_aws::sdk_config().await;
         let config = hookgate_aws::load_config(&sdk).await?;
-        let backend = hookgate_aws::AwsBackend::from_env_with(&sdk)?;
+        let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
         Self::new(&config, backend.ledger, backend.queue)
     }
 
