@@ -138,7 +138,7 @@ impl Default for ProcessorConfig {
             concurrency: 10,
             pollers: 2,
             wait_time_ms: 1000,
-            batch_window_ms: 20,
+            batch_window_ms: 0,
             handler_timeout_secs: 25,
             backoff_base_ms: 1000,
             backoff_cap_secs: 900,

@@ -52,7 +52,7 @@ impl EventSource {
     /// Receives one batch (long-polling) and processes it. Returns the number of messages.
     pub async fn poll_once(&self) -> Result<usize, QueueError> {
         let settings = self.processor.settings();
-        let messages = self
+        let mut messages = self
             .queue
             .receive(
                 settings.batch_size,
@@ -61,6 +61,28 @@ impl EventSource {
             .await?;
         if messages.is_empty() {
             return Ok(0);
+        }
+        // The batching window: keep gathering until the batch is full or the window closes.
+        let window = tokio::time::Instant::now() + Duration::from_millis(settings.batch_window_ms);
+        while messages.len() < settings.batch_size {
+            let left = window.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // Long-poll for the rest of the window. Never cancelled mid-way: a receive dropped
+            // after SQS answered would hide its messages for a visibility timeout. (SQS waits in
+            // whole seconds, so there the window rounds up to one.)
+            match self
+                .queue
+                .receive(settings.batch_size - messages.len(), left)
+                .await
+            {
+                Ok(more) => messages.extend(more),
+                Err(e) => {
+                    warn!(error = %e, "receive within the batching window failed");
+                    break;
+                }
+            }
         }
         let batch = to_sqs_event(&messages);
         let outcome = match self.processor.process_batch(&batch, None).await {

@@ -632,3 +632,62 @@ async fn a_deadline_already_past_is_not_trusted() {
         .unwrap();
     assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_batching_window_gathers_events_posted_one_after_another() {
+    // Virtual time: ten events arrive 5 ms apart; a 100 ms window gathers them into one batch.
+    let mut config = config();
+    config.processor.batch_window_ms = 100;
+    config.processor.wait_time_ms = 1000;
+    let (queue, _dlq) = MemoryQueue::with_dlq(Duration::from_secs(30), 3);
+    let processor = Arc::new(Processor::new(
+        &config,
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        Handlers::new(),
+    ));
+    let source = EventSource::new(queue.clone(), processor);
+    let sender = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            for n in 0..10 {
+                queue
+                    .send(&outgoing(&envelope(200 + n, "x")))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    assert_eq!(
+        source.poll_once().await.unwrap(),
+        10,
+        "one batch, not one event at a time"
+    );
+    sender.await.unwrap();
+    assert!(queue.is_empty());
+
+    // Without a window, the first receive takes what is there: the first event alone.
+    config.processor.batch_window_ms = 0;
+    let processor = Arc::new(Processor::new(
+        &config,
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        Handlers::new(),
+    ));
+    let source = EventSource::new(queue.clone(), processor);
+    let sender = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            for n in 0..3 {
+                queue
+                    .send(&outgoing(&envelope(300 + n, "x")))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    assert_eq!(source.poll_once().await.unwrap(), 1);
+    sender.await.unwrap();
+}
