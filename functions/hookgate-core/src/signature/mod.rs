@@ -5,6 +5,7 @@
 //! constant time, tries every configured secret (rotation), and says which event id the request
 //! carries — derived from signed content, so an unsigned header cannot split or merge events.
 
+mod common;
 mod github;
 mod hmac_sha256;
 mod shopify;

@@ -14,8 +14,8 @@
 
 use hmac::Mac;
 
-use super::hmac_sha256::{decode_mac, encode_mac, event_type_header, refuse_generic_options};
-use super::hmac_sha256::{Encoding, SigningKeys};
+use super::common::{decode_mac, encode_mac, event_type_header, refuse_generic_options};
+use super::common::{Encoding, SigningKeys};
 use super::{
     any_signature_matches, header_str, hmac_sha256, SchemeError, SignatureError, SignatureScheme,
     SignedRequest, Verified,

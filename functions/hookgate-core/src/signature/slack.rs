@@ -21,8 +21,8 @@ use std::borrow::Cow;
 
 use hmac::Mac;
 
-use super::hmac_sha256::{clean_event_type, decode_mac, encode_mac, refuse_generic_options};
-use super::hmac_sha256::{Encoding, SigningKeys};
+use super::common::{clean_event_type, decode_mac, encode_mac, refuse_generic_options};
+use super::common::{Encoding, SigningKeys};
 use super::{
     any_signature_matches, check_tolerance, header_str, hmac_sha256, parse_unix_secs, SchemeError,
     SignatureError, SignatureScheme, SignedRequest, Verified,

@@ -1,0 +1,132 @@
+//! Pieces the HMAC-SHA256 schemes share (generic `hmac-sha256`, GitHub, Shopify, Slack): the
+//! redacted key list, MAC header decoding and encoding, event-type cleaning, and the refusal of
+//! options a scheme does not take.
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use http::HeaderMap;
+
+use super::{SchemeError, SignatureError};
+use crate::config::SourceConfig;
+
+/// Longest event type taken from a header or a body; anything longer counts as `unknown`.
+pub(super) const MAX_EVENT_TYPE_LEN: usize = 200;
+
+/// The signing secrets of a source, as HMAC keys. Never printed: `Debug` shows `***` per key.
+#[derive(Clone, PartialEq, Eq)]
+pub(super) struct SigningKeys(pub(super) Vec<Vec<u8>>);
+
+impl SigningKeys {
+    /// Every configured secret, in order (the first one signs).
+    pub(super) fn from_config(config: &SourceConfig) -> Self {
+        Self(
+            config
+                .secrets
+                .iter()
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect(),
+        )
+    }
+
+    /// All keys, for verification.
+    pub(super) fn all(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+
+    /// The key that signs (`hookgate sign`, tests), if any.
+    pub(super) fn signing(&self) -> Option<&[u8]> {
+        self.0.first().map(Vec::as_slice)
+    }
+}
+
+impl fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted;
+        impl fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("***")
+            }
+        }
+        f.debug_list()
+            .entries(self.0.iter().map(|_| Redacted))
+            .finish()
+    }
+}
+
+/// Refuses the `hmac-sha256`-only options on a provider scheme whose wire format is fixed, so a
+/// setting that would be silently ignored (say `header = "x-hub-signature"`) is a config error.
+pub(super) fn refuse_generic_options(
+    config: &SourceConfig,
+    scheme: &str,
+) -> Result<(), SchemeError> {
+    let options = [
+        ("header", config.header.is_some()),
+        ("prefix", config.prefix.is_some()),
+        ("encoding", config.encoding.is_some()),
+        ("type_header", config.type_header.is_some()),
+        ("timestamp_header", config.timestamp_header.is_some()),
+        ("id_header", config.id_header.is_some()),
+        ("signed_content", config.signed_content.is_some()),
+    ];
+    match options.iter().find(|(_, set)| *set) {
+        Some((name, _)) => Err(SchemeError::Option(format!(
+            "option {name} applies only to scheme hmac-sha256; scheme {scheme} has a fixed wire format"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `t` if it can serve as an event type: 1–200 bytes, no control characters.
+pub(super) fn clean_event_type(t: &str) -> Option<&str> {
+    let ok = !t.is_empty() && t.len() <= MAX_EVENT_TYPE_LEN && !t.chars().any(char::is_control);
+    ok.then_some(t)
+}
+
+/// An optional metadata header (event type, topic) as text fit for an event type.
+pub(super) fn event_type_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .and_then(clean_event_type)
+}
+
+/// How the MAC is written in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Lower- or upper-case hex.
+    Hex,
+    /// Standard base64 with padding.
+    Base64,
+}
+
+/// Decodes a 32-byte MAC written as `<prefix><encoded>` in `header`. A value without the
+/// prefix, with bad hex or base64, or of the wrong length is malformed.
+pub(super) fn decode_mac(
+    value: &str,
+    prefix: &str,
+    encoding: Encoding,
+    header: &str,
+) -> Result<Vec<u8>, SignatureError> {
+    let malformed = || SignatureError::Malformed(header.to_owned());
+    let encoded = value.trim().strip_prefix(prefix).ok_or_else(malformed)?;
+    let given = match encoding {
+        Encoding::Hex => hex::decode(encoded).map_err(|_| malformed())?,
+        Encoding::Base64 => B64.decode(encoded).map_err(|_| malformed())?,
+    };
+    if given.len() == 32 {
+        Ok(given)
+    } else {
+        Err(malformed())
+    }
+}
+
+/// Encodes a MAC for a header value.
+pub(super) fn encode_mac(tag: &[u8], encoding: Encoding) -> String {
+    match encoding {
+        Encoding::Hex => hex::encode(tag),
+        Encoding::Base64 => B64.encode(tag),
+    }
+}
