@@ -23,10 +23,10 @@
 //! - Otherwise, without a signed timestamp, the key is the verified MAC itself
 //!   ([`EventId::from_body_mac`], a keyed hash of exactly the signed content: no second pass over
 //!   the body): the same body sent twice is the same event.
-//! - With a signed timestamp and no id, the key is derived from the body ([`EventId::derive`]). The timestamp is deliberately left out of the key: a provider that
-//!   retries re-signs with a fresh timestamp, and that retry must still dedupe. (An `id_header`
-//!   that is not in the signed content is unsigned, so it is not part of the key either.)
-//!
+//! - With a signed timestamp and no id, the key is derived from the body ([`EventId::derive`]).
+//!   The timestamp is deliberately left out of the key: a provider that retries re-signs with a
+//!   fresh timestamp, and that retry must still dedupe. (An `id_header` that is not in the signed
+//!   content is unsigned, so it is not part of the key either.)
 
 use hmac::Mac;
 
