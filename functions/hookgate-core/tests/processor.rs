@@ -633,6 +633,31 @@ async fn a_deadline_already_past_is_not_trusted() {
     assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
 }
 
+/// Sends `count` events numbered from `first`, 5 ms apart, in the background.
+fn post_one_after_another(
+    queue: Arc<MemoryQueue>,
+    first: u32,
+    count: u32,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for n in first..first + count {
+            queue.send(&outgoing(&envelope(n, "x"))).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// An event source over `queue` with `config`'s batching window.
+fn event_source(config: &Config, queue: &Arc<MemoryQueue>) -> EventSource {
+    let processor = Processor::new(
+        config,
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        Handlers::new(),
+    );
+    EventSource::new(queue.clone(), Arc::new(processor))
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_batching_window_gathers_events_posted_one_after_another() {
     // Virtual time: ten events arrive 5 ms apart; a 100 ms window gathers them into one batch.
@@ -640,54 +665,15 @@ async fn the_batching_window_gathers_events_posted_one_after_another() {
     config.processor.batch_window_ms = 100;
     config.processor.wait_time_ms = 1000;
     let (queue, _dlq) = MemoryQueue::with_dlq(Duration::from_secs(30), 3);
-    let processor = Arc::new(Processor::new(
-        &config,
-        Arc::new(MemoryLedger::new()),
-        queue.clone(),
-        Handlers::new(),
-    ));
-    let source = EventSource::new(queue.clone(), processor);
-    let sender = {
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            for n in 0..10 {
-                queue
-                    .send(&outgoing(&envelope(200 + n, "x")))
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    assert_eq!(
-        source.poll_once().await.unwrap(),
-        10,
-        "one batch, not one event at a time"
-    );
+    let sender = post_one_after_another(queue.clone(), 200, 10);
+    let batch = event_source(&config, &queue).poll_once().await.unwrap();
+    assert_eq!(batch, 10, "one batch, not one event at a time");
     sender.await.unwrap();
     assert!(queue.is_empty());
 
     // Without a window, the first receive takes what is there: the first event alone.
     config.processor.batch_window_ms = 0;
-    let processor = Arc::new(Processor::new(
-        &config,
-        Arc::new(MemoryLedger::new()),
-        queue.clone(),
-        Handlers::new(),
-    ));
-    let source = EventSource::new(queue.clone(), processor);
-    let sender = {
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            for n in 0..3 {
-                queue
-                    .send(&outgoing(&envelope(300 + n, "x")))
-                    .await
-                    .unwrap();
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    assert_eq!(source.poll_once().await.unwrap(), 1);
+    let sender = post_one_after_another(queue.clone(), 300, 3);
+    assert_eq!(event_source(&config, &queue).poll_once().await.unwrap(), 1);
     sender.await.unwrap();
 }
