@@ -456,6 +456,16 @@ async fn local_stack_dlq_routes_list_and_redrive() {
         .await
         .unwrap();
     assert_eq!(unauthorized.status().as_u16(), 401);
+    let malformed = reqwest::Client::new()
+        .post(format!("{base}/dlq/redrive"))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status().as_u16(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(body["error"], "malformed_body");
 
     let admin = |method: &str, path: &str| -> Value {
         // A blocking call from the async test: curl on 127.0.0.1, the way an operator would.
