@@ -196,6 +196,8 @@ async fn items_have_the_documented_layout() {
             success: error.is_none(),
             error: error.map(str::to_owned),
             note: None,
+            url: None,
+            status_code: None,
         },
         status,
         now,

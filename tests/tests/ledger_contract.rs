@@ -86,6 +86,8 @@ fn end_at(
             success: error.is_none(),
             error: error.map(str::to_owned),
             note: None,
+            url: None,
+            status_code: None,
         },
         status,
         now,
@@ -521,7 +523,7 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
     let s1 = now.plus(secs(1));
     ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap();
     let e1 = s1.plus(Duration::from_millis(250));
-    let end1 = end_at(
+    let mut end1 = end_at(
         &id,
         1,
         s1,
@@ -529,6 +531,9 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
         EventStatus::Failed,
         Some("upstream said 502 — «retry»"),
     );
+    // A delivery attempt carries where it went and what the destination answered.
+    end1.attempt.url = Some("https://service-b.example/hooks?x=1".into());
+    end1.attempt.status_code = Some(502);
     ledger.finish_attempt(&end1).await.unwrap();
     let record = ledger.get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, EventStatus::Failed);

@@ -18,7 +18,7 @@
 //! | `claim_token`, `claimed_at` (ms) | S, N | the receiver's claim |
 //! | `lease_until` | N | ms; only while an attempt runs |
 //! | `attempt_count` | N | attempts started |
-//! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error`, `note` (S, optional) |
+//! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error`, `note`, `url` (S, optional), `status_code` (N, optional) |
 //! | `last_error` | S | only when the last attempt failed |
 //!
 //! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
@@ -65,6 +65,8 @@ mod a {
     pub const SUCCESS: &str = "success";
     pub const ERROR: &str = "error";
     pub const NOTE: &str = "note";
+    pub const URL: &str = "url";
+    pub const STATUS_CODE: &str = "status_code";
 }
 
 /// The hookgate ledger on a DynamoDB table keyed by `event_id` (S).
@@ -402,6 +404,12 @@ fn attempt_to_av(attempt: &Attempt) -> AttributeValue {
     if let Some(note) = &attempt.note {
         m.insert(a::NOTE.to_owned(), s(note));
     }
+    if let Some(url) = &attempt.url {
+        m.insert(a::URL.to_owned(), s(url));
+    }
+    if let Some(code) = attempt.status_code {
+        m.insert(a::STATUS_CODE.to_owned(), n(code));
+    }
     AttributeValue::M(m)
 }
 
@@ -456,6 +464,8 @@ fn attempt_from_av(av: &AttributeValue) -> Result<Attempt, LedgerError> {
         success,
         error: opt_s(m, a::ERROR)?.map(str::to_owned),
         note: opt_s(m, a::NOTE)?.map(str::to_owned),
+        url: opt_s(m, a::URL)?.map(str::to_owned),
+        status_code: opt_n(m, a::STATUS_CODE)?,
     })
 }
 
@@ -508,6 +518,8 @@ mod tests {
             success: false,
             error: Some("boom".into()),
             note: Some("redriven from the DLQ at 1970-01-01T00:00:01.000Z".into()),
+            url: Some("https://b.example/hooks".into()),
+            status_code: Some(503),
         };
         let mut item: Item = HashMap::from([
             (a::EVENT_ID.to_owned(), s("src:abc")),

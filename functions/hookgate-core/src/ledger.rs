@@ -88,6 +88,12 @@ pub struct Attempt {
     /// deadline, a move to the DLQ.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The URL the attempt delivered to, when its handler called out (forwarding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The HTTP status the destination answered, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
 }
 
 /// Longest error text kept per attempt.

@@ -374,6 +374,8 @@ impl Processor {
                 success: result.is_ok(),
                 error: result.as_ref().err().map(|e| truncate_error(&e.message)),
                 note,
+                url: None,
+                status_code: None,
             },
             status,
             now: self.clock.now(),
