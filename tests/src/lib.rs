@@ -5,6 +5,10 @@
 //! the caller skips (printing `skipped: no moto`), unless `HOOKGATE_REQUIRE_MOTO=1` says moto
 //! must be there, as in CI.
 
+pub mod pipeline;
+pub mod python;
+pub mod sink;
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use hookgate_aws::{AwsBackend, SqsQueue};

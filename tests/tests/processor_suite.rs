@@ -10,40 +10,23 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::{to_sqs_event, EventSource};
-use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-use hookgate_core::queue::{attr, OutgoingMessage};
+use hookgate_core::queue::attr;
 use hookgate_core::{
-    Config, Envelope, EventId, EventRecord, EventStatus, Handler, HandlerError, Handlers, Ledger,
-    Processor, Queue, RecordOutcome, SourceName, Timestamp,
+    Config, Envelope, EventId, EventRecord, EventStatus, Handler, HandlerError, Handlers,
+    Processor, RecordOutcome, SourceName, Timestamp,
 };
+use hookgate_testkit::pipeline::Pipeline;
 
 const MAX_RECEIVE_COUNT: u32 = 3;
 
-/// A ledger, a queue with redrive after 3 receives, and its DLQ.
-struct Backend {
-    ledger: Arc<dyn Ledger>,
-    queue: Arc<dyn Queue>,
-    dlq: Arc<dyn Queue>,
-}
+type Backend = Pipeline;
 
 fn memory() -> Backend {
-    let (queue, dlq) = MemoryQueue::with_dlq(Duration::from_secs(1), MAX_RECEIVE_COUNT);
-    Backend {
-        ledger: Arc::new(MemoryLedger::new()),
-        queue,
-        dlq,
-    }
+    Pipeline::memory(MAX_RECEIVE_COUNT, Duration::from_secs(1))
 }
 
 async fn moto() -> Option<Backend> {
-    let endpoint = hookgate_testkit::moto_endpoint()?;
-    let r = hookgate_testkit::fresh_resources(&endpoint, MAX_RECEIVE_COUNT, 1).await;
-    let b = r.backend();
-    Some(Backend {
-        ledger: b.ledger,
-        queue: b.queue,
-        dlq: Arc::new(r.dlq()),
-    })
+    Pipeline::moto(MAX_RECEIVE_COUNT, 1).await
 }
 
 fn config() -> Config {
@@ -67,14 +50,7 @@ fn envelope(tag: &str) -> Envelope {
 }
 
 async fn enqueue(b: &Backend, e: &Envelope) {
-    let attributes = BTreeMap::from([(attr::EVENT_ID.to_owned(), e.event_id.to_string())]);
-    b.queue
-        .send(&OutgoingMessage {
-            body: e.to_message(),
-            attributes,
-        })
-        .await
-        .unwrap();
+    b.enqueue(e).await;
 }
 
 fn source(b: &Backend, handlers: Handlers) -> EventSource {
@@ -89,20 +65,7 @@ async fn poll_until(
     id: &EventId,
     status: EventStatus,
 ) -> EventRecord {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(r) = b.ledger.get(id).await.unwrap() {
-            if r.status == status {
-                return r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never became {status}: {:?}",
-            b.ledger.get(id).await
-        );
-        events.poll_once().await.unwrap();
-    }
+    b.poll_until(events, id, status).await
 }
 
 fn failing_first(n: u32, runs: Arc<AtomicU32>) -> impl Handler {

@@ -39,11 +39,18 @@ pub struct LocalStack {
 
 /// A configuration the local stack cannot run.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct StackError(#[from] hookgate_core::ConfigError);
+pub enum StackError {
+    /// The receiver cannot be built from it.
+    #[error(transparent)]
+    Config(#[from] hookgate_core::ConfigError),
+    /// A `forward` destination cannot be reached as configured.
+    #[error("forward destination: {0}")]
+    Destination(#[from] hookgate_core::delivery::DestinationError),
+}
 
 impl LocalStack {
-    /// A stack over the given ports.
+    /// A stack over the given ports. Sources with a `forward` table deliver to their
+    /// destination unless `handlers` routes them first.
     pub fn new(
         config: &Config,
         ledger: Arc<dyn Ledger>,
@@ -51,6 +58,7 @@ impl LocalStack {
         handlers: Handlers,
     ) -> Result<Self, StackError> {
         let receiver = Receiver::new(config, ledger.clone(), queue.clone())?;
+        let handlers = handlers.with_forwarding(config)?;
         let access = match &config.admin.token {
             Some(token) => Access::Bearer(token.clone()),
             None => Access::Closed,

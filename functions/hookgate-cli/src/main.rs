@@ -295,7 +295,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let config = load_config(config.as_ref())?;
             let body = read_body(&body)?;
-            let mut request = reqwest::Client::new()
+            let mut request = hookgate_core::delivery::client_builder()
+                .build()?
                 .post(format!("{}/webhooks/{source}", url.trim_end_matches('/')))
                 .header("content-type", content_type)
                 .body(body.clone());

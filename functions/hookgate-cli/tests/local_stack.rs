@@ -19,6 +19,11 @@ use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token";
 
+/// An HTTP client on hookgate's TLS stack (reqwest has no default crypto provider here).
+fn client() -> reqwest::Client {
+    hookgate_core::delivery::client_builder().build().unwrap()
+}
+
 fn config_toml(max_receive_count: u32) -> String {
     format!(
         r#"
@@ -104,7 +109,7 @@ async fn post(base: &str, source: &str, body: &str) -> (u16, Value) {
         Timestamp::from_secs(0),
     )
     .unwrap();
-    let mut request = reqwest::Client::new()
+    let mut request = client()
         .post(format!("{base}/webhooks/{source}"))
         .header("content-type", "application/json")
         .body(body.to_owned());
@@ -116,7 +121,7 @@ async fn post(base: &str, source: &str, body: &str) -> (u16, Value) {
 }
 
 async fn status(base: &str, id: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(format!("{base}/events/{id}"));
+    let mut request = client().get(format!("{base}/events/{id}"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -164,7 +169,7 @@ async fn signed_event_flow(base: &str) {
         r#"{{"type":"order.created","n":"{}"}}"#,
         uuid::Uuid::new_v4()
     );
-    let response = reqwest::Client::new()
+    let response = client()
         .post(format!("{base}/webhooks/demo"))
         .header("x-signature", format!("sha256={}", "ab".repeat(32)))
         .body(forged.clone())
@@ -199,7 +204,7 @@ async fn signed_event_flow(base: &str) {
         (code, unknown["error"].as_str()),
         (404, Some("unknown_source"))
     );
-    let response = reqwest::Client::new()
+    let response = client()
         .get(format!("{base}/webhooks/demo"))
         .send()
         .await
@@ -224,6 +229,41 @@ async fn serve_aws_backend_on_moto_end_to_end() {
     let aws = hookgate_testkit::fresh_resources(&endpoint, 5, 1).await;
     let served = serve(&config_toml(5), Some(&aws));
     signed_event_flow(&served.base).await;
+}
+
+/// `hookgate serve` forwards a source's events to its destination: signed, retried after a
+/// 503, and logged attempt by attempt in the status API.
+#[tokio::test]
+async fn serve_forwards_to_a_destination() {
+    use hookgate_testkit::sink::{Answer, Sink};
+    let sink = Sink::start(vec![Answer::status(503)], Answer::status(204)).await;
+    let config = format!(
+        "{}\n[sources.demo.forward]\nurl = '{}'\nsecret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\n\
+         allow_http = true\nallow_private_networks = true\n",
+        config_toml(5),
+        sink.url("/service-b")
+    );
+    let served = serve(&config, None);
+    let body = format!(
+        r#"{{"type":"order.created","n":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let (code, accepted) = post(&served.base, "demo", &body).await;
+    assert_eq!(code, 202, "{accepted}");
+    let id = accepted["event_id"].as_str().unwrap();
+
+    let record = wait_for(&served.base, id, "processed").await;
+    let attempts = record["attempts"].as_array().unwrap();
+    let codes: Vec<_> = attempts.iter().map(|a| a["status_code"].clone()).collect();
+    assert_eq!(codes, vec![Value::from(503), Value::from(204)]);
+    assert!(attempts
+        .iter()
+        .all(|a| a["url"] == sink.url("/service-b").as_str()));
+    let seen = sink.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen
+        .iter()
+        .all(|r| r.headers["webhook-id"] == id && r.body == body.as_bytes()));
 }
 
 #[tokio::test]
@@ -450,13 +490,9 @@ async fn local_stack_dlq_routes_list_and_redrive() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(stack.serve(listener, std::future::pending()));
 
-    let unauthorized = reqwest::Client::new()
-        .get(format!("{base}/dlq"))
-        .send()
-        .await
-        .unwrap();
+    let unauthorized = client().get(format!("{base}/dlq")).send().await.unwrap();
     assert_eq!(unauthorized.status().as_u16(), 401);
-    let malformed = reqwest::Client::new()
+    let malformed = client()
         .post(format!("{base}/dlq/redrive"))
         .bearer_auth(TOKEN)
         .body("{not json")

@@ -69,6 +69,60 @@ pub struct SourceConfig {
     /// a top-level `"type"` string in a JSON body is used, else `unknown`).
     #[serde(default)]
     pub type_header: Option<String>,
+    /// `[sources.NAME.forward]`: deliver every event of this source to a downstream service.
+    #[serde(default)]
+    pub forward: Option<ForwardConfig>,
+}
+
+/// `[sources.NAME.forward]`: the destination the processor POSTs each event to, signed with
+/// Standard Webhooks (see [`crate::delivery`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// Where to POST: `https://…` (or `http://…` with `allow_http`).
+    pub url: String,
+    /// The Standard Webhooks signing secret, `whsec_<base64>`, shared with the destination.
+    pub secret: Secret,
+    /// How long one delivery may take, connection to last byte (default 10 s).
+    #[serde(default = "default_forward_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Extra static headers (an API key, say). Values are secret: never logged.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// What decides success: the status code (default) or a Celery HTTP-callback answer.
+    #[serde(default)]
+    pub mode: ForwardMode,
+    /// Allow a plain `http://` destination (default false: `https` only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Allow destinations on loopback, private, link-local (the EC2 metadata address
+    /// 169.254.169.254 among them) or otherwise non-public addresses (default false).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Most response-body bytes read (for error messages and `celery-http`; default 64 KiB).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+/// What decides a delivery's outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardMode {
+    /// `2xx` delivered; `408`, `429`, `5xx` and network failures retried; other statuses
+    /// permanent.
+    #[default]
+    StatusCode,
+    /// The Celery HTTP-callback convention: a `2xx` answer must also say
+    /// `{"status": "success", …}`; `{"status": "failure", "reason": …}` is retried.
+    CeleryHttp,
+}
+
+fn default_forward_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_response_bytes() -> usize {
+    64 * 1024
 }
 
 fn default_tolerance_secs() -> u64 {
@@ -252,6 +306,15 @@ impl Config {
             }
             crate::signature::build(name, source)
                 .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
+            if let Some(forward) = &source.forward {
+                crate::delivery::Destination::from_config(forward)
+                    .map_err(|e| ConfigError::Invalid(format!("sources.{name}.forward: {e}")))?;
+                if forward.timeout_ms >= self.processor.handler_timeout_secs.saturating_mul(1000) {
+                    return bad(format!(
+                        "sources.{name}.forward.timeout_ms must be shorter than processor.handler_timeout_secs"
+                    ));
+                }
+            }
         }
         let p = &self.processor;
         if !(1..=10).contains(&p.batch_size) {
@@ -331,6 +394,50 @@ mod tests {
             let err = Config::from_toml(doc).unwrap_err().to_string();
             assert!(err.contains(want), "{doc:?} gave {err:?}");
         }
+    }
+
+    #[test]
+    fn bad_forward_tables_are_refused_with_a_reason() {
+        let base = "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\n[sources.a.forward]\n";
+        let secret = "secret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\n";
+        let cases = [
+            ("url='http://b.example/'", "allow_http"),
+            ("url='ftp://b.example/'", "not http(s)"),
+            ("url='not a url'", "url"),
+            ("url='https://user:pw@b.example/'", "credentials"),
+            ("url='https://b.example/'\ntimeout_ms=0", "timeout_ms"),
+            (
+                "url='https://b.example/'\ntimeout_ms=30000",
+                "handler_timeout_secs",
+            ),
+            ("url='https://b.example/'\nmode='celery'", "mode"),
+            (
+                "url='https://b.example/'\nheaders={webhook-id='x'}",
+                "webhook-id",
+            ),
+            (
+                "url='https://b.example/'\nheaders={'bad header'='x'}",
+                "header name",
+            ),
+            ("url='https://b.example/'\nredirects=true", "unknown field"),
+        ];
+        for (forward, want) in cases {
+            let doc = format!("{base}{secret}{forward}");
+            let err = Config::from_toml(&doc).unwrap_err().to_string();
+            assert!(err.contains(want), "{forward:?} gave {err:?}");
+        }
+        let err = Config::from_toml(&format!("{base}url='https://b.example/'\nsecret='s3cr3t!'"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whsec_") && !err.contains("s3cr3t"), "{err}");
+        let ok = format!(
+            "{base}{secret}url='http://127.0.0.1:4000/h'\nallow_http=true\nheaders={{x-api-key='k3y'}}"
+        );
+        let c = Config::from_toml(&ok).unwrap();
+        assert!(
+            !format!("{c:?}").contains("k3y"),
+            "header values are secret"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
 use tracing::{debug, error, warn};
 
-use crate::processor::{Processor, RecordOutcome};
+use crate::processor::{BatchOutcome, Processor, RecordOutcome};
 use crate::queue::{Queue, QueueError, ReceivedMessage};
 
 /// Runs the processor over a queue.
@@ -51,6 +51,12 @@ impl EventSource {
 
     /// Receives one batch (long-polling) and processes it. Returns the number of messages.
     pub async fn poll_once(&self) -> Result<usize, QueueError> {
+        self.poll().await.map(|outcome| outcome.records.len())
+    }
+
+    /// Receives one batch (long-polling), processes it and deletes what succeeded. Returns
+    /// what happened to each message (nothing if none arrived).
+    pub async fn poll(&self) -> Result<BatchOutcome, QueueError> {
         let settings = self.processor.settings();
         let mut messages = self
             .queue
@@ -60,7 +66,7 @@ impl EventSource {
             )
             .await?;
         if messages.is_empty() {
-            return Ok(0);
+            return Ok(BatchOutcome::default());
         }
         // The batching window: keep gathering until the batch is full or the window closes.
         let window = tokio::time::Instant::now() + Duration::from_millis(settings.batch_window_ms);
@@ -90,7 +96,18 @@ impl EventSource {
             Err(e) => {
                 // Leave every message for redelivery, as Lambda does with a failed invocation.
                 error!(error = %e, "batch failed as a whole");
-                return Ok(messages.len());
+                let records = messages
+                    .iter()
+                    .map(|m| {
+                        let failed = RecordOutcome::Failed {
+                            error: e.to_string(),
+                            retry_in: None,
+                            dead_lettered: false,
+                        };
+                        (m.message_id.clone(), failed)
+                    })
+                    .collect();
+                return Ok(BatchOutcome { records });
             }
         };
         let by_id: HashMap<&str, &ReceivedMessage> = messages
@@ -118,7 +135,7 @@ impl EventSource {
             failed = outcome.failed_ids().count(),
             "batch done"
         );
-        Ok(messages.len())
+        Ok(outcome)
     }
 }
 

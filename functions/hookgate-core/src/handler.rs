@@ -28,6 +28,29 @@ use tracing::info;
 
 use crate::envelope::Envelope;
 
+/// Where a handler delivered an event, recorded with the attempt (the forwarding handler sets
+/// it; the status API shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The destination, without its query string (which may carry credentials).
+    pub url: String,
+    /// The HTTP status the destination answered, if it answered.
+    pub status_code: Option<u16>,
+}
+
+/// A handler's success, and what it did that is worth recording.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handled {
+    /// The delivery the handler made, if it called out.
+    pub delivery: Option<Delivery>,
+}
+
+impl From<()> for Handled {
+    fn from((): ()) -> Self {
+        Self::default()
+    }
+}
+
 /// Why a handler did not succeed, and what should happen next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerError {
@@ -37,6 +60,8 @@ pub struct HandlerError {
     pub permanent: bool,
     /// Retry no sooner than this.
     pub retry_after: Option<Duration>,
+    /// The delivery attempted, if the handler called out.
+    pub delivery: Option<Delivery>,
 }
 
 impl HandlerError {
@@ -46,6 +71,7 @@ impl HandlerError {
             message: message.into(),
             permanent: false,
             retry_after: None,
+            delivery: None,
         }
     }
 
@@ -64,6 +90,12 @@ impl HandlerError {
             ..Self::retry(message)
         }
     }
+
+    /// The same error, recording the delivery that was attempted.
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = Some(delivery);
+        self
+    }
 }
 
 impl fmt::Display for HandlerError {
@@ -79,17 +111,18 @@ impl std::error::Error for HandlerError {}
 pub trait Handler: Send + Sync {
     /// Processes one event. May be called more than once for the same event only if an earlier
     /// call did not succeed.
-    async fn handle(&self, event: Envelope) -> Result<(), HandlerError>;
+    async fn handle(&self, event: Envelope) -> Result<Handled, HandlerError>;
 }
 
+/// Any `async` closure taking the event and returning `Result<(), HandlerError>` is a handler.
 #[async_trait]
 impl<F, Fut> Handler for F
 where
     F: Fn(Envelope) -> Fut + Send + Sync,
     Fut: Future<Output = Result<(), HandlerError>> + Send,
 {
-    async fn handle(&self, event: Envelope) -> Result<(), HandlerError> {
-        self(event).await
+    async fn handle(&self, event: Envelope) -> Result<Handled, HandlerError> {
+        self(event).await.map(Into::into)
     }
 }
 
@@ -99,7 +132,7 @@ pub struct LogHandler;
 
 #[async_trait]
 impl Handler for LogHandler {
-    async fn handle(&self, event: Envelope) -> Result<(), HandlerError> {
+    async fn handle(&self, event: Envelope) -> Result<Handled, HandlerError> {
         info!(
             event_id = %event.event_id,
             source = %event.source,
@@ -107,7 +140,7 @@ impl Handler for LogHandler {
             bytes = event.body.len(),
             "event processed by the log handler"
         );
-        Ok(())
+        Ok(Handled::default())
     }
 }
 
@@ -209,7 +242,7 @@ mod tests {
 
     #[async_trait]
     impl Handler for Named {
-        async fn handle(&self, _event: Envelope) -> Result<(), HandlerError> {
+        async fn handle(&self, _event: Envelope) -> Result<Handled, HandlerError> {
             Err(HandlerError::retry(self.0))
         }
     }
@@ -224,7 +257,7 @@ mod tests {
             body: Default::default(),
         };
         match h.find(source, event_type).handle(event).await {
-            Ok(()) => "log".into(),
+            Ok(_) => "log".into(),
             Err(e) => e.message,
         }
     }

@@ -14,6 +14,7 @@
 pub mod backoff;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod dlq;
 pub mod envelope;
 pub mod event_source;
@@ -31,7 +32,7 @@ pub mod status;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigError, Secret};
 pub use envelope::{Envelope, EventId, SourceName};
-pub use handler::{Handler, HandlerError, Handlers};
+pub use handler::{Delivery, Handled, Handler, HandlerError, Handlers};
 pub use ledger::{EventRecord, EventStatus, Ledger, LedgerError};
 pub use processor::{BatchOutcome, Processor, RecordOutcome};
 pub use queue::{Queue, QueueError};

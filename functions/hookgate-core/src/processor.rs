@@ -340,7 +340,7 @@ impl Processor {
             .get(attr::REDRIVEN_AT)
             .map(|at| format!("redriven from the DLQ at {at}"));
         let (status, settle, outcome_note) = match &result {
-            Ok(()) => (EventStatus::Processed, None, None),
+            Ok(_) => (EventStatus::Processed, None, None),
             Err(e) if e.permanent => (
                 EventStatus::DeadLettered,
                 Some(Settle::MoveToDlq),
@@ -361,6 +361,10 @@ impl Processor {
                 (EventStatus::Failed, Some(Settle::Retry(delay)), None)
             }
         };
+        let delivery = match &result {
+            Ok(handled) => handled.delivery.as_ref(),
+            Err(e) => e.delivery.as_ref(),
+        };
         let note = match (redriven, outcome_note) {
             (Some(a), Some(b)) => Some(format!("{a}; {b}")),
             (a, b) => a.or(b),
@@ -374,19 +378,19 @@ impl Processor {
                 success: result.is_ok(),
                 error: result.as_ref().err().map(|e| truncate_error(&e.message)),
                 note,
-                url: None,
-                status_code: None,
+                url: delivery.map(|d| d.url.clone()),
+                status_code: delivery.and_then(|d| d.status_code),
             },
             status,
             now: self.clock.now(),
         };
         let recorded = self.record_end(&end).await;
         match result {
-            Ok(()) if recorded => {
+            Ok(_) if recorded => {
                 info!(attempt, duration_ms, "event processed");
                 RecordOutcome::Processed
             }
-            Ok(()) => {
+            Ok(_) => {
                 // Not acknowledged: the ledger would claim the event still runs. The lease
                 // keeps a concurrent copy away; see `record_end`.
                 let error = "handler succeeded but the ledger could not record it".to_owned();

@@ -1,6 +1,8 @@
 //! Your handlers: route events to code by `(source, type)`.
 //!
-//! Events no route matches go to the built-in log handler, which logs and succeeds. Return
+//! Sources with a `[sources.NAME.forward]` table are delivered to their destination by the
+//! built-in forwarder (a route registered here for that source wins). Events no route matches
+//! go to the built-in log handler, which logs and succeeds. Return
 //! `HandlerError::retry` for a failure worth retrying (the message comes back with backoff),
 //! `HandlerError::permanent` for one that is not (straight to the DLQ).
 

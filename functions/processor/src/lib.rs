@@ -41,6 +41,8 @@ impl App {
                 format!("HOOKGATE_MAX_RECEIVE_COUNT must be a positive integer, not {n:?}")
             })?;
         }
+        // Sources with a `forward` table deliver to their destination (your routes win).
+        let handlers = handlers.with_forwarding(&config)?;
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
         Ok(Self::new(&config, backend.ledger, backend.queue, handlers))
     }

@@ -35,7 +35,7 @@ use super::{
     parse_unix_secs, SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
+use crate::config::{Secret, SourceConfig};
 use crate::envelope::{EventId, SourceName};
 
 /// The prefix of a Standard Webhooks secret.
@@ -108,6 +108,38 @@ impl StandardWebhooks {
             timestamp_header,
             signature_header,
         })
+    }
+
+    /// A `standard` scheme that signs outbound messages with `secret` (`whsec_<base64>`): the
+    /// forwarding handler's signer.
+    pub fn for_signing(secret: &Secret) -> Result<Self, SchemeError> {
+        let key = decode_secret(secret.expose(), 0)?;
+        let id_header = "webhook-id".to_owned();
+        let timestamp_header = "webhook-timestamp".to_owned();
+        Ok(Self {
+            name: "standard",
+            keys: vec![key],
+            tolerance_secs: 300,
+            kept: vec![id_header.clone(), timestamp_header.clone()],
+            id_header,
+            timestamp_header,
+            signature_header: "webhook-signature".to_owned(),
+        })
+    }
+
+    /// The three headers that sign `body` as message `id` sent at `now`, under the first
+    /// secret: `webhook-id`, `webhook-timestamp`, `webhook-signature` (or the `svix-` forms).
+    pub fn sign_message(&self, id: &str, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
+        let Some(key) = self.keys.first() else {
+            return Vec::new();
+        };
+        let timestamp = now.as_secs().to_string();
+        let signature = Self::v1_signature(key, id, &timestamp, body);
+        vec![
+            (self.id_header.clone(), id.to_owned()),
+            (self.timestamp_header.clone(), timestamp),
+            (self.signature_header.clone(), signature),
+        ]
     }
 
     /// The `v1,<base64>` signature of `body` sent as message `id` at `timestamp`, under `key`.
@@ -205,17 +237,8 @@ impl SignatureScheme for StandardWebhooks {
     }
 
     fn sign(&self, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
-        let Some(key) = self.keys.first() else {
-            return Vec::new();
-        };
         let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
-        let timestamp = now.as_secs().to_string();
-        let signature = Self::v1_signature(key, &id, &timestamp, body);
-        vec![
-            (self.id_header.clone(), id),
-            (self.timestamp_header.clone(), timestamp),
-            (self.signature_header.clone(), signature),
-        ]
+        self.sign_message(&id, body, now)
     }
 
     fn kept_headers(&self) -> &[String] {
