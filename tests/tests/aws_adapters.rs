@@ -560,8 +560,8 @@ async fn listing_pages_through_the_status_index() {
     assert_eq!(bounded.list(&query(&a, 5)).await.unwrap().len(), 4);
 }
 
-/// `hookgate setup` must make the index the template deploys: compared as text, so a change on
-/// either side fails here.
+/// `hookgate setup` must make the index the template deploys (and the receiver's policy must
+/// name it): compared as text, so a change on either side fails here.
 #[test]
 fn template_defines_the_status_index_setup_creates() {
     let template = std::fs::read_to_string(
@@ -577,6 +577,7 @@ fn template_defines_the_status_index_setup_creates() {
         format!("NonKeyAttributes: [{attributes}]"),
         "- AttributeName: status\n          AttributeType: S".to_owned(),
         "- AttributeName: received_at\n          AttributeType: N".to_owned(),
+        format!("Resource: !Sub ${{EventTable.Arn}}/index/{STATUS_INDEX}"),
     ] {
         assert!(template.contains(&want), "template.yaml lacks {want:?}");
     }
