@@ -75,8 +75,11 @@ def main():
             assert answer["statusCode"] == code, (event, answer)
             for key, value in fields.items():
                 assert body.get(key) == value, (event, key, body)
-            print(f"ok receiver {event}: {code} {body.get('status') or body.get('error')}")
+            shown = (body.get("status") or body.get("error")
+                     or f"{len(body.get('events', []))} events")
+            print(f"ok receiver {event}: {code} {shown}")
             checked += 1
+            return body
 
         events = sorted(os.listdir(os.path.join(ROOT, "events")))
         special = {"webhook-bad-signature.json", "webhook-unknown-source.json",
@@ -89,6 +92,13 @@ def main():
         expect_http("webhook-bad-signature.json", 401, error="signature_mismatch")
         expect_http("webhook-unknown-source.json", 404, error="unknown_source")
         expect_http("status-get.json", 404, error="event_not_found")
+        # status=queued&source=demo&limit=5, read from the table's by-status index: the two demo
+        # events queued above (webhook-demo.json, webhook-demo-base64.json), newest first.
+        listed = expect_http("status-list.json", 200)["events"]
+        assert len(listed) == 2, listed
+        assert all(e["status"] == "queued" and e["source"] == "demo" for e in listed), listed
+        assert listed[0]["received_at"] >= listed[1]["received_at"], listed
+        assert all("attempts" not in e for e in listed), listed
 
         # The first invocation builds and starts the binary, which can take longer than the
         # invocation's deadline; warm it up with an empty batch first.

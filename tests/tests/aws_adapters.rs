@@ -6,13 +6,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ProjectionType,
+    ScalarAttributeType, TimeToLiveStatus,
+};
 use aws_sdk_sqs::types::QueueAttributeName;
-use hookgate_aws::{DynamoDbLedger, SqsQueue};
+use hookgate_aws::setup::STATUS_INDEX_ATTRIBUTES;
+use hookgate_aws::{DynamoDbLedger, SqsQueue, STATUS_INDEX};
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
     Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventStatus, Ledger, LedgerError,
+    ListQuery,
 };
 use hookgate_core::queue::{OutgoingMessage, Queue, QueueError};
 use hookgate_testkit::{fresh_resources, moto_endpoint, moto_sdk_config};
@@ -276,6 +281,16 @@ async fn unreadable_items_are_corrupt() {
             .unwrap(),
         ClaimOutcome::Duplicate(EventStatus::Queued)
     );
+    // A listing that meets it says so rather than skipping it.
+    for status in [Some(EventStatus::Queued), None] {
+        let got = ledger
+            .list(&ListQuery {
+                status,
+                ..ListQuery::default()
+            })
+            .await;
+        assert!(matches!(got, Err(LedgerError::Corrupt(_))), "got {got:?}");
+    }
 }
 
 #[tokio::test]
@@ -295,6 +310,18 @@ async fn missing_resources_are_unavailable() {
         matches!(got, Err(LedgerError::Unavailable(_))),
         "got {got:?}"
     );
+    for status in [Some(EventStatus::Failed), None] {
+        let got = ledger
+            .list(&ListQuery {
+                status,
+                ..ListQuery::default()
+            })
+            .await;
+        assert!(
+            matches!(got, Err(LedgerError::Unavailable(_))),
+            "got {got:?}"
+        );
+    }
 
     let queue = SqsQueue::new(
         aws_sdk_sqs::Client::new(&config),
@@ -352,6 +379,11 @@ async fn unreachable_store_is_unavailable() {
         matches!(got, Err(LedgerError::Unavailable(_))),
         "got {got:?}"
     );
+    let got = backend.ledger.list(&ListQuery::default()).await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "got {got:?}"
+    );
 
     let got = backend.queue.receive(1, Duration::ZERO).await;
     assert!(
@@ -363,4 +395,190 @@ async fn unreachable_store_is_unavailable() {
         matches!(got, Err(QueueError::Unavailable(_))),
         "got {got:?}"
     );
+}
+
+/// Asserts `table` has the status index: keys `status` (S) / `received_at` (N), projecting
+/// exactly [`STATUS_INDEX_ATTRIBUTES`].
+async fn assert_status_index(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
+    let out = dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let description = out.table().unwrap();
+    let index = description
+        .global_secondary_indexes()
+        .iter()
+        .find(|i| i.index_name() == Some(STATUS_INDEX))
+        .unwrap_or_else(|| panic!("no index {STATUS_INDEX} on {table}: {description:?}"));
+    let keys: Vec<(&str, &KeyType)> = index
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
+    assert_eq!(
+        keys,
+        [("status", &KeyType::Hash), ("received_at", &KeyType::Range)]
+    );
+    let projection = index.projection().unwrap();
+    assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
+    let mut projected: Vec<&str> = projection
+        .non_key_attributes()
+        .iter()
+        .map(String::as_str)
+        .collect();
+    projected.sort_unstable();
+    let mut want = STATUS_INDEX_ATTRIBUTES.to_vec();
+    want.sort_unstable();
+    assert_eq!(projected, want);
+    let types: BTreeMap<&str, &ScalarAttributeType> = description
+        .attribute_definitions()
+        .iter()
+        .map(|d| (d.attribute_name(), d.attribute_type()))
+        .collect();
+    assert_eq!(types["status"], &ScalarAttributeType::S);
+    assert_eq!(types["received_at"], &ScalarAttributeType::N);
+}
+
+#[tokio::test]
+async fn setup_creates_the_status_index() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    assert_status_index(&r.dynamodb(), &r.table).await;
+    // Again: still one index, the same.
+    hookgate_aws::create_table(&r.dynamodb(), &r.table)
+        .await
+        .unwrap();
+    assert_status_index(&r.dynamodb(), &r.table).await;
+}
+
+#[tokio::test]
+async fn setup_adds_the_status_index_to_a_table_made_without_it() {
+    let endpoint = moto_or_skip!();
+    let config = moto_sdk_config(&endpoint).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let table = format!("hookgate-old-{}", uuid::Uuid::new_v4().simple());
+    // The table as an earlier `hookgate setup` made it: the key only.
+    dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("event_id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("event_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ledger = DynamoDbLedger::new(dynamodb.clone(), &table);
+    let id = new_id();
+    ledger
+        .claim(&claim(&id, SystemClock.now(), "t"))
+        .await
+        .unwrap();
+    let got = ledger.list(&ListQuery::default()).await;
+    assert!(
+        matches!(got, Err(LedgerError::Unavailable(_))),
+        "no index yet, got {got:?}"
+    );
+
+    hookgate_aws::create_table(&dynamodb, &table).await.unwrap();
+    assert_status_index(&dynamodb, &table).await;
+    // The event from before the index is listed.
+    let listed = ledger.list(&ListQuery::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].event_id, id);
+    assert_eq!(listed[0].status, EventStatus::Received);
+}
+
+#[tokio::test]
+async fn listing_pages_through_the_status_index() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    let dynamodb = r.dynamodb();
+    // Two index entries per page of a filtered listing, at most 20 pages.
+    let ledger = DynamoDbLedger::new(dynamodb.clone(), &r.table).with_list_paging(2, 20);
+    let (a, b) = (
+        SourceName::parse("pages-a").unwrap(),
+        SourceName::parse("pages-b").unwrap(),
+    );
+    let t = Timestamp::from_secs(SystemClock.now().as_secs());
+    let mut put = Vec::new();
+    // b's one event is the oldest; nine newer ones from a.
+    for (n, source) in std::iter::once(&b).chain([&a; 9]).enumerate() {
+        let id = new_id();
+        let now = t.plus(Duration::from_secs(n as u64));
+        let mut c = claim(&id, now, "t");
+        c.source = source.clone();
+        assert_eq!(ledger.claim(&c).await.unwrap(), ClaimOutcome::Claimed);
+        ledger.mark_queued(&id, "t", now).await.unwrap();
+        put.push(id);
+    }
+    let query = |source: &SourceName, limit| ListQuery {
+        status: Some(EventStatus::Queued),
+        source: Some(source.clone()),
+        limit,
+    };
+    let ids = |listed: Vec<hookgate_core::ledger::EventSummary>| {
+        listed.into_iter().map(|s| s.event_id).collect::<Vec<_>>()
+    };
+    // Found on the fifth page.
+    assert_eq!(
+        ids(ledger.list(&query(&b, 5)).await.unwrap()),
+        [put[0].clone()]
+    );
+    // Stops once the limit is met, across a page boundary.
+    assert_eq!(
+        ids(ledger.list(&query(&a, 3)).await.unwrap()),
+        [put[9].clone(), put[8].clone(), put[7].clone()]
+    );
+    assert_eq!(ledger.list(&query(&a, 100)).await.unwrap().len(), 9);
+    // Unfiltered, across statuses.
+    let all = ledger
+        .list(&ListQuery {
+            limit: 4,
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(all), put[6..].iter().rev().cloned().collect::<Vec<_>>());
+
+    // The bound on pages: two pages of two entries never reach b's event, the tenth newest.
+    let bounded = DynamoDbLedger::new(dynamodb, &r.table).with_list_paging(2, 2);
+    assert_eq!(bounded.list(&query(&b, 5)).await.unwrap(), []);
+    assert_eq!(bounded.list(&query(&a, 5)).await.unwrap().len(), 4);
+}
+
+/// `hookgate setup` must make the index the template deploys (and the receiver's policy must
+/// name it): compared as text, so a change on either side fails here.
+#[test]
+fn template_defines_the_status_index_setup_creates() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .unwrap();
+    let attributes = STATUS_INDEX_ATTRIBUTES.join(", ");
+    for want in [
+        format!("- IndexName: {STATUS_INDEX}"),
+        "- AttributeName: status\n              KeyType: HASH".to_owned(),
+        "- AttributeName: received_at\n              KeyType: RANGE".to_owned(),
+        "ProjectionType: INCLUDE".to_owned(),
+        format!("NonKeyAttributes: [{attributes}]"),
+        "- AttributeName: status\n          AttributeType: S".to_owned(),
+        "- AttributeName: received_at\n          AttributeType: N".to_owned(),
+        format!("Resource: !Sub ${{EventTable.Arn}}/index/{STATUS_INDEX}"),
+    ] {
+        assert!(template.contains(&want), "template.yaml lacks {want:?}");
+    }
 }

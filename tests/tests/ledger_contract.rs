@@ -11,8 +11,8 @@ use std::time::Duration;
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
-    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, Ledger,
-    LedgerError, StartOutcome,
+    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, EventSummary,
+    Ledger, LedgerError, ListQuery, StartOutcome,
 };
 use hookgate_core::memory::MemoryLedger;
 
@@ -103,6 +103,78 @@ async fn claim_and_queue(ledger: &dyn Ledger, id: &EventId, now: Timestamp) -> S
     );
     ledger.mark_queued(id, &tok, now).await.unwrap();
     tok
+}
+
+/// A source name no other test uses, so a listing sees only this test's events even on a
+/// shared table.
+fn unique_source() -> SourceName {
+    SourceName::parse(&format!(
+        "list-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
+    .unwrap()
+}
+
+/// A new event from `source`, received at `at`, taken to `status` through the ledger's own
+/// operations (everything happens at `at`; `failed` and `dead_lettered` after one attempt that
+/// failed with "boom", `processed` after one that succeeded).
+async fn event_in(
+    ledger: &dyn Ledger,
+    source: &SourceName,
+    at: Timestamp,
+    status: EventStatus,
+) -> EventId {
+    let id = new_id();
+    let tok = token();
+    let claim = Claim {
+        source: source.clone(),
+        ..claim_at(&id, at, &tok)
+    };
+    assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    if status == EventStatus::Received {
+        return id;
+    }
+    ledger.mark_queued(&id, &tok, at).await.unwrap();
+    if status == EventStatus::Queued {
+        return id;
+    }
+    let start = AttemptStart {
+        source: source.clone(),
+        ..start_at(&id, at, at)
+    };
+    assert_eq!(
+        ledger.start_attempt(&start).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    if status == EventStatus::Processing {
+        return id;
+    }
+    let error = (status != EventStatus::Processed).then_some("boom");
+    ledger
+        .finish_attempt(&end_at(&id, 1, at, at, status, error))
+        .await
+        .unwrap();
+    id
+}
+
+async fn list(
+    ledger: &dyn Ledger,
+    status: Option<EventStatus>,
+    source: &SourceName,
+    limit: usize,
+) -> Vec<EventSummary> {
+    ledger
+        .list(&ListQuery {
+            status,
+            source: Some(source.clone()),
+            limit,
+        })
+        .await
+        .unwrap()
+}
+
+fn ids(listed: &[EventSummary]) -> Vec<EventId> {
+    listed.iter().map(|s| s.event_id.clone()).collect()
 }
 
 fn assert_conflict<T: std::fmt::Debug>(r: Result<T, LedgerError>) {
@@ -675,6 +747,196 @@ async fn start_attempt_on_a_received_claim(ledger: Arc<dyn Ledger>) {
     );
 }
 
+async fn list_by_status_is_newest_first(ledger: Arc<dyn Ledger>) {
+    let src = unique_source();
+    let t = t0();
+    let l = ledger.as_ref();
+    let q1 = event_in(l, &src, t, EventStatus::Queued).await;
+    let q2 = event_in(l, &src, t.plus(secs(2)), EventStatus::Queued).await;
+    let q3 = event_in(l, &src, t.plus(secs(1)), EventStatus::Queued).await;
+    let done = event_in(l, &src, t.plus(secs(3)), EventStatus::Processed).await;
+    let fresh = event_in(l, &src, t.plus(secs(4)), EventStatus::Received).await;
+    let failed = event_in(l, &src, t.plus(secs(5)), EventStatus::Failed).await;
+
+    let queued = list(l, Some(EventStatus::Queued), &src, 20).await;
+    assert_eq!(ids(&queued), [q2.clone(), q3, q1]);
+    // A summary is the record without its attempts.
+    let record = ledger.get(&q2).await.unwrap().unwrap();
+    assert_eq!(queued[0], record.summary());
+    assert_eq!(queued[0].status, EventStatus::Queued);
+    assert_eq!(queued[0].attempt_count, 0);
+
+    let processed = list(l, Some(EventStatus::Processed), &src, 20).await;
+    assert_eq!(ids(&processed), vec![done.clone()]);
+    assert_eq!(
+        processed[0],
+        ledger.get(&done).await.unwrap().unwrap().summary()
+    );
+    assert_eq!(processed[0].attempt_count, 1);
+    assert_eq!(processed[0].last_error, None);
+
+    let failing = list(l, Some(EventStatus::Failed), &src, 20).await;
+    assert_eq!(ids(&failing), [failed]);
+    assert_eq!(failing[0].last_error.as_deref(), Some("boom"));
+    assert_eq!(failing[0].event_type, "push");
+    assert_eq!(failing[0].received_at, t.plus(secs(5)));
+
+    assert_eq!(
+        ids(&list(l, Some(EventStatus::Received), &src, 20).await),
+        [fresh]
+    );
+    assert_eq!(list(l, Some(EventStatus::DeadLettered), &src, 20).await, []);
+    assert_eq!(list(l, Some(EventStatus::Processing), &src, 20).await, []);
+}
+
+async fn list_filters_by_source(ledger: Arc<dyn Ledger>) {
+    let (a, b) = (unique_source(), unique_source());
+    let t = t0();
+    let l = ledger.as_ref();
+    let a1 = event_in(l, &a, t, EventStatus::Failed).await;
+    let b1 = event_in(l, &b, t.plus(secs(1)), EventStatus::Failed).await;
+    let a2 = event_in(l, &a, t.plus(secs(2)), EventStatus::Failed).await;
+    let b2 = event_in(l, &b, t.plus(secs(3)), EventStatus::Failed).await;
+    let a3 = event_in(l, &a, t.plus(secs(4)), EventStatus::Failed).await;
+    let b3 = event_in(l, &b, t.plus(secs(5)), EventStatus::Processed).await;
+
+    let from_a = list(l, Some(EventStatus::Failed), &a, 20).await;
+    assert_eq!(ids(&from_a), [a3.clone(), a2.clone(), a1]);
+    assert!(from_a.iter().all(|s| s.source == a));
+    assert_eq!(
+        ids(&list(l, Some(EventStatus::Failed), &b, 20).await),
+        [b2.clone(), b1.clone()]
+    );
+    // With a limit: the newest of that source, not of the whole status.
+    assert_eq!(
+        ids(&list(l, Some(EventStatus::Failed), &a, 2).await),
+        [a3, a2]
+    );
+    assert_eq!(ids(&list(l, None, &b, 20).await), [b3, b2, b1]);
+    assert_eq!(
+        list(l, Some(EventStatus::Failed), &unique_source(), 20).await,
+        []
+    );
+}
+
+async fn list_respects_the_limit(ledger: Arc<dyn Ledger>) {
+    let src = unique_source();
+    let t = t0();
+    let mut newest_first = Vec::new();
+    for n in 0..5 {
+        let id = event_in(ledger.as_ref(), &src, t.plus(secs(n)), EventStatus::Queued).await;
+        newest_first.insert(0, id);
+    }
+    let l = ledger.as_ref();
+    for limit in [1, 2, 4, 5] {
+        assert_eq!(
+            ids(&list(l, Some(EventStatus::Queued), &src, limit).await),
+            newest_first[..limit],
+            "limit {limit}"
+        );
+        assert_eq!(
+            ids(&list(l, None, &src, limit).await),
+            newest_first[..limit],
+            "limit {limit}, every status"
+        );
+    }
+    assert_eq!(
+        ids(&list(l, Some(EventStatus::Queued), &src, 100).await),
+        newest_first
+    );
+    assert_eq!(list(l, Some(EventStatus::Queued), &src, 0).await, []);
+    assert_eq!(list(l, None, &src, 0).await, []);
+}
+
+async fn list_without_status_merges_every_status(ledger: Arc<dyn Ledger>) {
+    let src = unique_source();
+    let t = t0();
+    let l = ledger.as_ref();
+    let dead = event_in(l, &src, t, EventStatus::DeadLettered).await;
+    let queued = event_in(l, &src, t.plus(secs(1)), EventStatus::Queued).await;
+    let processed = event_in(l, &src, t.plus(secs(2)), EventStatus::Processed).await;
+    let processing = event_in(l, &src, t.plus(secs(3)), EventStatus::Processing).await;
+    let failed = event_in(l, &src, t.plus(secs(4)), EventStatus::Failed).await;
+    let received = event_in(l, &src, t.plus(secs(5)), EventStatus::Received).await;
+    let queued_later = event_in(l, &src, t.plus(secs(6)), EventStatus::Queued).await;
+
+    let all = list(l, None, &src, 20).await;
+    assert_eq!(
+        ids(&all),
+        [
+            queued_later.clone(),
+            received.clone(),
+            failed.clone(),
+            processing,
+            processed,
+            queued,
+            dead
+        ]
+    );
+    assert_eq!(
+        all.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [
+            EventStatus::Queued,
+            EventStatus::Received,
+            EventStatus::Failed,
+            EventStatus::Processing,
+            EventStatus::Processed,
+            EventStatus::Queued,
+            EventStatus::DeadLettered,
+        ]
+    );
+    // Truncated after the merge: the newest three across statuses.
+    assert_eq!(
+        ids(&list(l, None, &src, 3).await),
+        [queued_later, received, failed]
+    );
+}
+
+async fn list_follows_status_changes(ledger: Arc<dyn Ledger>) {
+    let src = unique_source();
+    let t = t0();
+    let l = ledger.as_ref();
+    let id = event_in(l, &src, t, EventStatus::Failed).await;
+    let failed = list(l, Some(EventStatus::Failed), &src, 20).await;
+    assert_eq!(ids(&failed), vec![id.clone()]);
+    assert_eq!(failed[0].last_error.as_deref(), Some("boom"));
+
+    // Redelivered: processing, then processed. It leaves the failed listing.
+    let s2 = t.plus(secs(10));
+    assert_eq!(
+        ledger
+            .start_attempt(&AttemptStart {
+                source: src.clone(),
+                ..start_at(&id, t, s2)
+            })
+            .await
+            .unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    assert_eq!(list(l, Some(EventStatus::Failed), &src, 20).await, []);
+    assert_eq!(
+        ids(&list(l, Some(EventStatus::Processing), &src, 20).await),
+        vec![id.clone()]
+    );
+    let e2 = s2.plus(secs(1));
+    ledger
+        .finish_attempt(&end_at(&id, 2, s2, e2, EventStatus::Processed, None))
+        .await
+        .unwrap();
+    assert_eq!(list(l, Some(EventStatus::Failed), &src, 20).await, []);
+    assert_eq!(list(l, Some(EventStatus::Processing), &src, 20).await, []);
+    let processed = list(l, Some(EventStatus::Processed), &src, 20).await;
+    assert_eq!(ids(&processed), vec![id.clone()]);
+    assert_eq!(processed[0].attempt_count, 2);
+    assert_eq!(processed[0].last_error, None);
+    assert_eq!(processed[0].updated_at, e2);
+    assert_eq!(processed[0].received_at, t);
+    // Listed once across statuses, under its new status.
+    let all = list(l, None, &src, 20).await;
+    assert_eq!(ids(&all), [id]);
+    assert_eq!(all[0].status, EventStatus::Processed);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Running the contract against each implementation
 // ---------------------------------------------------------------------------------------------
@@ -731,4 +993,9 @@ ledger_contract!(
     get_unknown_is_none,
     start_attempt_on_unknown_id_upserts,
     start_attempt_on_a_received_claim,
+    list_by_status_is_newest_first,
+    list_filters_by_source,
+    list_respects_the_limit,
+    list_without_status_merges_every_status,
+    list_follows_status_changes,
 );

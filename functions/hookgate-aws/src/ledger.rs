@@ -23,6 +23,11 @@
 //!
 //! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
 //! of the claim's condition rather than left to TTL.
+//!
+//! Listings ([`Ledger::list`]) read the global secondary index `by-status`
+//! ([`STATUS_INDEX`]: partition key `status`, sort key `received_at`, projecting exactly the
+//! attributes of an [`EventSummary`]) with `Query`, newest first — never a `Scan`. The template
+//! and [`create_table`](crate::setup::create_table) define the same index.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -37,9 +42,23 @@ use aws_sdk_dynamodb::Client;
 use hookgate_core::clock::Timestamp;
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
-    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, Ledger,
-    LedgerError, StartOutcome,
+    newest_first, Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus,
+    EventSummary, Ledger, LedgerError, ListQuery, StartOutcome,
 };
+use tokio::task::JoinSet;
+
+pub use crate::setup::STATUS_INDEX;
+
+/// How many index entries one page of a listing filtered by source reads. (DynamoDB's `Limit`
+/// counts the entries read, before the filter drops other sources' events.)
+pub const FILTERED_PAGE_ITEMS: usize = 200;
+
+/// How many pages a listing reads at most, per status: 20. Without a source filter the first
+/// page normally holds all `limit` events; with one, a listing reads at most
+/// 20 × [`FILTERED_PAGE_ITEMS`] = 4,000 of a status's newest events, so a source whose events are
+/// rarer than that among them may be listed short of `limit` (or not at all). The bound keeps a
+/// listing's cost and latency fixed however large the table grows.
+pub const MAX_LIST_PAGES: usize = 20;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -74,6 +93,8 @@ mod a {
 pub struct DynamoDbLedger {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    page_items: usize,
+    max_pages: usize,
 }
 
 impl DynamoDbLedger {
@@ -82,7 +103,18 @@ impl DynamoDbLedger {
         Self {
             client,
             table: table.into(),
+            page_items: FILTERED_PAGE_ITEMS,
+            max_pages: MAX_LIST_PAGES,
         }
+    }
+
+    /// The same ledger with other listing bounds: `page_items` entries per page of a filtered
+    /// listing (at least 1) and at most `max_pages` pages per status (at least 1). For tests of
+    /// the paging; the defaults are [`FILTERED_PAGE_ITEMS`] and [`MAX_LIST_PAGES`].
+    pub fn with_list_paging(mut self, page_items: usize, max_pages: usize) -> Self {
+        self.page_items = page_items.max(1);
+        self.max_pages = max_pages.max(1);
+        self
     }
 
     /// The table's name.
@@ -119,6 +151,59 @@ impl DynamoDbLedger {
             Some(item) => Ok(Some(item)),
             None => self.get_item(event_id).await,
         }
+    }
+
+    /// The newest (at most `limit`, at least 1) events with `status`, from `source` if given:
+    /// a `Query` on [`STATUS_INDEX`], newest first, page after page (`ExclusiveStartKey`) until
+    /// `limit` events are found, the index has no more, or [`MAX_LIST_PAGES`] pages were read.
+    async fn list_status(
+        &self,
+        status: EventStatus,
+        source: Option<&SourceName>,
+        limit: usize,
+    ) -> Result<Vec<EventSummary>, LedgerError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        for _ in 0..self.max_pages {
+            // Unfiltered, every entry read is listed: read no more than are still wanted.
+            let page = match source {
+                Some(_) => self.page_items,
+                None => limit - found.len(),
+            };
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status")
+                .projection_expression(
+                    "event_id, #source, event_type, #status, received_at, updated_at, \
+                     attempt_count, last_error",
+                )
+                .expression_attribute_names("#status", a::STATUS)
+                .expression_attribute_names("#source", a::SOURCE)
+                .expression_attribute_values(":status", s(status.as_str()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(page).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            if let Some(source) = source {
+                request = request
+                    .filter_expression("#source = :source")
+                    .expression_attribute_values(":source", s(source.as_str()));
+            }
+            let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
+            for item in out.items() {
+                if found.len() == limit {
+                    break;
+                }
+                found.push(summary_from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if found.len() < limit && !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -349,6 +434,35 @@ impl Ledger for DynamoDbLedger {
             .map(|item| record_from_item(&item))
             .transpose()
     }
+
+    /// One `Query` per status asked for (all six at once without a status), merged newest
+    /// first. Reads the index, so it is eventually consistent: a change shows within moments.
+    async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError> {
+        let limit = query.effective_limit();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if let Some(status) = query.status {
+            let found = self
+                .list_status(status, query.source.as_ref(), limit)
+                .await?;
+            return Ok(newest_first(found, limit));
+        }
+        let mut queries = JoinSet::new();
+        for status in EventStatus::ALL {
+            let ledger = self.clone();
+            let source = query.source.clone();
+            queries.spawn(async move { ledger.list_status(status, source.as_ref(), limit).await });
+        }
+        let mut found = Vec::new();
+        // On the first error the set is dropped, which cancels the queries still running.
+        while let Some(joined) = queries.join_next().await {
+            let part = joined
+                .map_err(|e| LedgerError::Unavailable(format!("DynamoDB Query task: {e}")))??;
+            found.extend(part);
+        }
+        Ok(newest_first(found, limit))
+    }
 }
 
 /// `t` in whole epoch seconds, rounded up (DynamoDB TTL wants seconds).
@@ -470,12 +584,7 @@ fn attempt_from_av(av: &AttributeValue) -> Result<Attempt, LedgerError> {
 }
 
 fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> {
-    let event_id = req_s(item, a::EVENT_ID)?;
-    let event_id = EventId::parse(event_id)
-        .map_err(|e| corrupt(a::EVENT_ID, &format!("{event_id:?}: {e}")))?;
-    let source = req_s(item, a::SOURCE)?;
-    let source =
-        SourceName::parse(source).map_err(|e| corrupt(a::SOURCE, &format!("{source:?}: {e}")))?;
+    let summary = summary_from_item(item)?;
     let attempts = match item.get(a::ATTEMPTS) {
         None | Some(AttributeValue::Null(_)) => Vec::new(),
         Some(AttributeValue::L(list)) => {
@@ -484,15 +593,35 @@ fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> {
         Some(_) => return Err(corrupt(a::ATTEMPTS, "not a list")),
     };
     Ok(EventRecord {
+        event_id: summary.event_id,
+        source: summary.source,
+        event_type: summary.event_type,
+        status: summary.status,
+        received_at: summary.received_at,
+        updated_at: summary.updated_at,
+        expires_at: Timestamp::from_secs(req_n(item, a::EXPIRES_AT)?),
+        attempt_count: summary.attempt_count,
+        attempts,
+        last_error: summary.last_error,
+    })
+}
+
+/// An index entry as an [`EventSummary`]: the attributes [`STATUS_INDEX`] projects.
+fn summary_from_item(item: &Item) -> Result<EventSummary, LedgerError> {
+    let event_id = req_s(item, a::EVENT_ID)?;
+    let event_id = EventId::parse(event_id)
+        .map_err(|e| corrupt(a::EVENT_ID, &format!("{event_id:?}: {e}")))?;
+    let source = req_s(item, a::SOURCE)?;
+    let source =
+        SourceName::parse(source).map_err(|e| corrupt(a::SOURCE, &format!("{source:?}: {e}")))?;
+    Ok(EventSummary {
         event_id,
         source,
         event_type: req_s(item, a::EVENT_TYPE)?.to_owned(),
         status: status_of(item)?,
         received_at: Timestamp::from_millis(req_n(item, a::RECEIVED_AT)?),
         updated_at: Timestamp::from_millis(req_n(item, a::UPDATED_AT)?),
-        expires_at: Timestamp::from_secs(req_n(item, a::EXPIRES_AT)?),
         attempt_count: req_n(item, a::ATTEMPT_COUNT)?,
-        attempts,
         last_error: opt_s(item, a::LAST_ERROR)?.map(str::to_owned),
     })
 }

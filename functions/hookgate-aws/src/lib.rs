@@ -22,7 +22,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 pub use config_source::{load_config, ConfigSourceError, ENV_CONFIG_SECRET_ID};
 pub use ledger::DynamoDbLedger;
 pub use queue::SqsQueue;
-pub use setup::{create_queues, create_table, QueueUrls, SetupError};
+pub use setup::{create_queues, create_table, QueueUrls, SetupError, STATUS_INDEX};
 
 /// Environment variable naming the ledger table.
 pub const ENV_TABLE: &str = "HOOKGATE_TABLE";

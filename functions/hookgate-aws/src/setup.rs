@@ -2,10 +2,12 @@
 //!
 //! It exists so the contract and end-to-end tests (on moto) and the `hookgate` command (against
 //! a real account or a local stand-in) create exactly the same resources: the table the
-//! [`DynamoDbLedger`](crate::DynamoDbLedger) expects (key `event_id`, TTL on `expires_at`) and a
-//! queue whose `RedrivePolicy` sends a message to `{name}-dlq` after `max_receive_count`
-//! receives. Running it again on existing resources succeeds and re-applies the queue settings.
-//! (On AWS proper the SAM template owns these resources; this is for local stacks and tests.)
+//! [`DynamoDbLedger`](crate::DynamoDbLedger) expects (key `event_id`, TTL on `expires_at`, the
+//! status index [`STATUS_INDEX`] of `template.yaml`) and a queue whose `RedrivePolicy` sends a
+//! message to `{name}-dlq` after `max_receive_count` receives. Running it again on existing
+//! resources succeeds, adds the status index to a table created without it, and re-applies the
+//! queue settings. (On AWS proper the SAM template owns these resources; this is for local
+//! stacks and tests.)
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,8 +15,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -23,6 +26,22 @@ pub const KEY_ATTRIBUTE: &str = "event_id";
 
 /// The ledger table's TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// The global secondary index listings query: partition key `status` (S), sort key
+/// `received_at` (N, epoch ms). Same name, keys and projection as `EventTable` in
+/// `template.yaml`.
+pub const STATUS_INDEX: &str = "by-status";
+
+/// The attributes [`STATUS_INDEX`] projects besides the keys (`event_id`, `status`,
+/// `received_at`): exactly what an event summary shows, so the attempts list is not copied
+/// into the index (`ProjectionType: INCLUDE`, as in `template.yaml`).
+pub const STATUS_INDEX_ATTRIBUTES: [&str; 5] = [
+    "source",
+    "event_type",
+    "attempt_count",
+    "last_error",
+    "updated_at",
+];
 
 /// How long the DLQ keeps a message: 14 days, SQS's maximum.
 pub const DLQ_RETENTION_SECS: u64 = 14 * 24 * 3600;
@@ -62,8 +81,8 @@ pub enum SetupError {
         /// What the service or the SDK said.
         message: String,
     },
-    /// The table did not become `ACTIVE` in time.
-    #[error("table {0} did not become ACTIVE within {TABLE_ACTIVE_TIMEOUT:?}")]
+    /// The table (or one of its indexes) did not become `ACTIVE` in time.
+    #[error("table {0} (or an index of it) did not become ACTIVE within {TABLE_ACTIVE_TIMEOUT:?}")]
     TableNotActive(String),
     /// A response lacked something it must hold.
     #[error("{0}")]
@@ -86,28 +105,89 @@ fn sqs_err(op: &'static str, queue: &str, err: impl std::error::Error) -> SetupE
     }
 }
 
-/// Creates the ledger table (on-demand, key `event_id` S) and turns on TTL on `expires_at`.
-/// A table that already exists is fine; TTL already on is left alone.
+fn key_element(
+    op: &'static str,
+    table: &str,
+    name: &str,
+    key_type: KeyType,
+) -> Result<KeySchemaElement, SetupError> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .map_err(|e| dynamo_err(op, table, e))
+}
+
+fn attribute(
+    op: &'static str,
+    table: &str,
+    name: &str,
+    kind: ScalarAttributeType,
+) -> Result<AttributeDefinition, SetupError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .map_err(|e| dynamo_err(op, table, e))
+}
+
+/// The key attributes of [`STATUS_INDEX`], defined on the table.
+fn status_index_attributes(
+    op: &'static str,
+    table: &str,
+) -> Result<Vec<AttributeDefinition>, SetupError> {
+    Ok(vec![
+        attribute(op, table, "status", ScalarAttributeType::S)?,
+        attribute(op, table, "received_at", ScalarAttributeType::N)?,
+    ])
+}
+
+/// [`STATUS_INDEX`]'s key schema and projection.
+fn status_index_parts(
+    op: &'static str,
+    table: &str,
+) -> Result<(Vec<KeySchemaElement>, Projection), SetupError> {
+    let keys = vec![
+        key_element(op, table, "status", KeyType::Hash)?,
+        key_element(op, table, "received_at", KeyType::Range)?,
+    ];
+    let projection = Projection::builder()
+        .projection_type(ProjectionType::Include)
+        .set_non_key_attributes(Some(
+            STATUS_INDEX_ATTRIBUTES
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
+        ))
+        .build();
+    Ok((keys, projection))
+}
+
+/// Creates the ledger table (on-demand, key `event_id` S, the status index [`STATUS_INDEX`])
+/// and turns on TTL on `expires_at`. A table that already exists is fine; one without the
+/// status index gets it (DynamoDB then fills it from the table before it is `ACTIVE`); TTL
+/// already on is left alone.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), SetupError> {
-    let key = KeySchemaElement::builder()
-        .attribute_name(KEY_ATTRIBUTE)
-        .key_type(KeyType::Hash)
+    const OP: &str = "CreateTable";
+    let mut attributes = vec![attribute(OP, table, KEY_ATTRIBUTE, ScalarAttributeType::S)?];
+    attributes.extend(status_index_attributes(OP, table)?);
+    let (index_keys, projection) = status_index_parts(OP, table)?;
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(STATUS_INDEX)
+        .set_key_schema(Some(index_keys))
+        .projection(projection)
         .build()
-        .map_err(|e| dynamo_err("CreateTable", table, e))?;
-    let key_def = AttributeDefinition::builder()
-        .attribute_name(KEY_ATTRIBUTE)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|e| dynamo_err("CreateTable", table, e))?;
+        .map_err(|e| dynamo_err(OP, table, e))?;
     let created = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key)
-        .attribute_definitions(key_def)
+        .key_schema(key_element(OP, table, KEY_ATTRIBUTE, KeyType::Hash)?)
+        .set_attribute_definitions(Some(attributes))
+        .global_secondary_indexes(index)
         .send()
         .await;
     match created {
@@ -116,10 +196,11 @@ pub async fn create_table(
             CreateTableError::ResourceInUseException(_) => {
                 tracing::debug!(table, "table exists already")
             }
-            other => return Err(dynamo_err("CreateTable", table, other)),
+            other => return Err(dynamo_err(OP, table, other)),
         },
     }
     wait_until_active(client, table).await?;
+    ensure_status_index(client, table).await?;
 
     let ttl = client
         .describe_time_to_live()
@@ -157,6 +238,57 @@ pub async fn create_table(
     Ok(())
 }
 
+/// Adds [`STATUS_INDEX`] to a table that lacks it (one made by an earlier `hookgate setup`),
+/// and waits until it is `ACTIVE`. An index of that name is taken as it is.
+async fn ensure_status_index(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), SetupError> {
+    const OP: &str = "UpdateTable";
+    let out = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| dynamo_err("DescribeTable", table, e))?;
+    let has_index = out.table().is_some_and(|t| {
+        t.global_secondary_indexes()
+            .iter()
+            .any(|i| i.index_name() == Some(STATUS_INDEX))
+    });
+    if has_index {
+        return Ok(());
+    }
+    let (keys, projection) = status_index_parts(OP, table)?;
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name(STATUS_INDEX)
+        .set_key_schema(Some(keys))
+        .projection(projection)
+        .build()
+        .map_err(|e| dynamo_err(OP, table, e))?;
+    let updated = client
+        .update_table()
+        .table_name(table)
+        .set_attribute_definitions(Some(status_index_attributes(OP, table)?))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+        )
+        .send()
+        .await;
+    match updated {
+        Ok(_) => tracing::info!(table, index = STATUS_INDEX, "added the status index"),
+        Err(e) => {
+            // Two setups racing: the other one is adding it already.
+            let already = e.message().is_some_and(|m| m.contains("already exists"));
+            if !already {
+                return Err(dynamo_err(OP, table, e));
+            }
+        }
+    }
+    wait_until_active(client, table).await
+}
+
+/// Waits until the table and every one of its indexes are `ACTIVE`.
 async fn wait_until_active(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -169,8 +301,15 @@ async fn wait_until_active(
             .send()
             .await
             .map_err(|e| dynamo_err("DescribeTable", table, e))?;
-        let status = out.table().and_then(|t| t.table_status());
-        if status == Some(&TableStatus::Active) {
+        let description = out.table();
+        let status = description.and_then(|t| t.table_status());
+        // An index without a status (some stand-ins omit it) counts as active.
+        let indexes_active = description.is_some_and(|t| {
+            t.global_secondary_indexes()
+                .iter()
+                .all(|i| i.index_status().is_none_or(|s| *s == IndexStatus::Active))
+        });
+        if status == Some(&TableStatus::Active) && indexes_active {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {

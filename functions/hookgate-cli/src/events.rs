@@ -3,7 +3,8 @@
 //! Timestamped signature schemes sign the time, so their sample events go stale; this module
 //! signs one API Gateway (HTTP API v2) event per configured source with the sample
 //! configuration (`events/sample-config.toml`), plus the rejections, a duplicate pair, a REST
-//! API v1 event, a base64 body, a status query, two SQS batches, and `env.json` for
+//! API v1 event, a base64 body, a status query and a status listing, two SQS batches, and
+//! `env.json` for
 //! `sam local invoke --env-vars` / `cargo lambda watch`.
 
 use std::collections::BTreeMap;
@@ -53,7 +54,11 @@ struct ApiRoute<'a> {
     method: &'a str,
     path: String,
     route: &'a str,
+    /// The path parameters; `Value::Null` for a route without any (API Gateway then leaves
+    /// `pathParameters` out).
     params: Value,
+    /// The query string's parameters, in order (already URL-safe).
+    query: Vec<(&'a str, &'a str)>,
 }
 
 impl ApiRoute<'_> {
@@ -63,6 +68,7 @@ impl ApiRoute<'_> {
             path: format!("/webhooks/{source}"),
             route: "POST /webhooks/{source}",
             params: json!({ "source": source }),
+            query: Vec::new(),
         }
     }
 }
@@ -80,11 +86,17 @@ fn http_api_v2(
     } else {
         String::from_utf8_lossy(body).into_owned()
     };
-    json!({
+    let raw_query = to
+        .query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut event = json!({
         "version": "2.0",
         "routeKey": to.route,
         "rawPath": to.path,
-        "rawQueryString": "",
+        "rawQueryString": raw_query,
         "headers": headers,
         "requestContext": {
             "accountId": "123456789012",
@@ -101,7 +113,19 @@ fn http_api_v2(
         "pathParameters": to.params,
         "body": body,
         "isBase64Encoded": base64,
-    })
+    });
+    if let Some(event) = event.as_object_mut().filter(|_| to.params.is_null()) {
+        event.remove("pathParameters");
+    }
+    if !to.query.is_empty() {
+        let params: serde_json::Map<String, Value> = to
+            .query
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        event["queryStringParameters"] = Value::Object(params);
+    }
+    event
 }
 
 fn webhook(
@@ -245,11 +269,24 @@ pub fn sample_events(
         path: format!("/events/{id}"),
         route: "GET /events/{id}",
         params: json!({ "id": id }),
+        query: Vec::new(),
     };
     let accept = BTreeMap::from([("accept".to_owned(), "application/json".to_owned())]);
     files.insert(
         "status-get.json".into(),
         http_api_v2(&status_route, &accept, b"", false, now),
+    );
+    // The newest queued events of the demo source: the sample webhooks, once they are in.
+    let list_route = ApiRoute {
+        method: "GET",
+        path: "/events".into(),
+        route: "GET /events",
+        params: Value::Null,
+        query: vec![("status", "queued"), ("source", "demo"), ("limit", "5")],
+    };
+    files.insert(
+        "status-list.json".into(),
+        http_api_v2(&list_route, &accept, b"", false, now),
     );
 
     let (one, one_attrs) = sample_envelope(1, "order.created", now)?;

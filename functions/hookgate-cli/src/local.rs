@@ -4,6 +4,8 @@
 //! Routes:
 //! - `POST /webhooks/{source}`: the receiver (any other method: 405).
 //! - `GET /events/{id}`: the event's status and attempts, with `Authorization: Bearer <token>`.
+//! - `GET /events?status=…&source=…&limit=…`: the newest events, newest first, with the same
+//!   bearer token.
 //! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`),
 //!   `POST /dlq/purge`: the DLQ tools, with the same bearer token.
 //! - `GET /healthz`: liveness.
@@ -13,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -111,6 +113,7 @@ impl LocalStack {
         };
         Router::new()
             .route("/webhooks/{source}", any(webhook))
+            .route("/events", get(event_list))
             .route("/events/{id}", get(event_status))
             .route("/dlq", get(dlq_list))
             .route("/dlq/redrive", post(dlq_redrive))
@@ -340,4 +343,27 @@ async fn event_status(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     json(routes.status.get_event(authorization, &id).await)
+}
+
+async fn event_list(
+    State(routes): State<Routes>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Ok(Query(params)) = query else {
+        // Decoding is lossy, so this does not happen; answer in JSON all the same.
+        return json(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the query string could not be read",
+        ));
+    };
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    json(routes.status.list_events(authorization, &params).await)
 }

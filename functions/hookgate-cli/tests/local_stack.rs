@@ -214,6 +214,106 @@ async fn signed_event_flow(base: &str) {
     assert_eq!(wrong_method["error"], "method_not_allowed");
 }
 
+async fn list(base: &str, query: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(format!("{base}/events{query}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+fn listed_ids(body: &Value) -> Vec<String> {
+    body["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events in {body}"))
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Signed events in, processed, then listed by `GET /events` with the admin token.
+async fn listing_flow(base: &str) {
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = format!(
+            r#"{{"type":"order.listed","n":{n},"u":"{}"}}"#,
+            uuid::Uuid::new_v4()
+        );
+        let (code, accepted) = post(base, "demo", &body).await;
+        assert_eq!(code, 202, "{accepted}");
+        ids.push(accepted["event_id"].as_str().unwrap().to_owned());
+        // Distinct receive times, so "newest first" has one right answer.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for id in &ids {
+        wait_for(base, id, "processed").await;
+    }
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+
+    let (code, body) = list(base, "?status=processed", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(listed_ids(&body), newest_first, "{body}");
+    let first = &body["events"][0];
+    assert_eq!(first["status"], "processed");
+    assert_eq!(first["source"], "demo");
+    assert_eq!(first["type"], "order.listed");
+    assert_eq!(first["attempt_count"], 1);
+    assert!(first.get("attempts").is_none(), "{first}");
+
+    let (code, body) = list(base, "?status=processed&source=demo&limit=2", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(listed_ids(&body), newest_first[..2], "{body}");
+    // Every status, the default limit.
+    let (code, body) = list(base, "", Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(listed_ids(&body), newest_first, "{body}");
+    let (code, body) = list(base, "?status=failed", Some(TOKEN)).await;
+    assert_eq!((code, listed_ids(&body).len()), (200, 0), "{body}");
+
+    // Not public.
+    for token in [None, Some("wrong")] {
+        let (code, body) = list(base, "?status=processed", token).await;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{token:?}"
+        );
+    }
+    for (query, error) in [
+        ("?status=done", "invalid_status"),
+        ("?source=Demo", "invalid_source"),
+        ("?limit=0", "invalid_limit"),
+        ("?limit=1000", "invalid_limit"),
+        ("?limit=many", "invalid_limit"),
+    ] {
+        let (code, body) = list(base, query, Some(TOKEN)).await;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (400, Some(error)),
+            "{query}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn serve_memory_backend_lists_events() {
+    let served = serve(&config_toml(5), None);
+    listing_flow(&served.base).await;
+}
+
+#[tokio::test]
+async fn serve_aws_backend_on_moto_lists_events() {
+    let Some(endpoint) = hookgate_testkit::moto_endpoint() else {
+        eprintln!("skipped: no moto (set HOOKGATE_MOTO_ENDPOINT)");
+        return;
+    };
+    let aws = hookgate_testkit::fresh_resources(&endpoint, 5, 1).await;
+    let served = serve(&config_toml(5), Some(&aws));
+    listing_flow(&served.base).await;
+}
+
 #[tokio::test]
 async fn serve_memory_backend_end_to_end() {
     let served = serve(&config_toml(5), None);

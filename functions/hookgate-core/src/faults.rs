@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use crate::clock::Timestamp;
 use crate::envelope::EventId;
 use crate::ledger::{
-    AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, Ledger, LedgerError, StartOutcome,
+    AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventSummary, Ledger, LedgerError,
+    ListQuery, StartOutcome,
 };
 use crate::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
@@ -124,6 +125,10 @@ impl Ledger for FaultyLedger {
     async fn get(&self, id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
         self.check("get")?;
         self.inner.get(id).await
+    }
+    async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError> {
+        self.check("list")?;
+        self.inner.list(query).await
     }
 }
 

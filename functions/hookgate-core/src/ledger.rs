@@ -38,6 +38,16 @@ pub enum EventStatus {
 }
 
 impl EventStatus {
+    /// Every status, in the order of an event's life.
+    pub const ALL: [EventStatus; 6] = [
+        EventStatus::Received,
+        EventStatus::Queued,
+        EventStatus::Processing,
+        EventStatus::Processed,
+        EventStatus::Failed,
+        EventStatus::DeadLettered,
+    ];
+
     /// The status as stored and shown (`dead_lettered`, …).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -136,6 +146,94 @@ pub struct EventRecord {
     /// The last attempt's error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+}
+
+impl EventRecord {
+    /// The record without its attempts, as listings show it.
+    pub fn summary(&self) -> EventSummary {
+        EventSummary {
+            event_id: self.event_id.clone(),
+            source: self.source.clone(),
+            event_type: self.event_type.clone(),
+            status: self.status,
+            received_at: self.received_at,
+            updated_at: self.updated_at,
+            attempt_count: self.attempt_count,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// One event in a listing: its record without the attempts (read one event for those).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    /// The event's id.
+    pub event_id: EventId,
+    /// The source it arrived on.
+    pub source: SourceName,
+    /// The provider's event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Where it is now.
+    pub status: EventStatus,
+    /// When the receiver accepted it.
+    pub received_at: Timestamp,
+    /// When the record last changed.
+    pub updated_at: Timestamp,
+    /// Attempts started (including one still running).
+    pub attempt_count: u32,
+    /// The last attempt's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Most events one listing returns.
+pub const MAX_LIST_LIMIT: usize = 100;
+
+/// Events a listing returns when the caller does not say how many.
+pub const DEFAULT_LIST_LIMIT: usize = 20;
+
+/// Which events to list: the newest `limit` with this status (any status if `None`) from this
+/// source (any source if `None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only events with this status; every status if `None`.
+    pub status: Option<EventStatus>,
+    /// Only events from this source; every source if `None`.
+    pub source: Option<SourceName>,
+    /// At most this many events (ledgers cap it at [`MAX_LIST_LIMIT`]).
+    pub limit: usize,
+}
+
+impl Default for ListQuery {
+    /// Every status, every source, [`DEFAULT_LIST_LIMIT`] events.
+    fn default() -> Self {
+        Self {
+            status: None,
+            source: None,
+            limit: DEFAULT_LIST_LIMIT,
+        }
+    }
+}
+
+impl ListQuery {
+    /// The limit a ledger applies: the query's, at most [`MAX_LIST_LIMIT`].
+    pub fn effective_limit(&self) -> usize {
+        self.limit.min(MAX_LIST_LIMIT)
+    }
+}
+
+/// Puts summaries newest first (by `received_at`; equal times by event id, descending, so the
+/// order is the same on every ledger) and keeps the first `limit`: how a listing across
+/// statuses merges one list per status.
+pub fn newest_first(mut summaries: Vec<EventSummary>, limit: usize) -> Vec<EventSummary> {
+    summaries.sort_by(|a, b| {
+        b.received_at
+            .cmp(&a.received_at)
+            .then_with(|| b.event_id.cmp(&a.event_id))
+    });
+    summaries.truncate(limit);
+    summaries
 }
 
 /// A receiver's request to own an event id.
@@ -261,4 +359,75 @@ pub trait Ledger: Send + Sync {
 
     /// Reads one event.
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError>;
+
+    /// Lists the newest events matching `query`, newest first by `received_at`, at most
+    /// [`ListQuery::effective_limit`] of them (none for a limit of 0). Without a status, the
+    /// listing covers every status: one list per status, merged by [`newest_first`]. Events
+    /// received at the same millisecond may come in either order.
+    ///
+    /// A listing is a snapshot of a moving ledger: on DynamoDB it reads an index that follows
+    /// the table within moments (eventually consistent), and a listing filtered by source may
+    /// come back short of `limit` (see `DynamoDbLedger`'s bound on pages read).
+    async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(id: &str, at_ms: i64) -> EventSummary {
+        EventSummary {
+            event_id: EventId::parse(id).unwrap(),
+            source: SourceName::parse("demo").unwrap(),
+            event_type: "t".into(),
+            status: EventStatus::Queued,
+            received_at: Timestamp::from_millis(at_ms),
+            updated_at: Timestamp::from_millis(at_ms),
+            attempt_count: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn newest_first_sorts_breaks_ties_by_id_and_truncates() {
+        let merged = newest_first(
+            vec![
+                summary("demo:a", 1),
+                summary("demo:b", 3),
+                summary("demo:c", 2),
+                summary("demo:d", 3),
+            ],
+            3,
+        );
+        let ids: Vec<&str> = merged.iter().map(|s| s.event_id.as_str()).collect();
+        assert_eq!(ids, ["demo:d", "demo:b", "demo:c"]);
+        assert!(newest_first(vec![summary("demo:a", 1)], 0).is_empty());
+    }
+
+    #[test]
+    fn summary_serialises_with_the_record_names() {
+        let mut s = summary("demo:a", 1_500);
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["type"], "t");
+        assert_eq!(json["status"], "queued");
+        assert_eq!(json["received_at"], "1970-01-01T00:00:01.500Z");
+        assert!(json.get("last_error").is_none(), "{json}");
+        assert!(json.get("event_type").is_none(), "{json}");
+        s.last_error = Some("boom".into());
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["last_error"], "boom");
+        assert_eq!(serde_json::from_value::<EventSummary>(json).unwrap(), s);
+    }
+
+    #[test]
+    fn list_query_caps_its_limit() {
+        let mut q = ListQuery::default();
+        assert_eq!(q.effective_limit(), DEFAULT_LIST_LIMIT);
+        q.limit = MAX_LIST_LIMIT + 1;
+        assert_eq!(q.effective_limit(), MAX_LIST_LIMIT);
+        assert_eq!(EventStatus::ALL.len(), 6);
+        for s in EventStatus::ALL {
+            assert_eq!(EventStatus::parse(s.as_str()), Some(s));
+        }
+    }
 }

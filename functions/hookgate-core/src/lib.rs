@@ -7,7 +7,7 @@
 //! - [`receiver`]: request → verify → claim → enqueue → reply.
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
-//! - [`status`]: `GET /events/{id}`.
+//! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 

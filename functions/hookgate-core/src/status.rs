@@ -1,5 +1,9 @@
-//! The status API: `GET /events/{id}` for operators, behind a bearer token on the local stack
-//! (behind IAM on API Gateway).
+//! The status API for operators, behind a bearer token on the local stack (behind IAM on API
+//! Gateway):
+//!
+//! - `GET /events/{id}`: one event, with its attempts.
+//! - `GET /events?status=…&source=…&limit=…`: the newest events, newest first, without their
+//!   attempts (see [`StatusApi::list_events`]).
 
 use std::sync::Arc;
 
@@ -8,8 +12,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::envelope::EventId;
-use crate::ledger::Ledger;
+use crate::envelope::{EventId, SourceName};
+use crate::ledger::{EventStatus, Ledger, ListQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::reply::Reply;
 
 /// Who may read event status.
@@ -57,11 +61,7 @@ impl StatusApi {
     /// `GET /events/{id}`.
     pub async fn get_event(&self, authorization: Option<&str>, id: &str) -> Reply {
         if !self.authorized(authorization) {
-            return Reply::error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <admin token>",
-            );
+            return unauthorized();
         }
         let Ok(id) = EventId::parse(id) else {
             return Reply::error(
@@ -83,6 +83,110 @@ impl StatusApi {
             ),
         }
     }
+
+    /// `GET /events?status=…&source=…&limit=…`: `200 {"events": [summary, …]}`, newest first.
+    ///
+    /// `params` are the decoded query parameters, in any order. `status` (one of the
+    /// [`EventStatus`] names) and `source` narrow the listing; `limit` is 1 to
+    /// [`MAX_LIST_LIMIT`] (default [`DEFAULT_LIST_LIMIT`]). A parameter given twice, empty or
+    /// out of range answers `400` (`invalid_status`, `invalid_source`, `invalid_limit`);
+    /// other parameters are ignored. The caller is checked first, as for
+    /// [`get_event`](Self::get_event).
+    pub async fn list_events(&self, authorization: Option<&str>, params: &[(&str, &str)]) -> Reply {
+        if !self.authorized(authorization) {
+            return unauthorized();
+        }
+        let query = match parse_list_query(params) {
+            Ok(query) => query,
+            Err(reply) => return reply,
+        };
+        match self.ledger.list(&query).await {
+            Ok(events) => Reply::ok(StatusCode::OK, serde_json::json!({ "events": events })),
+            Err(e) => Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ledger_unavailable",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+fn unauthorized() -> Reply {
+    Reply::error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "send Authorization: Bearer <admin token>",
+    )
+}
+
+/// The value of the parameter `name`, if given exactly once; `Err` if given more than once.
+fn single<'a>(params: &[(&str, &'a str)], name: &str) -> Result<Option<&'a str>, ()> {
+    let mut values = params.iter().filter(|(k, _)| *k == name).map(|(_, v)| *v);
+    let first = values.next();
+    match values.next() {
+        Some(_) => Err(()),
+        None => Ok(first),
+    }
+}
+
+/// The listing's query parameters as a [`ListQuery`], or the `400` that says which is wrong.
+pub fn parse_list_query(params: &[(&str, &str)]) -> Result<ListQuery, Reply> {
+    let bad = |code: &str, message: String| Reply::error(StatusCode::BAD_REQUEST, code, message);
+    let statuses = || {
+        EventStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let status = match single(params, "status") {
+        Err(()) => return Err(bad("invalid_status", "give status at most once".into())),
+        Ok(None) => None,
+        Ok(Some(raw)) => match EventStatus::parse(raw) {
+            Some(status) => Some(status),
+            None => {
+                return Err(bad(
+                    "invalid_status",
+                    format!("status must be one of {}", statuses()),
+                ))
+            }
+        },
+    };
+    let source = match single(params, "source") {
+        Err(()) => return Err(bad("invalid_source", "give source at most once".into())),
+        Ok(None) => None,
+        Ok(Some(raw)) => match SourceName::parse(raw) {
+            Ok(source) => Some(source),
+            Err(_) => {
+                return Err(bad(
+                    "invalid_source",
+                    "a source name is 1 to 64 characters from [a-z0-9_-]".into(),
+                ))
+            }
+        },
+    };
+    let limit = match single(params, "limit") {
+        Err(()) => return Err(bad("invalid_limit", "give limit at most once".into())),
+        Ok(None) => DEFAULT_LIST_LIMIT,
+        Ok(Some(raw)) => match raw.parse::<usize>() {
+            Ok(n)
+                if (1..=MAX_LIST_LIMIT).contains(&n) && raw.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                n
+            }
+            _ => {
+                return Err(bad(
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {MAX_LIST_LIMIT}"),
+                ))
+            }
+        },
+    };
+    Ok(ListQuery {
+        status,
+        source,
+        limit,
+    })
 }
 
 #[cfg(test)]
@@ -114,6 +218,206 @@ mod tests {
         );
         let r = api.get_event(Some("Bearer t0k"), "../etc").await;
         assert_eq!(r.error_code(), Some("invalid_event_id"));
+    }
+
+    use std::time::Duration;
+
+    use crate::clock::Timestamp;
+    use crate::faults::{Faults, FaultyLedger};
+    use crate::ledger::{Attempt, AttemptEnd, AttemptStart, Claim};
+
+    /// Claims `id` from `source` at second `at`, and takes it to `status` (`queued`, or through
+    /// one attempt to `failed`/`processed`).
+    async fn put(ledger: &MemoryLedger, id: &str, source: &str, at: i64, status: EventStatus) {
+        let now = Timestamp::from_secs(at);
+        let event_id = EventId::parse(id).unwrap();
+        let source = SourceName::parse(source).unwrap();
+        let claim = Claim {
+            event_id: event_id.clone(),
+            source: source.clone(),
+            event_type: "order.created".into(),
+            now,
+            expires_at: now.plus(Duration::from_secs(3600)),
+            timeout: Duration::from_secs(30),
+            token: "tok".into(),
+        };
+        ledger.claim(&claim).await.unwrap();
+        ledger.mark_queued(&event_id, "tok", now).await.unwrap();
+        if status == EventStatus::Queued {
+            return;
+        }
+        let start = AttemptStart {
+            event_id: event_id.clone(),
+            source,
+            event_type: "order.created".into(),
+            received_at: now,
+            expires_at: now.plus(Duration::from_secs(3600)),
+            now,
+            lease_until: now.plus(Duration::from_secs(60)),
+        };
+        ledger.start_attempt(&start).await.unwrap();
+        let error = (status != EventStatus::Processed).then(|| "boom".to_owned());
+        let end = AttemptEnd {
+            event_id,
+            attempt: Attempt {
+                attempt: 1,
+                at: now,
+                duration_ms: 5,
+                success: error.is_none(),
+                error,
+                note: None,
+                url: None,
+                status_code: None,
+            },
+            status,
+            now,
+        };
+        ledger.finish_attempt(&end).await.unwrap();
+    }
+
+    fn ids(reply: &Reply) -> Vec<&str> {
+        reply.body["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no events in {}", reply.body))
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn listing_requires_the_bearer_token() {
+        let api = StatusApi::new(
+            Arc::new(MemoryLedger::new()),
+            Access::Bearer(Secret::new("t0k")),
+        );
+        for auth in [None, Some("Bearer nope"), Some("t0k"), Some("Basic t0k")] {
+            let r = api.list_events(auth, &[]).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+                "{auth:?}"
+            );
+            // The caller is checked before the parameters: a stranger learns nothing from a 400.
+            let r = api.list_events(auth, &[("status", "bogus")]).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        }
+        let r = api.list_events(Some("Bearer t0k"), &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, serde_json::json!({ "events": [] }));
+
+        let closed = StatusApi::new(Arc::new(MemoryLedger::new()), Access::Closed);
+        let r = closed.list_events(Some("Bearer t0k"), &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn listing_rejects_bad_parameters_with_stable_codes() {
+        let api = StatusApi::new(Arc::new(MemoryLedger::new()), Access::AuthorizedUpstream);
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("status", "bogus")], "invalid_status"),
+            (&[("status", "")], "invalid_status"),
+            (&[("status", "Failed")], "invalid_status"),
+            (
+                &[("status", "failed"), ("status", "queued")],
+                "invalid_status",
+            ),
+            (&[("source", "Demo")], "invalid_source"),
+            (&[("source", "")], "invalid_source"),
+            (&[("source", "../etc")], "invalid_source"),
+            (&[("source", "a"), ("source", "b")], "invalid_source"),
+            (&[("limit", "abc")], "invalid_limit"),
+            (&[("limit", "")], "invalid_limit"),
+            (&[("limit", "0")], "invalid_limit"),
+            (&[("limit", "101")], "invalid_limit"),
+            (&[("limit", "-1")], "invalid_limit"),
+            (&[("limit", "+5")], "invalid_limit"),
+            (&[("limit", "2.5")], "invalid_limit"),
+            (&[("limit", "99999999999999999999999")], "invalid_limit"),
+            (&[("limit", "5"), ("limit", "6")], "invalid_limit"),
+        ];
+        for (params, code) in cases {
+            let r = api.list_events(None, params).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (StatusCode::BAD_REQUEST, Some(*code)),
+                "{params:?}: {}",
+                r.body
+            );
+            assert!(r.body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        // The bounds themselves, and parameters the listing does not know, are fine.
+        for params in [
+            &[("limit", "1")][..],
+            &[("limit", "100")],
+            &[
+                ("status", "dead_lettered"),
+                ("source", "demo"),
+                ("limit", "7"),
+            ],
+            &[("cursor", "whatever")],
+        ] {
+            let r = api.list_events(None, params).await;
+            assert_eq!(r.status, StatusCode::OK, "{params:?}: {}", r.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_filters_and_limits_newest_first() {
+        let ledger = Arc::new(MemoryLedger::new());
+        put(&ledger, "demo:1", "demo", 10, EventStatus::Processed).await;
+        put(&ledger, "demo:2", "demo", 20, EventStatus::Failed).await;
+        put(&ledger, "other:3", "other", 30, EventStatus::Processed).await;
+        put(&ledger, "demo:4", "demo", 40, EventStatus::Processed).await;
+        put(&ledger, "demo:5", "demo", 50, EventStatus::Queued).await;
+        let api = StatusApi::new(ledger, Access::AuthorizedUpstream);
+
+        let all = api.list_events(None, &[]).await;
+        assert_eq!(all.status, StatusCode::OK);
+        assert_eq!(
+            ids(&all),
+            ["demo:5", "demo:4", "other:3", "demo:2", "demo:1"]
+        );
+        let processed = api.list_events(None, &[("status", "processed")]).await;
+        assert_eq!(ids(&processed), ["demo:4", "other:3", "demo:1"]);
+        let demo = api
+            .list_events(None, &[("source", "demo"), ("status", "processed")])
+            .await;
+        assert_eq!(ids(&demo), ["demo:4", "demo:1"]);
+        let two = api.list_events(None, &[("limit", "2")]).await;
+        assert_eq!(ids(&two), ["demo:5", "demo:4"]);
+        let none = api.list_events(None, &[("source", "nobody")]).await;
+        assert_eq!(ids(&none), Vec::<&str>::new());
+
+        // A summary: the record's fields under their JSON names, without the attempts.
+        let failed = api.list_events(None, &[("status", "failed")]).await;
+        let event = &failed.body["events"][0];
+        assert_eq!(event["event_id"], "demo:2");
+        assert_eq!(event["source"], "demo");
+        assert_eq!(event["type"], "order.created");
+        assert_eq!(event["status"], "failed");
+        assert_eq!(event["attempt_count"], 1);
+        assert_eq!(event["last_error"], "boom");
+        assert_eq!(event["received_at"], "1970-01-01T00:00:20.000Z");
+        assert!(event.get("attempts").is_none(), "{event}");
+    }
+
+    #[tokio::test]
+    async fn listing_when_the_ledger_fails_is_503() {
+        let faults = Faults::new();
+        let ledger = FaultyLedger::new(Arc::new(MemoryLedger::new()), faults.clone());
+        let api = StatusApi::new(Arc::new(ledger), Access::AuthorizedUpstream);
+        faults.fail_next("list", 1);
+        let r = api.list_events(None, &[("status", "failed")]).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("ledger_unavailable"))
+        );
+        // Invalid parameters never reach the ledger.
+        let r = api.list_events(None, &[("limit", "0")]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(faults.calls("list"), 1);
+        // The fault was one-off.
+        assert_eq!(api.list_events(None, &[]).await.status, StatusCode::OK);
     }
 
     #[tokio::test]

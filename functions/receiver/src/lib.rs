@@ -1,8 +1,8 @@
 //! The receiver Lambda's adapter: API Gateway (HTTP API payload v2 or REST v1) ↔ the receiver
 //! core.
 //!
-//! `POST /webhooks/{source}` goes to the [`Receiver`]; `GET /events/{id}` to the status API,
-//! which API Gateway guards with IAM. `lambda_http` has already undone API Gateway's base64
+//! `POST /webhooks/{source}` goes to the [`Receiver`]; `GET /events/{id}` and
+//! `GET /events?status=…&source=…&limit=…` to the status API, which API Gateway guards with IAM. `lambda_http` has already undone API Gateway's base64
 //! body encoding, so the signature is checked over the bytes the provider sent.
 
 use std::sync::Arc;
@@ -57,7 +57,12 @@ impl App {
             Route::Status(id) if request.method() == Method::GET => {
                 self.status.get_event(None, &id).await
             }
-            Route::Status(_) => Reply::error(
+            Route::List if request.method() == Method::GET => {
+                let query = request.query_string_parameters();
+                let params: Vec<(&str, &str)> = query.iter().collect();
+                self.status.list_events(None, &params).await
+            }
+            Route::Status(_) | Route::List => Reply::error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "only GET is accepted",
@@ -71,6 +76,7 @@ impl App {
 enum Route {
     Webhook(String),
     Status(String),
+    List,
     Unknown,
 }
 
@@ -89,6 +95,7 @@ fn route(request: &Request) -> Route {
     match segments.as_slice() {
         [.., "webhooks", source] => Route::Webhook((*source).to_owned()),
         [.., "events", id] => Route::Status((*id).to_owned()),
+        [.., "events"] => Route::List,
         _ => Route::Unknown,
     }
 }

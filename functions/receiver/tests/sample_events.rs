@@ -37,9 +37,16 @@ fn harness() -> Harness {
     Harness { app, queue }
 }
 
+fn sample(file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(events_dir().join(file)).unwrap()).unwrap()
+}
+
 async fn invoke(h: &Harness, file: &str) -> (StatusCode, Value) {
-    let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
-    let request = lambda_http::request::from_str(&text).unwrap();
+    invoke_event(h, &sample(file)).await
+}
+
+async fn invoke_event(h: &Harness, event: &Value) -> (StatusCode, Value) {
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     let response = h.app.handle(request).await.unwrap();
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
@@ -143,5 +150,88 @@ async fn status_route_reads_the_ledger() {
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::NOT_FOUND, Some("event_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn listing_route_lists_the_newest_events() {
+    let h = harness();
+    // `status=queued&source=demo&limit=5`, before anything arrived.
+    let (status, body) = invoke(&h, "status-list.json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({ "events": [] }));
+
+    let mut queued = Vec::new();
+    for file in [
+        "webhook-demo.json",
+        "webhook-demo-base64.json",
+        "webhook-github.json",
+    ] {
+        let (status, body) = invoke(&h, file).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{file}: {body}");
+        queued.push(body["event_id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = invoke(&h, "status-list.json").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let events = body["events"].as_array().unwrap();
+    let mut listed: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    let mut demo = vec![queued[0].as_str(), queued[1].as_str()];
+    demo.sort_unstable();
+    // Only the demo source's two events: not github's.
+    assert_eq!(listed, demo, "{body}");
+    for event in events {
+        assert_eq!(event["status"], "queued");
+        assert_eq!(event["source"], "demo");
+        assert!(event["type"].is_string(), "{event}");
+        assert!(event.get("attempts").is_none(), "{event}");
+    }
+    let times: Vec<&str> = events
+        .iter()
+        .map(|e| e["received_at"].as_str().unwrap())
+        .collect();
+    assert!(times[0] >= times[1], "not newest first: {times:?}");
+
+    // Without the source filter and with limit=1: the newest of all three.
+    let mut event = sample("status-list.json");
+    event["rawQueryString"] = "status=queued&limit=1".into();
+    event["queryStringParameters"] = serde_json::json!({ "status": "queued", "limit": "1" });
+    let (status, body) = invoke_event(&h, &event).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
+}
+
+#[tokio::test]
+async fn listing_route_rejects_bad_queries_and_other_methods() {
+    let h = harness();
+    for (query, code) in [
+        ("status=bogus", "invalid_status"),
+        ("source=Not%20A%20Source", "invalid_source"),
+        ("limit=0", "invalid_limit"),
+        ("limit=101", "invalid_limit"),
+        ("limit=ten", "invalid_limit"),
+    ] {
+        let mut event = sample("status-list.json");
+        event["rawQueryString"] = query.into();
+        event
+            .as_object_mut()
+            .unwrap()
+            .remove("queryStringParameters");
+        let (status, body) = invoke_event(&h, &event).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{query}: {body}"
+        );
+    }
+    let mut event = sample("status-list.json");
+    event["requestContext"]["http"]["method"] = "DELETE".into();
+    let (status, body) = invoke_event(&h, &event).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
     );
 }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use crate::clock::Timestamp;
 use crate::envelope::EventId;
 use crate::ledger::{
-    AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, Ledger, LedgerError,
-    StartOutcome,
+    newest_first, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus,
+    EventSummary, Ledger, LedgerError, ListQuery, StartOutcome,
 };
 
 #[derive(Debug, Clone)]
@@ -185,5 +185,52 @@ impl Ledger for MemoryLedger {
 
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
         Ok(self.lock().get(event_id).map(|row| row.record.clone()))
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError> {
+        let matching: Vec<EventSummary> = self
+            .lock()
+            .values()
+            .map(|row| &row.record)
+            .filter(|r| query.status.is_none_or(|s| r.status == s))
+            .filter(|r| query.source.as_ref().is_none_or(|s| &r.source == s))
+            .map(EventRecord::summary)
+            .collect();
+        Ok(newest_first(matching, query.effective_limit()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::envelope::SourceName;
+    use crate::ledger::MAX_LIST_LIMIT;
+
+    #[tokio::test]
+    async fn listing_is_capped_at_the_maximum_limit() {
+        let ledger = MemoryLedger::new();
+        for n in 0..(MAX_LIST_LIMIT as i64 + 5) {
+            let now = Timestamp::from_millis(n);
+            let claim = Claim {
+                event_id: EventId::parse(&format!("demo:{n}")).unwrap(),
+                source: SourceName::parse("demo").unwrap(),
+                event_type: "t".into(),
+                now,
+                expires_at: now.plus(Duration::from_secs(60)),
+                timeout: Duration::from_secs(30),
+                token: "tok".into(),
+            };
+            ledger.claim(&claim).await.unwrap();
+        }
+        let query = ListQuery {
+            limit: 10_000,
+            ..ListQuery::default()
+        };
+        let listed = ledger.list(&query).await.unwrap();
+        assert_eq!(listed.len(), MAX_LIST_LIMIT);
+        assert_eq!(listed[0].event_id.as_str(), "demo:104");
+        assert_eq!(listed[0].status, EventStatus::Received);
     }
 }
