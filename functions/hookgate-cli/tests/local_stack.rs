@@ -215,7 +215,7 @@ async fn signed_event_flow(base: &str) {
 }
 
 async fn list(base: &str, query: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(format!("{base}/events{query}"));
+    let mut request = client().get(format!("{base}/events{query}"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }

@@ -192,6 +192,7 @@ fn root_certificates() -> Arc<rustls::RootCertStore> {
 /// already links), trusting the system's root certificates. Every reqwest client in hookgate
 /// starts here: reqwest is built without a default crypto provider, so a client built
 /// otherwise would panic.
+#[allow(clippy::disallowed_methods)] // the one place a client builder is made
 pub fn client_builder() -> reqwest::ClientBuilder {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = Client::builder();
