@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hookgate_cli::local::LocalStack;
 use hookgate_core::config::EXAMPLE_CONFIG;
 use hookgate_core::dlq::{DeadLetters, Selection};
+use hookgate_core::telemetry;
 use hookgate_core::{Clock, Config, Handlers, SystemClock};
 
 #[derive(Parser)]
@@ -152,16 +153,14 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+fn init_logs(format: LogFormat) -> anyhow::Result<()> {
+    let format = match format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    telemetry::LogSettings::local(format, rust_log.as_deref()).init(std::io::stderr)?;
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -254,7 +253,7 @@ async fn main() -> anyhow::Result<()> {
             backend,
             log_format,
         } => {
-            init_logs(log_format);
+            init_logs(log_format)?;
             let config = load_config(config.as_ref())?;
             let stack = match backend {
                 Backend::Memory => LocalStack::in_memory(config, Handlers::new()),

@@ -8,6 +8,7 @@
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
+//! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
@@ -28,6 +29,7 @@ pub mod receiver;
 pub mod reply;
 pub mod signature;
 pub mod status;
+pub mod telemetry;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigError, Secret};
