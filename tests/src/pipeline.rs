@@ -53,6 +53,7 @@ impl Pipeline {
             .send(&OutgoingMessage {
                 body: event.to_message(),
                 attributes,
+                trace_header: None,
             })
             .await
             .expect("enqueue");

@@ -331,6 +331,7 @@ async fn missing_resources_are_unavailable() {
     let msg = OutgoingMessage {
         body: "x".into(),
         attributes: BTreeMap::new(),
+        trace_header: None,
     };
     let got = queue.send(&msg).await;
     assert!(

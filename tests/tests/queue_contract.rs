@@ -17,6 +17,9 @@ const VISIBILITY: Duration = Duration::from_secs(VISIBILITY_SECS);
 const MAX_RECEIVE_COUNT: u32 = 2;
 /// Long enough for a message whose visibility timeout has run out to come back.
 const LONG_POLL: Duration = Duration::from_secs(3);
+/// An X-Ray trace header as Lambda hands one to an invocation.
+const TRACE_HEADER: &str =
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
 
 /// A queue and its dead-letter queue.
 struct Queues {
@@ -32,6 +35,7 @@ fn message(body: &str) -> OutgoingMessage {
             (attr::SOURCE.to_owned(), "github".to_owned()),
             (attr::EVENT_TYPE.to_owned(), "push".to_owned()),
         ]),
+        trace_header: None,
     }
 }
 
@@ -154,7 +158,10 @@ async fn receive_takes_at_most_max(q: Queues) {
 }
 
 async fn redrive_after_max_receive_count(q: Queues) {
-    let sent = message("poison");
+    let sent = OutgoingMessage {
+        trace_header: Some(TRACE_HEADER.to_owned()),
+        ..message("poison")
+    };
     let id = q.queue.send(&sent).await.unwrap();
     for n in 1..=MAX_RECEIVE_COUNT {
         let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
@@ -170,10 +177,36 @@ async fn redrive_after_max_receive_count(q: Queues) {
     assert_eq!(dead.message_id, id, "redrive keeps the message id");
     assert_eq!(dead.body, sent.body);
     assert_eq!(dead.attributes, sent.attributes);
+    assert_eq!(dead.trace_header.as_deref(), Some(TRACE_HEADER));
     // (The DLQ's receive count differs: MemoryQueue restarts it, SQS/moto carries it on.)
     assert!(dead.receive_count >= 1);
     // And it is gone from the main queue for good.
     assert_empty(q.queue.as_ref(), Duration::from_secs(1)).await;
+}
+
+async fn trace_header_travels_with_the_message(q: Queues) {
+    let traced = OutgoingMessage {
+        trace_header: Some(TRACE_HEADER.to_owned()),
+        ..message("traced")
+    };
+    q.queue.send(&traced).await.unwrap();
+    q.queue.send(&message("untraced")).await.unwrap();
+    let mut received = Vec::new();
+    let deadline = Instant::now() + LONG_POLL;
+    while received.len() < 2 && Instant::now() < deadline {
+        received.extend(q.queue.receive(10, Duration::from_secs(1)).await.unwrap());
+    }
+    received.sort_by(|a, b| a.body.cmp(&b.body));
+    let [got, other] = <[ReceivedMessage; 2]>::try_from(received).unwrap();
+    assert_eq!(got.body, "traced");
+    assert_eq!(got.trace_header.as_deref(), Some(TRACE_HEADER));
+    assert_eq!(other.body, "untraced");
+    assert_eq!(other.trace_header, None);
+    // Moved to the DLQ, it keeps its trace.
+    q.queue.move_to_dlq(&got).await.unwrap();
+    let dead = receive_one(q.dlq.as_ref(), LONG_POLL).await;
+    assert_eq!(dead.body, "traced");
+    assert_eq!(dead.trace_header.as_deref(), Some(TRACE_HEADER));
 }
 
 async fn move_to_dlq_moves_at_once(q: Queues) {
@@ -273,6 +306,7 @@ async fn bad_arguments_are_refused(q: Queues) {
     let big = OutgoingMessage {
         body: "x".repeat(limit + 1),
         attributes: BTreeMap::new(),
+        trace_header: None,
     };
     assert_eq!(
         q.queue.send(&big).await,
@@ -333,6 +367,7 @@ queue_contract!(
     delete_removes_the_message,
     receive_takes_at_most_max,
     redrive_after_max_receive_count,
+    trace_header_travels_with_the_message,
     move_to_dlq_moves_at_once,
     move_to_dlq_without_a_dlq_fails,
     change_visibility_with_a_dead_receipt_fails,

@@ -5,6 +5,7 @@
 //! `ApproximateReceiveCount`, and a dead-letter queue. Redrive after `maxReceiveCount` receives
 //! is SQS's own (the queue's `RedrivePolicy`, see [`crate::setup::create_queues`]);
 //! [`Queue::move_to_dlq`] is the explicit "give up now" path, a send to the DLQ then a delete.
+//! A message's X-Ray trace header is its `AWSTraceHeader` message system attribute.
 //!
 //! Arguments the port rejects (`max` outside 1–10, waits over 20 s, visibility over 12 h,
 //! bodies over 1 MiB) are rejected here before any request, with the in-memory queue's errors.
@@ -14,7 +15,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{
+    Message, MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
+    MessageSystemAttributeValue,
+};
 use aws_sdk_sqs::Client;
 use hookgate_core::queue::{
     OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
@@ -57,6 +61,7 @@ impl SqsQueue {
         url: &str,
         body: &str,
         attributes: &BTreeMap<String, String>,
+        trace_header: Option<&str>,
     ) -> Result<String, QueueError> {
         if body.len() > SQS_MAX_MESSAGE_BYTES {
             return Err(QueueError::TooLarge(body.len()));
@@ -70,6 +75,17 @@ impl SqsQueue {
                 .map_err(|e| QueueError::Invalid(format!("message attribute {name}: {e}")))?;
             request = request.message_attributes(name, value);
         }
+        if let Some(header) = trace_header {
+            let value = MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(header)
+                .build()
+                .map_err(|e| QueueError::Invalid(format!("AWSTraceHeader: {e}")))?;
+            request = request.message_system_attributes(
+                MessageSystemAttributeNameForSends::AwsTraceHeader,
+                value,
+            );
+        }
         let out = request
             .send()
             .await
@@ -82,8 +98,13 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, message: &OutgoingMessage) -> Result<String, QueueError> {
-        self.send_to(&self.queue_url, &message.body, &message.attributes)
-            .await
+        self.send_to(
+            &self.queue_url,
+            &message.body,
+            &message.attributes,
+            message.trace_header.as_deref(),
+        )
+        .await
     }
 
     async fn receive(
@@ -104,6 +125,7 @@ impl Queue for SqsQueue {
             .max_number_of_messages(max)
             .wait_time_seconds(whole_secs(wait))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .message_attribute_names("All")
             .send()
             .await
@@ -166,8 +188,13 @@ impl Queue for SqsQueue {
             .dlq_url
             .as_deref()
             .ok_or(QueueError::NoDeadLetterQueue)?;
-        self.send_to(dlq, &message.body, &message.attributes)
-            .await?;
+        self.send_to(
+            dlq,
+            &message.body,
+            &message.attributes,
+            message.trace_header.as_deref(),
+        )
+        .await?;
         self.delete(&message.receipt_handle).await
     }
 
@@ -232,6 +259,11 @@ fn whole_secs(d: Duration) -> i32 {
 }
 
 fn received_from_sqs(m: Message) -> Result<ReceivedMessage, QueueError> {
+    let trace_header = m
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader))
+        .cloned();
     let receive_count = m
         .attributes
         .as_ref()
@@ -256,6 +288,7 @@ fn received_from_sqs(m: Message) -> Result<ReceivedMessage, QueueError> {
         body: m.body.unwrap_or_default(),
         receive_count,
         attributes,
+        trace_header,
     })
 }
 

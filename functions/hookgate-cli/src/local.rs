@@ -310,11 +310,17 @@ async fn webhook(
         Ok(body) => body,
         Err(_) => return json(too_large(limit)),
     };
+    // The caller's X-Ray trace header, as API Gateway would continue it.
+    let trace_header = headers
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let request = IncomingRequest {
         method,
         source,
         headers,
         body,
+        trace_header,
     };
     json(routes.receiver.handle(request).await)
 }

@@ -32,6 +32,7 @@ fn batch(n: usize) -> SqsEvent {
                 body: envelope.to_message(),
                 receive_count: 1,
                 attributes: BTreeMap::new(),
+                trace_header: None,
             }
         })
         .collect();

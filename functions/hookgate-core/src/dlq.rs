@@ -151,6 +151,7 @@ impl DeadLetters {
                 let back = OutgoingMessage {
                     body: m.body.clone(),
                     attributes,
+                    trace_header: m.trace_header.clone(),
                 };
                 if let Err(e) = self.queue.send(&back).await {
                     // Not sent: leave it in the DLQ, visible again, and stop.

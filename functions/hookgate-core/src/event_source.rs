@@ -156,6 +156,11 @@ fn to_sqs_message(m: &ReceivedMessage) -> SqsMessage {
         "ApproximateReceiveCount".into(),
         m.receive_count.to_string(),
     );
+    if let Some(header) = &m.trace_header {
+        record
+            .attributes
+            .insert(crate::xray::AWS_TRACE_HEADER.into(), header.clone());
+    }
     for (name, value) in &m.attributes {
         let mut a = SqsMessageAttribute::default();
         a.string_value = Some(value.clone());

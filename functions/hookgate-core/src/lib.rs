@@ -9,6 +9,7 @@
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
+//! - [`xray`]: the X-Ray trace header the receiver hands to the processor.
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
@@ -30,6 +31,7 @@ pub mod reply;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
+pub mod xray;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigError, Secret};

@@ -30,6 +30,7 @@ use crate::ledger::{
     StartOutcome,
 };
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
+use crate::xray::AWS_TRACE_HEADER;
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +257,7 @@ impl Processor {
             r#type = %envelope.event_type,
             message_id = %message.message_id,
             receive_count = message.receive_count,
+            xray_trace_id = message.trace_header.as_deref(),
         );
         self.run(envelope, &message, deadline, margin, received)
             .instrument(span)
@@ -488,6 +490,7 @@ fn received_message(record: &SqsMessage) -> ReceivedMessage {
             .get("ApproximateReceiveCount")
             .and_then(|n| n.parse().ok())
             .unwrap_or(1),
+        trace_header: record.attributes.get(AWS_TRACE_HEADER).cloned(),
         attributes: record
             .message_attributes
             .iter()

@@ -29,12 +29,15 @@ pub mod attr {
 }
 
 /// A message to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutgoingMessage {
     /// The body (an envelope, see `Envelope::to_message`).
     pub body: String,
     /// String message attributes (at most 10, as SQS allows).
     pub attributes: BTreeMap<String, String>,
+    /// The X-Ray trace header to carry to the consumer (on SQS the `AWSTraceHeader` message
+    /// system attribute, see [`crate::xray`]); it must be well-formed.
+    pub trace_header: Option<String>,
 }
 
 /// A message as received: invisible to others until its visibility timeout passes.
@@ -50,6 +53,8 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// String message attributes as sent.
     pub attributes: BTreeMap<String, String>,
+    /// The X-Ray trace header it was sent with.
+    pub trace_header: Option<String>,
 }
 
 /// A queue operation that did not happen.

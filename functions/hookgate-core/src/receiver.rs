@@ -24,6 +24,7 @@ use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
 use crate::queue::{attr, OutgoingMessage, Queue};
 use crate::reply::Reply;
 use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest};
+use crate::xray;
 
 /// A webhook request as the adapters hand it over.
 #[derive(Debug, Clone)]
@@ -36,6 +37,9 @@ pub struct IncomingRequest {
     pub headers: HeaderMap,
     /// The raw body (base64 already undone by the adapter).
     pub body: Bytes,
+    /// The X-Ray trace header of this request (on Lambda, the invocation's), passed on with
+    /// the queue message when well-formed (see [`crate::xray`]).
+    pub trace_header: Option<String>,
 }
 
 /// Why a request was not accepted; each maps to one status and one stable code.
@@ -234,6 +238,13 @@ impl Receiver {
             info!(source = %name, r#type = %verified.event_type, "provider handshake answered");
             return Ok(Accepted::Handshake(body));
         }
+        let trace_header = request.trace_header.as_deref().and_then(|h| {
+            let valid = xray::trace_header(h);
+            if valid.is_none() {
+                debug!(source = %name, "malformed X-Ray trace header not passed on");
+            }
+            valid.map(str::to_owned)
+        });
         let envelope = Envelope {
             event_id: verified.event_id,
             source: name,
@@ -247,13 +258,17 @@ impl Receiver {
             event_id = %envelope.event_id,
             source = %envelope.source,
             r#type = %envelope.event_type,
+            xray_trace_id = trace_header.as_deref(),
         );
-        self.enqueue_once(envelope, now).instrument(span).await
+        self.enqueue_once(envelope, trace_header, now)
+            .instrument(span)
+            .await
     }
 
     async fn enqueue_once(
         &self,
         envelope: Envelope,
+        trace_header: Option<String>,
         now: Timestamp,
     ) -> Result<Accepted, Rejection> {
         let message = OutgoingMessage {
@@ -263,6 +278,7 @@ impl Receiver {
                 (attr::SOURCE.to_owned(), envelope.source.to_string()),
                 (attr::EVENT_TYPE.to_owned(), envelope.event_type.clone()),
             ]),
+            trace_header,
         };
         if message.body.len() > self.queue.max_message_bytes() {
             warn!(

@@ -55,6 +55,7 @@ fn outgoing(e: &Envelope) -> OutgoingMessage {
     OutgoingMessage {
         body: e.to_message(),
         attributes: BTreeMap::from([(attr::EVENT_ID.to_owned(), e.event_id.to_string())]),
+        trace_header: None,
     }
 }
 

@@ -66,6 +66,7 @@ fn request(f: &Fixture, source: &str, body: &[u8]) -> IncomingRequest {
         source: source.into(),
         headers,
         body: Bytes::copy_from_slice(body),
+        trace_header: None,
     }
 }
 
@@ -133,6 +134,49 @@ async fn the_dedup_window_ends() {
     let later = f.receiver.handle(request(&f, "demo", b"{}")).await;
     assert_eq!(later.status, StatusCode::ACCEPTED);
     assert_eq!(f.queue.len(), 2);
+}
+
+#[tokio::test]
+async fn the_trace_header_goes_to_the_queue_when_well_formed() {
+    let f = fixture();
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let traced = IncomingRequest {
+        trace_header: Some(header.to_owned()),
+        ..request(&f, "demo", br#"{"n":1}"#)
+    };
+    assert_eq!(f.receiver.handle(traced).await.status, StatusCode::ACCEPTED);
+    // A malformed header is dropped; the event is accepted all the same.
+    let malformed = IncomingRequest {
+        trace_header: Some("Root=1-nothex;Parent=x y".to_owned()),
+        ..request(&f, "demo", br#"{"n":2}"#)
+    };
+    assert_eq!(
+        f.receiver.handle(malformed).await.status,
+        StatusCode::ACCEPTED
+    );
+    let untraced = request(&f, "demo", br#"{"n":3}"#);
+    assert_eq!(
+        f.receiver.handle(untraced).await.status,
+        StatusCode::ACCEPTED
+    );
+
+    let messages = f.queue.receive(10, Duration::ZERO).await.unwrap();
+    let mut headers: Vec<(Vec<u8>, Option<String>)> = messages
+        .iter()
+        .map(|m| {
+            let body = hookgate_core::Envelope::from_message(&m.body).unwrap().body;
+            (body.to_vec(), m.trace_header.clone())
+        })
+        .collect();
+    headers.sort();
+    assert_eq!(
+        headers,
+        [
+            (br#"{"n":1}"#.to_vec(), Some(header.to_owned())),
+            (br#"{"n":2}"#.to_vec(), None),
+            (br#"{"n":3}"#.to_vec(), None),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -264,6 +308,7 @@ async fn the_encoded_message_must_fit_the_queue() {
             source: "demo".into(),
             headers,
             body: body.into(),
+            trace_header: None,
         })
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -297,6 +342,7 @@ async fn provider_handshakes_are_answered_and_not_enqueued() {
             source: source.into(),
             headers,
             body: Bytes::from_static(body),
+            trace_header: None,
         })
     };
     let reply = send("slack", br#"{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#, &[]).await;

@@ -3,7 +3,8 @@
 //!
 //! `POST /webhooks/{source}` goes to the [`Receiver`]; `GET /events/{id}` and
 //! `GET /events?status=…&source=…&limit=…` to the status API, which API Gateway guards with IAM. `lambda_http` has already undone API Gateway's base64
-//! body encoding, so the signature is checked over the bytes the provider sent.
+//! body encoding, so the signature is checked over the bytes the provider sent. The
+//! invocation's X-Ray trace header (Lambda's context) goes to the queue with the event.
 
 use std::sync::Arc;
 
@@ -45,12 +46,18 @@ impl App {
     pub async fn handle(&self, request: Request) -> Result<Response<Body>, Error> {
         let reply = match route(&request) {
             Route::Webhook(source) => {
+                // This invocation's X-Ray trace header, passed on to the queue message so the
+                // processor's invocation joins the same trace.
+                let trace_header = request
+                    .lambda_context_ref()
+                    .and_then(|context| context.xray_trace_id.clone());
                 let (parts, body) = request.into_parts();
                 let incoming = IncomingRequest {
                     method: parts.method,
                     source,
                     headers: parts.headers,
                     body: bytes::Bytes::copy_from_slice(body.as_ref()),
+                    trace_header,
                 };
                 self.receiver.handle(incoming).await
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
 use hookgate_core::{Config, Queue};
 use lambda_http::http::StatusCode;
+use lambda_http::RequestExt;
 use serde_json::Value;
 
 fn events_dir() -> PathBuf {
@@ -125,6 +126,33 @@ async fn rest_api_v1_event_is_accepted() {
     let h = harness();
     let (status, body) = invoke(&h, "webhook-demo-rest-v1.json").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn the_invocation_trace_header_goes_to_the_queue() {
+    let h = harness();
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let mut context = lambda_http::Context::default();
+    context.xray_trace_id = Some(header.to_owned());
+    let request = lambda_http::request::from_str(&sample("webhook-demo.json").to_string())
+        .unwrap()
+        .with_lambda_context(context);
+    let response = h.app.handle(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // Without a trace in the context (the other samples), the message carries none.
+    let (status, _) = invoke(&h, "webhook-standard.json").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let mut headers: Vec<Option<String>> = h
+        .queue
+        .receive(10, Duration::ZERO)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.trace_header)
+        .collect();
+    headers.sort();
+    assert_eq!(headers, [None, Some(header.to_owned())]);
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! A received message stays invisible for the visibility timeout, then comes back with its
 //! receive count raised; a message already received `max_receive_count` times moves to the
 //! dead-letter queue the next time it would be delivered (as SQS's redrive policy does);
-//! receives long-poll. Time is tokio's, so tests may pause it.
+//! receives long-poll; a message's trace header travels with it, as SQS's `AWSTraceHeader`
+//! does. Time is tokio's, so tests may pause it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +24,7 @@ struct Entry {
     message_id: String,
     body: String,
     attributes: BTreeMap<String, String>,
+    trace_header: Option<String>,
     receive_count: u32,
     visible_at: Instant,
     receipt_handle: Option<String>,
@@ -94,11 +96,18 @@ impl MemoryQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, message_id: String, body: String, attributes: BTreeMap<String, String>) {
+    fn push(
+        &self,
+        message_id: String,
+        body: String,
+        attributes: BTreeMap<String, String>,
+        trace_header: Option<String>,
+    ) {
         self.lock().entries.push(Entry {
             message_id,
             body,
             attributes,
+            trace_header,
             receive_count: 0,
             visible_at: Instant::now(),
             receipt_handle: None,
@@ -124,7 +133,9 @@ impl MemoryQueue {
             if let Some(redrive) = &self.redrive {
                 if entry.receive_count >= redrive.max_receive_count {
                     let e = state.entries.remove(i);
-                    redrive.dlq.push(e.message_id, e.body, e.attributes);
+                    redrive
+                        .dlq
+                        .push(e.message_id, e.body, e.attributes, e.trace_header);
                     continue;
                 }
             }
@@ -138,6 +149,7 @@ impl MemoryQueue {
                 body: entry.body.clone(),
                 receive_count: entry.receive_count,
                 attributes: entry.attributes.clone(),
+                trace_header: entry.trace_header.clone(),
             });
             i += 1;
         }
@@ -152,7 +164,12 @@ impl Queue for MemoryQueue {
             return Err(QueueError::TooLarge(message.body.len()));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        self.push(id.clone(), message.body.clone(), message.attributes.clone());
+        self.push(
+            id.clone(),
+            message.body.clone(),
+            message.attributes.clone(),
+            message.trace_header.clone(),
+        );
         Ok(id)
     }
 
@@ -223,6 +240,7 @@ impl Queue for MemoryQueue {
             message.message_id.clone(),
             message.body.clone(),
             message.attributes.clone(),
+            message.trace_header.clone(),
         );
         self.delete(&message.receipt_handle).await
     }
