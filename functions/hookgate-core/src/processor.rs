@@ -11,6 +11,10 @@
 //!    permanent failure → moved to the DLQ at once; the last allowed receive → visibility 0 so
 //!    the queue's redrive policy moves it to the DLQ now; any other failure → visibility set to
 //!    the backoff delay (exponential, capped, full jitter; a handler's `retry_after` wins).
+//!
+//! Every line logged about a record is inside an `event` span: `event_id`, `source`, `type`,
+//! `message_id`, `receive_count`, `xray_trace_id` (the receiver's trace), and `attempt` once the
+//! ledger has started one.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -257,6 +261,7 @@ impl Processor {
             r#type = %envelope.event_type,
             message_id = %message.message_id,
             receive_count = message.receive_count,
+            attempt = tracing::field::Empty,
             xray_trace_id = message.trace_header.as_deref(),
         );
         self.run(envelope, &message, deadline, margin, received)
@@ -293,7 +298,10 @@ impl Processor {
             lease_until: deadline,
         };
         let attempt = match self.ledger.start_attempt(&start).await {
-            Ok(StartOutcome::Started { attempt }) => attempt,
+            Ok(StartOutcome::Started { attempt }) => {
+                tracing::Span::current().record("attempt", attempt);
+                attempt
+            }
             Ok(StartOutcome::AlreadyProcessed) => {
                 info!("already processed; acknowledged without running the handler");
                 return RecordOutcome::AlreadyProcessed;

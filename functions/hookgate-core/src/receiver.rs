@@ -7,6 +7,10 @@
 //!
 //! Adapters (the Lambda function, the local stack) only translate HTTP to [`IncomingRequest`]
 //! and [`Reply`] back.
+//!
+//! Logs: a rejected request is one line with its source and error code; every line about an
+//! accepted, duplicate or in-progress event is inside an `event` span (`event_id`, `source`,
+//! `type`, `xray_trace_id`). No header value, secret or body is logged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
 use crate::queue::{attr, OutgoingMessage, Queue};
 use crate::reply::Reply;
-use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest};
+use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest, Verified};
 use crate::xray;
 
 /// A webhook request as the adapters hand it over.
@@ -213,25 +217,11 @@ impl Receiver {
 
     /// Handles one request, with the outcome as a typed result.
     pub async fn accept(&self, request: IncomingRequest) -> Result<Accepted, Rejection> {
-        if request.method != Method::POST {
-            return Err(Rejection::MethodNotAllowed);
-        }
-        let unknown = || Rejection::UnknownSource(request.source.chars().take(64).collect());
-        let name = SourceName::parse(&request.source).map_err(|_| unknown())?;
-        let source = self.sources.get(&name).ok_or_else(unknown)?;
-        if request.body.len() > self.limits.max_body_bytes {
-            return Err(Rejection::BodyTooLarge(self.limits.max_body_bytes));
-        }
-        if request.body.is_empty() {
-            return Err(Rejection::MalformedBody("the request body is empty".into()));
-        }
         let now = self.clock.now();
-        let signed = SignedRequest {
-            headers: &request.headers,
-            body: &request.body,
-        };
-        let verified = source.scheme.verify(&name, &signed, now).inspect_err(|e| {
-            info!(source = %name, reason = e.code(), "signature rejected");
+        let (name, source, verified) = self.verify(&request, now).inspect_err(|r| {
+            // The path segment as sent: bounded, and escaped so it cannot forge a log line.
+            let shown: String = request.source.chars().take(64).collect();
+            info!(source = %shown.escape_debug(), error_code = r.code(), "request rejected");
         })?;
 
         if let Some(body) = verified.respond_now {
@@ -263,6 +253,32 @@ impl Receiver {
         self.enqueue_once(envelope, trace_header, now)
             .instrument(span)
             .await
+    }
+
+    /// The checks made before anything is kept: method, source, size, signature.
+    fn verify(
+        &self,
+        request: &IncomingRequest,
+        now: Timestamp,
+    ) -> Result<(SourceName, &Source, Verified), Rejection> {
+        if request.method != Method::POST {
+            return Err(Rejection::MethodNotAllowed);
+        }
+        let unknown = || Rejection::UnknownSource(request.source.chars().take(64).collect());
+        let name = SourceName::parse(&request.source).map_err(|_| unknown())?;
+        let source = self.sources.get(&name).ok_or_else(unknown)?;
+        if request.body.len() > self.limits.max_body_bytes {
+            return Err(Rejection::BodyTooLarge(self.limits.max_body_bytes));
+        }
+        if request.body.is_empty() {
+            return Err(Rejection::MalformedBody("the request body is empty".into()));
+        }
+        let signed = SignedRequest {
+            headers: &request.headers,
+            body: &request.body,
+        };
+        let verified = source.scheme.verify(&name, &signed, now)?;
+        Ok((name, source, verified))
     }
 
     async fn enqueue_once(
