@@ -5,6 +5,7 @@
 //! the caller skips (printing `skipped: no moto`), unless `HOOKGATE_REQUIRE_MOTO=1` says moto
 //! must be there, as in CI.
 
+pub mod logs;
 pub mod pipeline;
 pub mod python;
 pub mod sink;
