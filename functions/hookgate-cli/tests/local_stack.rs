@@ -387,6 +387,101 @@ async fn serve_without_arguments_uses_the_bundled_example() {
     );
 }
 
+#[tokio::test]
+async fn serve_logs_json_lines_carrying_the_callers_trace() {
+    let config = std::env::temp_dir().join(format!("hookgate-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&config, config_toml(5)).unwrap();
+    let log = std::env::temp_dir().join(format!("hookgate-{}.log", uuid::Uuid::new_v4()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--config",
+        ])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("hookgate listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    let served = Served { child, base };
+
+    let trace = "Root=1-6760a1b2-00112233445566778899aabb;Parent=53995c3f42cd8ad8;Sampled=1";
+    let body = format!(
+        r#"{{"type":"order.created","secret_note":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let signature = hookgate_core::signature::sign(
+        &demo_config(),
+        "demo",
+        body.as_bytes(),
+        Timestamp::from_secs(0),
+    )
+    .unwrap();
+    let mut request = client()
+        .post(format!("{}/webhooks/demo", served.base))
+        .header("content-type", "application/json")
+        .header("x-amzn-trace-id", trace)
+        .body(body.clone());
+    for (name, value) in &signature {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for(&served.base, &id, "processed").await;
+
+    // The processor logs right after recording the event processed: wait for the line.
+    let about = |message: &str, line: &Value| {
+        line["message"] == message && line["span"]["event_id"] == id.as_str()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        if lines.iter().any(|l| about("event processed", l)) {
+            for secret in [&body, "s3cr3t"]
+                .into_iter()
+                .chain(signature.iter().map(|(_, value)| value.as_str()))
+            {
+                assert!(!text.contains(secret), "{secret:?} is logged:\n{text}");
+            }
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no processed line:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(served);
+    for message in ["event queued", "event processed"] {
+        let line = lines.iter().find(|l| about(message, l)).unwrap();
+        assert_eq!(line["span"]["xray_trace_id"], trace, "{line}");
+        assert!(
+            line["timestamp"].is_string() && line["level"] == "INFO",
+            "{line}"
+        );
+    }
+    let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
+}
+
 /// A handler that fails its first `fail` runs per event, counting every run.
 fn flaky(runs: Arc<AtomicU32>, fail: u32) -> impl hookgate_core::Handler {
     move |_e: Envelope| {
