@@ -616,6 +616,30 @@ async fn event_source_lets_the_redrive_take_a_poison_message_and_redrive_brings_
     assert!(dlq.is_empty() && queue.is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_redrive_keeps_the_trace_header() {
+    let (queue, dlq) = MemoryQueue::with_dlq(Duration::from_secs(30), 3);
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let traced = OutgoingMessage {
+        trace_header: Some(header.to_owned()),
+        ..outgoing(&envelope(6, "x"))
+    };
+    dlq.send(&traced).await.unwrap();
+    let tools = hookgate_core::dlq::DeadLetters::new(
+        queue.clone(),
+        dlq.clone(),
+        Arc::new(MemoryLedger::new()),
+    );
+    let report = tools
+        .redrive(&hookgate_core::dlq::Selection::All, None)
+        .await
+        .unwrap();
+    assert_eq!(report.moved, 1);
+    let back = queue.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].trace_header.as_deref(), Some(header));
+}
+
 #[tokio::test]
 async fn a_deadline_already_past_is_not_trusted() {
     // Lambda never sends one; a local emulator may. Every record would otherwise be handed back.
