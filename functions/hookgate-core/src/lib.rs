@@ -8,6 +8,7 @@
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
+//! - [`metrics`]: what the cores count and time, as CloudWatch EMF lines or Prometheus text.
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
@@ -22,6 +23,7 @@ pub mod faults;
 pub mod handler;
 pub mod ledger;
 pub mod memory;
+pub mod metrics;
 pub mod processor;
 pub mod queue;
 pub mod receiver;
