@@ -21,6 +21,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{Config, ConfigError, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
+use crate::metrics::{self, Metrics, RequestFacts};
 use crate::queue::{attr, OutgoingMessage, Queue};
 use crate::reply::Reply;
 use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest};
@@ -148,6 +149,7 @@ pub struct Receiver {
     ledger: Arc<dyn Ledger>,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -178,12 +180,19 @@ impl Receiver {
             ledger,
             queue,
             clock: Arc::new(SystemClock),
+            metrics: metrics::noop(),
         })
     }
 
     /// The same receiver reading time from `clock`.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same receiver reporting each request's outcome to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -209,12 +218,25 @@ impl Receiver {
 
     /// Handles one request, with the outcome as a typed result.
     pub async fn accept(&self, request: IncomingRequest) -> Result<Accepted, Rejection> {
+        let mut facts = RequestFacts::default();
+        let result = self.decide(request, &mut facts).await;
+        self.metrics.observe(&facts.observation(&result));
+        result
+    }
+
+    /// [`Receiver::accept`], noting in `facts` the source and the verified type once known.
+    async fn decide(
+        &self,
+        request: IncomingRequest,
+        facts: &mut RequestFacts,
+    ) -> Result<Accepted, Rejection> {
         if request.method != Method::POST {
             return Err(Rejection::MethodNotAllowed);
         }
         let unknown = || Rejection::UnknownSource(request.source.chars().take(64).collect());
         let name = SourceName::parse(&request.source).map_err(|_| unknown())?;
         let source = self.sources.get(&name).ok_or_else(unknown)?;
+        facts.source = Some(name.clone());
         if request.body.len() > self.limits.max_body_bytes {
             return Err(Rejection::BodyTooLarge(self.limits.max_body_bytes));
         }
@@ -229,6 +251,7 @@ impl Receiver {
         let verified = source.scheme.verify(&name, &signed, now).inspect_err(|e| {
             info!(source = %name, reason = e.code(), "signature rejected");
         })?;
+        facts.event_type = Some(verified.event_type.clone());
 
         if let Some(body) = verified.respond_now {
             info!(source = %name, r#type = %verified.event_type, "provider handshake answered");
