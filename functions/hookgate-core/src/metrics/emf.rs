@@ -404,6 +404,24 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_namespace_wins_and_is_validated() {
+        let config = MetricsConfig::default();
+        std::env::set_var(ENV_METRICS_NAMESPACE, "Prod/Hooks");
+        let from_env = Emf::from_env(&config).map(|emf| emf.namespace().to_owned());
+        std::env::set_var(ENV_METRICS_NAMESPACE, "AWS/Lambda");
+        let reserved = Emf::from_env(&config).map(|emf| emf.namespace().to_owned());
+        std::env::remove_var(ENV_METRICS_NAMESPACE);
+        let from_config = Emf::from_env(&config).map(|emf| emf.namespace().to_owned());
+        assert_eq!(from_env.unwrap(), "Prod/Hooks");
+        let err = reserved.unwrap_err().to_string();
+        assert!(
+            err.contains(ENV_METRICS_NAMESPACE) && err.contains("AWS/"),
+            "{err}"
+        );
+        assert_eq!(from_config.unwrap(), "hookgate");
+    }
+
+    #[test]
     fn a_failing_writer_fails_nothing() {
         struct Broken;
         impl Write for Broken {
