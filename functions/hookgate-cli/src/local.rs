@@ -8,7 +8,13 @@
 //!   bearer token.
 //! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`),
 //!   `POST /dlq/purge`: the DLQ tools, with the same bearer token.
+//! - `GET /metrics`: the receiver's and processor's counters and latency histograms, in the
+//!   Prometheus text format. Open, like `/healthz`: scrapers rarely send a token, the stack
+//!   listens on 127.0.0.1 by default, and the counters name sources and event types only —
+//!   never an event id, a header, a secret or a payload.
 //! - `GET /healthz`: liveness.
+//!
+//! The local event source logs one summary line per processed batch.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +30,7 @@ use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::metrics::MetricsRegistry;
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
 use tokio::net::TcpListener;
@@ -37,6 +44,7 @@ pub struct LocalStack {
     queue: Arc<dyn Queue>,
     ledger: Arc<dyn Ledger>,
     dead_letters: Option<Arc<DeadLetters>>,
+    metrics: Arc<MetricsRegistry>,
 }
 
 /// A configuration the local stack cannot run.
@@ -59,7 +67,9 @@ impl LocalStack {
         queue: Arc<dyn Queue>,
         handlers: Handlers,
     ) -> Result<Self, StackError> {
-        let receiver = Receiver::new(config, ledger.clone(), queue.clone())?;
+        let metrics = Arc::new(MetricsRegistry::new());
+        let receiver =
+            Receiver::new(config, ledger.clone(), queue.clone())?.with_metrics(metrics.clone());
         let handlers = handlers.with_forwarding(config)?;
         let access = match &config.admin.token {
             Some(token) => Access::Bearer(token.clone()),
@@ -68,16 +78,20 @@ impl LocalStack {
         Ok(Self {
             receiver: Arc::new(receiver),
             status: Arc::new(StatusApi::new(ledger.clone(), access)),
-            processor: Arc::new(Processor::new(
-                config,
-                ledger.clone(),
-                queue.clone(),
-                handlers,
-            )),
+            processor: Arc::new(
+                Processor::new(config, ledger.clone(), queue.clone(), handlers)
+                    .with_metrics(metrics.clone()),
+            ),
             queue,
             ledger,
             dead_letters: None,
+            metrics,
         })
+    }
+
+    /// The counters and histograms served at `GET /metrics`.
+    pub fn metrics(&self) -> Arc<MetricsRegistry> {
+        self.metrics.clone()
     }
 
     /// The same stack with DLQ tools over `dlq` (the queue's dead-letter queue).
@@ -110,6 +124,7 @@ impl LocalStack {
             receiver: self.receiver.clone(),
             status: self.status.clone(),
             dead_letters: self.dead_letters.clone(),
+            metrics: self.metrics.clone(),
         };
         Router::new()
             .route("/webhooks/{source}", any(webhook))
@@ -118,6 +133,7 @@ impl LocalStack {
             .route("/dlq", get(dlq_list))
             .route("/dlq/redrive", post(dlq_redrive))
             .route("/dlq/purge", post(dlq_purge))
+            .route("/metrics", get(prometheus_metrics))
             .route(
                 "/healthz",
                 get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -170,6 +186,7 @@ struct Routes {
     receiver: Arc<Receiver>,
     status: Arc<StatusApi>,
     dead_letters: Option<Arc<DeadLetters>>,
+    metrics: Arc<MetricsRegistry>,
 }
 
 impl Routes {
@@ -193,6 +210,18 @@ impl Routes {
             )
         })
     }
+}
+
+/// The content type of the Prometheus text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+async fn prometheus_metrics(State(routes): State<Routes>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+        routes.metrics.render(),
+    )
+        .into_response()
 }
 
 fn queue_failure(e: hookgate_core::QueueError) -> Response {

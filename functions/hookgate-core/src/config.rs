@@ -31,6 +31,9 @@ pub struct Config {
     /// `[admin]`: access to the status routes.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[metrics]`: the CloudWatch namespace and dimensions of the functions' metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// One provider endpoint: `POST /webhooks/{name}`.
@@ -217,6 +220,67 @@ pub struct AdminConfig {
     pub token: Option<Secret>,
 }
 
+/// `[metrics]`: how the Lambda functions name their CloudWatch metrics (Embedded Metric
+/// Format; see [`crate::metrics`]). The local stack's `/metrics` always labels by source and
+/// type.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// The CloudWatch namespace (default `hookgate`). On AWS the template's `MetricsNamespace`
+    /// parameter (`HOOKGATE_METRICS_NAMESPACE`) wins, so its dashboard reads what is written.
+    pub namespace: String,
+    /// The dimensions every metric is split by, from `source` and `type` (default both; `[]`
+    /// for totals only). Totals without dimensions are written in any case.
+    pub dimensions: Vec<MetricDimension>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "hookgate".to_owned(),
+            dimensions: vec![MetricDimension::Source, MetricDimension::Type],
+        }
+    }
+}
+
+/// A dimension metrics may be split by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricDimension {
+    /// The source name (`(unknown)` for a request to no configured source).
+    Source,
+    /// The event type (`(unverified)` for a request refused before its signature was checked).
+    Type,
+}
+
+impl MetricDimension {
+    /// The dimension's name, as written in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricDimension::Source => "source",
+            MetricDimension::Type => "type",
+        }
+    }
+}
+
+/// Why `namespace` cannot be a CloudWatch namespace, if it cannot: 1–255 characters from
+/// `[0-9A-Za-z.\-_/#: ]`, not starting with `AWS/` (reserved for AWS services).
+pub fn check_metrics_namespace(namespace: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+    if namespace.trim().is_empty() || namespace.len() > 255 {
+        return Err("metrics.namespace must be 1-255 characters".into());
+    }
+    if let Some(c) = namespace.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "metrics.namespace may not contain {c:?} (allowed: letters, digits, . - _ / # : and space)"
+        ));
+    }
+    if namespace.starts_with("AWS/") {
+        return Err("metrics.namespace may not start with AWS/ (reserved for AWS services)".into());
+    }
+    Ok(())
+}
+
 /// A secret string. Its `Debug` and `Display` never show the value.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -337,6 +401,11 @@ impl Config {
         if self.receiver.max_body_bytes == 0 || self.receiver.dedup_window_secs == 0 {
             return bad("receiver.max_body_bytes and dedup_window_secs must be positive".into());
         }
+        check_metrics_namespace(&self.metrics.namespace).map_err(ConfigError::Invalid)?;
+        let dimensions = &self.metrics.dimensions;
+        if (1..dimensions.len()).any(|i| dimensions[..i].contains(&dimensions[i])) {
+            return bad("metrics.dimensions lists a dimension twice".into());
+        }
         Ok(())
     }
 }
@@ -362,6 +431,21 @@ mod tests {
         assert_eq!(c.receiver.dedup_window_secs, 604_800);
         assert_eq!(c.processor.max_receive_count, 5);
         assert_eq!(c.sources.values().next().unwrap().tolerance_secs, 300);
+        assert_eq!(c.metrics.namespace, "hookgate");
+        assert_eq!(
+            c.metrics.dimensions,
+            [MetricDimension::Source, MetricDimension::Type]
+        );
+    }
+
+    #[test]
+    fn metrics_table_sets_namespace_and_dimensions() {
+        let c =
+            Config::from_toml("[metrics]\nnamespace='Shop/Webhooks'\ndimensions=['type']").unwrap();
+        assert_eq!(c.metrics.namespace, "Shop/Webhooks");
+        assert_eq!(c.metrics.dimensions, [MetricDimension::Type]);
+        let none = Config::from_toml("[metrics]\ndimensions=[]").unwrap();
+        assert!(none.metrics.dimensions.is_empty());
     }
 
     #[test]
@@ -385,6 +469,12 @@ mod tests {
                 "unknown field",
             ),
             ("[processor]\nbatch_size=11", "batch_size"),
+            ("[metrics]\nnamespace=''", "metrics.namespace"),
+            ("[metrics]\nnamespace='AWS/Lambda'", "AWS/"),
+            ("[metrics]\nnamespace='hook{gate}'", "'{'"),
+            ("[metrics]\ndimensions=['source','source']", "twice"),
+            ("[metrics]\ndimensions=['reason']", "unknown variant"),
+            ("[metrics]\nnamspace='x'", "unknown field"),
             (
                 "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\nencoding='hax'",
                 "encoding",

@@ -4,15 +4,17 @@
 //! gathering for up to `batch_window_ms`, hand them to the [`Processor`] as the same `SqsEvent`
 //! Lambda would, and delete the records that succeeded. Failed records are left to the
 //! processor's settlement: they come back when their (backed-off) visibility timeout ends, with
-//! their receive count raised, until the redrive policy takes them.
+//! their receive count raised, until the redrive policy takes them. Each batch ends with one
+//! [`BatchSummary`] line in the log.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage, SqsMessageAttribute};
-use tracing::{debug, error, warn};
+use tracing::{error, info, warn};
 
 use crate::processor::{BatchOutcome, Processor, RecordOutcome};
 use crate::queue::{Queue, QueueError, ReceivedMessage};
@@ -91,6 +93,7 @@ impl EventSource {
             }
         }
         let batch = to_sqs_event(&messages);
+        let started = Instant::now();
         let outcome = match self.processor.process_batch(&batch, None).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -130,12 +133,71 @@ impl EventSource {
                 warn!(message_id = %id, error = %e, "could not delete a processed message; it will be redelivered and acknowledged");
             }
         }
-        debug!(
-            messages = messages.len(),
-            failed = outcome.failed_ids().count(),
-            "batch done"
-        );
+        info!("{}", BatchSummary::of(&outcome, started.elapsed()));
         Ok(outcome)
+    }
+}
+
+/// What one batch came to, as the local stack logs it:
+/// `batch: 10 records, 9 processed, 1 retried, 0 dead-lettered in 12 ms` (permanent failures
+/// and records already processed are named when there are any).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchSummary {
+    /// Records in the batch.
+    pub records: usize,
+    /// Handled and recorded.
+    pub processed: usize,
+    /// Acknowledged without running their handler again.
+    pub already_processed: usize,
+    /// Failed; back after their visibility timeout.
+    pub retried: usize,
+    /// Failed for good; moved to the DLQ at once.
+    pub permanently_failed: usize,
+    /// Failed on their last receive; the redrive policy moves them to the DLQ.
+    pub dead_lettered: usize,
+    /// From the batch's start to its outcome.
+    pub elapsed: Duration,
+}
+
+impl BatchSummary {
+    /// The summary of `outcome`, which took `elapsed`.
+    pub fn of(outcome: &BatchOutcome, elapsed: Duration) -> Self {
+        let mut summary = Self {
+            records: outcome.records.len(),
+            elapsed,
+            ..Self::default()
+        };
+        for (_, record) in &outcome.records {
+            let count = match record {
+                RecordOutcome::Processed => &mut summary.processed,
+                RecordOutcome::AlreadyProcessed => &mut summary.already_processed,
+                RecordOutcome::MovedToDlq { .. } => &mut summary.permanently_failed,
+                RecordOutcome::Failed {
+                    dead_lettered: true,
+                    ..
+                } => &mut summary.dead_lettered,
+                RecordOutcome::Failed { .. } => &mut summary.retried,
+            };
+            *count += 1;
+        }
+        summary
+    }
+}
+
+impl fmt::Display for BatchSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "batch: {} records, {} processed, {} retried, {} dead-lettered",
+            self.records, self.processed, self.retried, self.dead_lettered
+        )?;
+        if self.permanently_failed > 0 {
+            write!(f, ", {} permanently failed", self.permanently_failed)?;
+        }
+        if self.already_processed > 0 {
+            write!(f, ", {} already processed", self.already_processed)?;
+        }
+        write!(f, " in {} ms", self.elapsed.as_millis())
     }
 }
 
@@ -168,4 +230,49 @@ fn to_sqs_message(m: &ReceivedMessage) -> SqsMessage {
         record.message_attributes.insert(name.clone(), a);
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(dead_lettered: bool) -> RecordOutcome {
+        RecordOutcome::Failed {
+            error: "boom".into(),
+            retry_in: None,
+            dead_lettered,
+        }
+    }
+
+    #[test]
+    fn a_batch_summary_counts_every_outcome() {
+        let mut records = vec![RecordOutcome::Processed; 9];
+        records.push(failed(false));
+        let outcome = BatchOutcome {
+            records: records
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| (i.to_string(), o))
+                .collect(),
+        };
+        let summary = BatchSummary::of(&outcome, Duration::from_millis(12));
+        assert_eq!(
+            summary.to_string(),
+            "batch: 10 records, 9 processed, 1 retried, 0 dead-lettered in 12 ms"
+        );
+
+        let mixed = BatchOutcome {
+            records: vec![
+                ("a".into(), failed(true)),
+                ("b".into(), RecordOutcome::MovedToDlq { error: "x".into() }),
+                ("c".into(), RecordOutcome::AlreadyProcessed),
+                ("d".into(), failed(false)),
+            ],
+        };
+        assert_eq!(
+            BatchSummary::of(&mixed, Duration::from_millis(3)).to_string(),
+            "batch: 4 records, 0 processed, 1 retried, 1 dead-lettered, 1 permanently failed, \
+             1 already processed in 3 ms"
+        );
+    }
 }

@@ -10,6 +10,7 @@
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //! - [`xray`]: the X-Ray trace header the receiver hands to the processor.
+//! - [`metrics`]: what the cores count and time, as CloudWatch EMF lines or Prometheus text.
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
@@ -24,6 +25,7 @@ pub mod faults;
 pub mod handler;
 pub mod ledger;
 pub mod memory;
+pub mod metrics;
 pub mod processor;
 pub mod queue;
 pub mod receiver;

@@ -33,6 +33,7 @@ use crate::ledger::{
     truncate_error, Attempt, AttemptEnd, AttemptStart, EventStatus, Ledger, LedgerError,
     StartOutcome,
 };
+use crate::metrics::{self, Metrics, RecordFacts};
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 use crate::xray::AWS_TRACE_HEADER;
 
@@ -115,6 +116,7 @@ pub struct Processor {
     backoff: Backoff,
     dedup_window: Duration,
     clock: Arc<dyn Clock>,
+    metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for Processor {
@@ -157,12 +159,19 @@ impl Processor {
             },
             dedup_window: Duration::from_secs(config.receiver.dedup_window_secs),
             clock: Arc::new(SystemClock),
+            metrics: metrics::noop(),
         }
     }
 
     /// The same processor reading time from `clock`.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same processor reporting each record's outcome to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -249,9 +258,11 @@ impl Processor {
             Err(e) => {
                 error!(message_id = %message.message_id, error = %e, "record is not a hookgate envelope");
                 let error = format!("malformed record: {e}");
-                return self
+                let outcome = self
                     .settle(&message, error, Settle::MoveToDlq, received)
                     .await;
+                self.metrics.observe(&RecordFacts::malformed(&outcome));
+                return outcome;
             }
         };
         let span = tracing::info_span!(
@@ -264,11 +275,17 @@ impl Processor {
             attempt = tracing::field::Empty,
             xray_trace_id = message.trace_header.as_deref(),
         );
-        self.run(envelope, &message, deadline, margin, received)
+        let mut facts = RecordFacts::of(&envelope);
+        let outcome = self
+            .run(envelope, &message, deadline, margin, received, &mut facts)
             .instrument(span)
-            .await
+            .await;
+        let observation = facts.observation(&outcome, self.clock.now());
+        self.metrics.observe(&observation);
+        outcome
     }
 
+    /// Runs one record; notes in `facts` how long its handler took.
     async fn run(
         &self,
         envelope: Envelope,
@@ -276,6 +293,7 @@ impl Processor {
         deadline: Timestamp,
         margin: Duration,
         received: Instant,
+        facts: &mut RecordFacts,
     ) -> RecordOutcome {
         let now = self.clock.now();
         if deadline.since(now) < margin {
@@ -343,6 +361,8 @@ impl Processor {
             ))),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+
+        facts.delivery_ms = Some(duration_ms);
 
         let last_receive = message.receive_count >= self.settings.max_receive_count;
         let redriven = message

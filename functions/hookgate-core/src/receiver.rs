@@ -25,6 +25,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{Config, ConfigError, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
+use crate::metrics::{self, Metrics, RequestFacts};
 use crate::queue::{attr, OutgoingMessage, Queue};
 use crate::reply::Reply;
 use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest, Verified};
@@ -156,6 +157,7 @@ pub struct Receiver {
     ledger: Arc<dyn Ledger>,
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<dyn Metrics>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -186,12 +188,19 @@ impl Receiver {
             ledger,
             queue,
             clock: Arc::new(SystemClock),
+            metrics: metrics::noop(),
         })
     }
 
     /// The same receiver reading time from `clock`.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The same receiver reporting each request's outcome to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -217,12 +226,29 @@ impl Receiver {
 
     /// Handles one request, with the outcome as a typed result.
     pub async fn accept(&self, request: IncomingRequest) -> Result<Accepted, Rejection> {
+        let mut facts = RequestFacts::default();
+        let result = self.decide(request, &mut facts).await;
+        self.metrics.observe(&facts.observation(&result));
+        result
+    }
+
+    /// [`Receiver::accept`], noting in `facts` the source and the verified type once known.
+    async fn decide(
+        &self,
+        request: IncomingRequest,
+        facts: &mut RequestFacts,
+    ) -> Result<Accepted, Rejection> {
+        // A POST to a configured source is counted under its name, even when it is refused.
+        facts.source = SourceName::parse(&request.source)
+            .ok()
+            .filter(|name| request.method == Method::POST && self.sources.contains_key(name));
         let now = self.clock.now();
         let (name, source, verified) = self.verify(&request, now).inspect_err(|r| {
             // The path segment as sent: bounded, and escaped so it cannot forge a log line.
             let shown: String = request.source.chars().take(64).collect();
             info!(source = %shown.escape_debug(), error_code = r.code(), "request rejected");
         })?;
+        facts.event_type = Some(verified.event_type.clone());
 
         if let Some(body) = verified.respond_now {
             info!(source = %name, r#type = %verified.event_type, "provider handshake answered");

@@ -7,6 +7,7 @@ pub mod handlers;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use hookgate_core::metrics::{Emf, Metrics};
 use hookgate_core::{Config, Handlers, Ledger, Processor, Queue, Timestamp};
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -29,8 +30,15 @@ impl App {
         }
     }
 
+    /// The same function reporting each record's outcome to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.processor = self.processor.with_metrics(metrics);
+        self
+    }
+
     /// The function as deployed: configuration (Secrets Manager, `HOOKGATE_CONFIG_SECRET_ID`)
-    /// and AWS clients from the environment, loaded once per cold start.
+    /// and AWS clients from the environment, loaded once per cold start; metrics as Embedded
+    /// Metric Format lines on stdout.
     /// `HOOKGATE_MAX_RECEIVE_COUNT` (the queue's redrive `maxReceiveCount`) overrides the
     /// config file's, so the two cannot disagree.
     pub async fn from_env(handlers: Handlers) -> Result<Self, Error> {
@@ -43,8 +51,9 @@ impl App {
         }
         // Sources with a `forward` table deliver to their destination (your routes win).
         let handlers = handlers.with_forwarding(&config)?;
+        let metrics = Arc::new(Emf::from_env(&config.metrics)?);
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
-        Ok(Self::new(&config, backend.ledger, backend.queue, handlers))
+        Ok(Self::new(&config, backend.ledger, backend.queue, handlers).with_metrics(metrics))
     }
 
     /// Handles one batch. Record failures are reported in `batchItemFailures`; an

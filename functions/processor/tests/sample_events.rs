@@ -72,3 +72,38 @@ async fn a_bad_record_is_the_one_batch_item_failure() {
         "44444444-4444-4444-8444-444444444444"
     );
 }
+
+#[tokio::test]
+async fn the_sample_batch_is_counted_record_by_record() {
+    use hookgate_core::metrics::{Counter, Latency, MetricsRegistry, UNKNOWN_SOURCE, UNKNOWN_TYPE};
+    let metrics = Arc::new(MetricsRegistry::new());
+    let app = processor::App::new(
+        &Config::from_toml("").unwrap(),
+        Arc::new(MemoryLedger::new()),
+        Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
+        processor::handlers::handlers(),
+    )
+    .with_metrics(metrics.clone());
+    app.handle(LambdaEvent::new(
+        load("sqs-batch-one-fails.json"),
+        context(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        metrics.count(Counter::Processed, "demo", "order.created"),
+        1
+    );
+    assert_eq!(
+        metrics
+            .latency(Latency::ReceiveToProcessed, "demo", "order.created")
+            .0,
+        1
+    );
+    // Not an envelope, and this queue has no DLQ to move it to: retried.
+    assert_eq!(
+        metrics.count(Counter::Retried, UNKNOWN_SOURCE, UNKNOWN_TYPE),
+        1
+    );
+    assert_eq!(metrics.total(Counter::Retried), 1);
+}

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use hookgate_core::metrics::{Emf, Metrics};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, IncomingRequest, Ledger, Queue, Receiver, Reply};
 use lambda_http::http::{Method, StatusCode};
@@ -32,14 +33,22 @@ impl App {
         })
     }
 
+    /// The same function reporting each request's outcome to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.receiver = self.receiver.with_metrics(metrics);
+        self
+    }
+
     /// The function as deployed: configuration (Secrets Manager, `HOOKGATE_CONFIG_SECRET_ID`)
-    /// and AWS clients from the environment, loaded once per cold start. Fails the cold start
-    /// with a message naming what is missing.
+    /// and AWS clients from the environment, loaded once per cold start; metrics as
+    /// Embedded Metric Format lines on stdout. Fails the cold start with a message naming what
+    /// is missing.
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = hookgate_aws::sdk_config().await;
         let config = hookgate_aws::load_config(&sdk).await?;
+        let metrics = Arc::new(Emf::from_env(&config.metrics)?);
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
-        Self::new(&config, backend.ledger, backend.queue)
+        Ok(Self::new(&config, backend.ledger, backend.queue)?.with_metrics(metrics))
     }
 
     /// Handles one API Gateway request.

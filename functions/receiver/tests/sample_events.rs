@@ -172,6 +172,37 @@ async fn rejections_from_sample_events() {
 }
 
 #[tokio::test]
+async fn sample_events_are_counted_by_source_type_and_reason() {
+    use hookgate_core::metrics::{Counter, MetricsRegistry, UNKNOWN_SOURCE, UNVERIFIED_TYPE};
+    let metrics = Arc::new(MetricsRegistry::new());
+    let Harness { app, queue } = harness();
+    let h = Harness {
+        app: app.with_metrics(metrics.clone()),
+        queue,
+    };
+    invoke(&h, "webhook-demo.json").await;
+    invoke(&h, "webhook-demo.json").await;
+    invoke(&h, "webhook-bad-signature.json").await;
+    invoke(&h, "webhook-unknown-source.json").await;
+    invoke(&h, "status-get.json").await;
+    assert_eq!(metrics.count(Counter::Enqueued, "demo", "order.created"), 1);
+    assert_eq!(
+        metrics.count(Counter::Duplicates, "demo", "order.created"),
+        1
+    );
+    assert_eq!(
+        metrics.rejected("demo", UNVERIFIED_TYPE, "signature_mismatch"),
+        1
+    );
+    assert_eq!(
+        metrics.rejected(UNKNOWN_SOURCE, UNVERIFIED_TYPE, "unknown_source"),
+        1
+    );
+    // Status routes are not webhook requests.
+    assert_eq!(metrics.total(Counter::Received), 4);
+}
+
+#[tokio::test]
 async fn status_route_reads_the_ledger() {
     let h = harness();
     let (status, body) = invoke(&h, "status-get.json").await;
