@@ -4,8 +4,11 @@
 //! The `serve_*` tests start the real `hookgate serve` binary; the retry tests embed
 //! [`LocalStack`] with handlers that fail on purpose.
 
+mod common;
+
+use common::{client, Served};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,11 +21,6 @@ use hookgate_testkit::MotoResources;
 use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token";
-
-/// An HTTP client on hookgate's TLS stack (reqwest has no default crypto provider here).
-fn client() -> reqwest::Client {
-    hookgate_core::delivery::client_builder().build().unwrap()
-}
 
 fn config_toml(max_receive_count: u32) -> String {
     format!(
@@ -42,42 +40,8 @@ token = "{TOKEN}"
     )
 }
 
-/// A running `hookgate serve`, killed on drop.
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(config: &str, aws: Option<&MotoResources>) -> Served {
-    let path = std::env::temp_dir().join(format!("hookgate-{}.toml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, config).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
-    command
-        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(aws) = aws {
-        command.arg("--backend").arg("aws").envs(aws.env());
-    }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("hookgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    Served { child, base }
+    common::serve(config, aws)
 }
 
 async fn embed(
@@ -416,7 +380,11 @@ async fn serve_logs_json_lines_carrying_the_callers_trace() {
         .strip_prefix("hookgate listening on ")
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_owned();
-    let served = Served { child, base };
+    let served = Served {
+        child,
+        base,
+        stderr: Default::default(),
+    };
 
     let trace = "Root=1-6760a1b2-00112233445566778899aabb;Parent=53995c3f42cd8ad8;Sampled=1";
     let body = format!(

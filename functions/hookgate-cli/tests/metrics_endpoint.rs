@@ -2,11 +2,12 @@
 //! over HTTP on 127.0.0.1 — through the `hookgate serve` binary (with its per-batch summary
 //! lines) and through an embedded stack whose handlers fail on purpose.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use common::{client, Served};
 
 use hookgate_cli::local::LocalStack;
 use hookgate_core::{Config, Envelope, HandlerError, Handlers, Timestamp};
@@ -31,10 +32,6 @@ backoff_base_ms = 100
 token = "{TOKEN}"
 "#
     )
-}
-
-fn client() -> reqwest::Client {
-    hookgate_core::delivery::client_builder().build().unwrap()
 }
 
 /// The signature headers of `body` for source `demo`.
@@ -128,56 +125,8 @@ async fn scrape_until(base: &str, series: &str, want: f64) -> (BTreeMap<String, 
     }
 }
 
-/// A running `hookgate serve` (killed on drop) and what it wrote to stderr so far.
-struct Served {
-    child: Child,
-    base: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve() -> Served {
-    let path = std::env::temp_dir().join(format!("hookgate-{}.toml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, config_toml()).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let lines = BufReader::new(child.stderr.take().unwrap());
-    let sink = stderr.clone();
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            let mut all = sink.lock().unwrap();
-            all.push_str(&line);
-            all.push('\n');
-        }
-    });
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("hookgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    Served {
-        child,
-        base,
-        stderr,
-    }
+    common::serve(&config_toml(), None)
 }
 
 /// `(records, processed, retried, dead-lettered)` of each `batch: …` summary line.
