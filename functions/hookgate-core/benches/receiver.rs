@@ -1,7 +1,9 @@
 //! The receiver core per request, in process, on the in-memory ledger and queue, with the
 //! `standard` scheme: a 1 KiB body (budget: median ≤ 20 µs), and a 256 KiB body beside the floor
 //! of one plain SHA-256 pass and one HMAC-SHA256 pass over the same bytes ("bounded by one pass
-//! of hashing": the ratio stays near 1).
+//! of hashing": the ratio stays near 1). Two body shapes: one long JSON string (`padded`), and
+//! a provider-like object with a quote every few bytes (`json`), which the queue message must
+//! escape one by one.
 //!
 //! `cargo bench -p hookgate-core --bench receiver`
 //!
@@ -30,11 +32,30 @@ scheme = "standard"
 secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 "#;
 
-/// A JSON body of about `size` bytes with `type` first, as providers send.
-fn body(size: usize) -> Bytes {
+/// A JSON body of `size` bytes with `type` first and one long string (nothing to escape but
+/// its quotes): the best case for copying it into the queue message.
+fn padded_body(size: usize) -> Bytes {
     let mut b = br#"{"type":"invoice.paid","data":""#.to_vec();
     b.resize(size - 2, b'x');
     b.extend_from_slice(b"\"}");
+    Bytes::from(b)
+}
+
+/// A JSON body of `size` bytes shaped like a provider's: many small fields, a quote every few
+/// bytes (each escaped in the queue message).
+fn json_body(size: usize) -> Bytes {
+    let mut b = br#"{"type":"invoice.paid","data":{"lines":["#.to_vec();
+    let mut n = 0;
+    while b.len() + 200 < size {
+        let line = format!(
+            r#"{{"id":"il_{n:06}","object":"line_item","amount":1999,"currency":"usd","description":"Pro plan \"monthly\"","metadata":{{"order":"{n}"}}}},"#
+        );
+        b.extend_from_slice(line.as_bytes());
+        n += 1;
+    }
+    b.extend_from_slice(br#"{"id":"last"}]}"#);
+    b.resize(size - 1, b' ');
+    b.push(b'}');
     Bytes::from(b)
 }
 
@@ -116,7 +137,10 @@ fn bench(c: &mut Criterion) {
     let scheme = signature::build(&name, &config.sources[&name]).expect("scheme");
     let mut group = c.benchmark_group("receiver");
     for (size, chunk) in [(1024usize, 10_000u64), (256 * 1024, 64)] {
-        let body = body(size);
+        let body = padded_body(size);
+        let json = json_body(size);
+        assert_eq!((body.len(), json.len()), (size, size));
+        assert!(serde_json::from_slice::<serde_json::Value>(&json).is_ok());
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::new("floor-sha256", size), &body, |b, body| {
             b.iter(|| Sha256::digest(black_box(body)))
@@ -132,23 +156,29 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
-        // The signature check alone, to show what the rest of the request adds to it.
+        // The signature check alone (HMAC pass + the JSON scan for `type`), to show what the
+        // rest of the request adds to it.
         let signing = receiver();
-        let request = signed(&signing, &body);
         let now = SystemClock.now();
-        let signed_request = SignedRequest {
-            headers: &request.headers,
-            body: &request.body,
-        };
-        assert!(scheme.verify(&name, &signed_request, now).is_ok());
-        group.bench_with_input(
-            BenchmarkId::new("verify-standard", size),
-            &signed_request,
-            |b, r| b.iter(|| scheme.verify(&name, black_box(r), now)),
-        );
+        for (id, shape) in [("verify-standard", &body), ("verify-standard-json", &json)] {
+            let request = signed(&signing, shape);
+            let signed_request = SignedRequest {
+                headers: &request.headers,
+                body: &request.body,
+            };
+            assert!(scheme.verify(&name, &signed_request, now).is_ok());
+            group.bench_with_input(BenchmarkId::new(id, size), &signed_request, |b, r| {
+                b.iter(|| scheme.verify(&name, black_box(r), now))
+            });
+        }
         group.bench_with_input(
             BenchmarkId::new("accept-new-event", size),
             &body,
+            |b, body| b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("accept-new-event-json", size),
+            &json,
             |b, body| b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk)),
         );
         // A provider's retry of an event already queued: verified, then answered `duplicate`.
