@@ -17,5 +17,6 @@
 //! # }
 //! ```
 
+pub mod bench;
 pub mod events;
 pub mod local;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use hookgate_cli::bench;
 use hookgate_cli::local::LocalStack;
 use hookgate_core::config::EXAMPLE_CONFIG;
 use hookgate_core::dlq::{DeadLetters, Selection};
@@ -87,6 +88,39 @@ enum Command {
         #[arg(long, default_value = "events")]
         out: PathBuf,
     },
+    /// Load test: send signed events over loopback HTTP, wait until every one is processed, and
+    /// print throughput and accept latency. By default against a local stack started in this
+    /// process on the in-memory backends; build with --release for figures that mean anything.
+    Bench {
+        /// Configuration file (TOML). Default: the bundled example (source `demo`).
+        #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
+        config: Option<PathBuf>,
+        /// Drive a stack already running at this base URL instead (statuses are read through
+        /// its status API with --admin-token).
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token of the running stack's status API (default: the config's [admin] token).
+        #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", requires = "url")]
+        admin_token: Option<String>,
+        /// Requests to send, duplicates included.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Connections sending at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Percentage of the requests that repeat an event sent earlier (answered `duplicate`).
+        #[arg(long, default_value_t = 0)]
+        duplicates: u8,
+        /// The source to sign for.
+        #[arg(long, default_value = "demo")]
+        source: String,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// Seconds to wait for every accepted event to be processed.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
     /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
     /// environment the functions and `serve --backend aws` need.
     Setup {
@@ -153,13 +187,14 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     })
 }
 
-fn init_logs(format: LogFormat) -> anyhow::Result<()> {
+/// Logs to standard error; `RUST_LOG` wins over `default_level`.
+fn init_logs(format: LogFormat, default_level: &str) -> anyhow::Result<()> {
     let format = match format {
         LogFormat::Text => telemetry::LogFormat::Text,
         LogFormat::Json => telemetry::LogFormat::Json,
     };
-    let rust_log = std::env::var("RUST_LOG").ok();
-    telemetry::LogSettings::local(format, rust_log.as_deref()).init(std::io::stderr)?;
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| default_level.to_owned());
+    telemetry::LogSettings::local(format, Some(&rust_log)).init(std::io::stderr)?;
     Ok(())
 }
 
@@ -253,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
             backend,
             log_format,
         } => {
-            init_logs(log_format)?;
+            init_logs(log_format, "info")?;
             let config = load_config(config.as_ref())?;
             let stack = match backend {
                 Backend::Memory => LocalStack::in_memory(config, Handlers::new()),
@@ -318,6 +353,43 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", config.display()))?;
             for name in hookgate_cli::events::write_sample_events(&out, &text)? {
                 println!("{}", out.join(name).display());
+            }
+        }
+        Command::Bench {
+            config,
+            url,
+            admin_token,
+            events,
+            concurrency,
+            duplicates,
+            source,
+            body_bytes,
+            timeout_secs,
+        } => {
+            // A log line per event would measure the terminal: warnings only, unless RUST_LOG.
+            init_logs(LogFormat::Text, "warn")?;
+            let config = load_config(config.as_ref())?;
+            let target = match url {
+                None => bench::Target::InProcess(Handlers::new()),
+                Some(base) => {
+                    let admin_token = admin_token
+                        .or_else(|| config.admin.token.as_ref().map(|t| t.expose().to_owned()))
+                        .context("--url needs --admin-token (or an [admin] token in the config)")?;
+                    bench::Target::Url { base, admin_token }
+                }
+            };
+            let options = bench::LoadOptions {
+                requests: events,
+                concurrency,
+                duplicates_pct: duplicates,
+                source,
+                body_bytes,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            };
+            let report = bench::run(&config, target, &options).await?;
+            println!("{report}");
+            if !report.is_complete() {
+                bail!("not every request was accepted and processed");
             }
         }
         Command::Setup {

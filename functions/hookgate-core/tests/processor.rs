@@ -427,6 +427,68 @@ async fn slow_handlers_time_out_alone() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_handler_that_overruns_is_cancelled_not_left_running() {
+    let finished = Arc::new(AtomicU32::new(0));
+    let queue = SpyQueue::new();
+    let seen = finished.clone();
+    let processor = Processor::new(
+        &config(),
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        Handlers::new().on("demo", "slow", move |_e: Envelope| {
+            let seen = seen.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        }),
+    );
+    let batch = batch_of(queue.as_ref(), &[envelope(1, "slow")]).await;
+    let outcome = processor.process_batch(&batch, None).await.unwrap();
+    assert!(!outcome.records[0].1.is_success());
+    // Long after the handler would have finished, it has not: the timeout dropped it.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(finished.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_after_an_await_fails_only_its_record_while_others_are_in_flight() {
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = SpyQueue::new();
+    let handlers = Handlers::new()
+        .on("demo", "panic", |_e: Envelope| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            panic!("handler bug after an await")
+        })
+        .on("demo", "wait", |_e: Envelope| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(())
+        });
+    let processor = Processor::new(&config(), ledger.clone(), queue.clone(), handlers);
+    let batch = batch_of(
+        queue.as_ref(),
+        &[
+            envelope(1, "wait"),
+            envelope(2, "panic"),
+            envelope(3, "wait"),
+        ],
+    )
+    .await;
+    let outcome = processor.process_batch(&batch, None).await.unwrap();
+    let failed: Vec<_> = outcome.failed_ids().collect();
+    assert_eq!(
+        failed,
+        vec![batch.records[1].message_id.as_deref().unwrap()]
+    );
+    assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
+    assert_eq!(outcome.records[2].1, RecordOutcome::Processed);
+    let panicked = ledger.get(&id(2)).await.unwrap().unwrap();
+    assert_eq!(panicked.status, EventStatus::Failed);
+    assert_eq!(panicked.last_error.as_deref(), Some("handler panicked"));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_batch_of_ten_waiting_on_io_takes_as_long_as_one() {
     let mut config = config();
     config.processor.concurrency = 10;

@@ -1,0 +1,207 @@
+//! The receiver core per request, in process, on the in-memory ledger and queue, with the
+//! `standard` scheme: a 1 KiB body (budget: median ≤ 20 µs), and a 256 KiB body beside the floor
+//! of one plain SHA-256 pass and one HMAC-SHA256 pass over the same bytes ("bounded by one pass
+//! of hashing": the ratio stays near 1). Two body shapes: one long JSON string (`padded`), and
+//! a provider-like object with a quote every few bytes (`json`), which the queue message must
+//! escape one by one.
+//!
+//! `cargo bench -p hookgate-core --bench receiver`
+//!
+//! Every timed request is a new event (the ledger deduplicates), signed beforehand outside the
+//! timing; the ledger and queue are renewed every few thousand requests (also outside it) so a
+//! long run does not hold gigabytes of queued 256 KiB messages.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hmac::{Hmac, KeyInit, Mac};
+use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::receiver::Accepted;
+use hookgate_core::signature::{self, SignedRequest};
+use hookgate_core::{Clock, Config, IncomingRequest, Receiver, SourceName, SystemClock};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use sha2::{Digest, Sha256};
+
+const SOURCE: &str = "standard";
+const CONFIG: &str = r#"
+[sources.standard]
+scheme = "standard"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+"#;
+
+/// A JSON body of `size` bytes with `type` first and one long string (nothing to escape but
+/// its quotes): the best case for copying it into the queue message.
+fn padded_body(size: usize) -> Bytes {
+    let mut b = br#"{"type":"invoice.paid","data":""#.to_vec();
+    b.resize(size - 2, b'x');
+    b.extend_from_slice(b"\"}");
+    Bytes::from(b)
+}
+
+/// A JSON body of `size` bytes shaped like a provider's: many small fields, a quote every few
+/// bytes (each escaped in the queue message).
+fn json_body(size: usize) -> Bytes {
+    let mut b = br#"{"type":"invoice.paid","data":{"lines":["#.to_vec();
+    let mut n = 0;
+    while b.len() + 200 < size {
+        let line = format!(
+            r#"{{"id":"il_{n:06}","object":"line_item","amount":1999,"currency":"usd","description":"Pro plan \"monthly\"","metadata":{{"order":"{n}"}}}},"#
+        );
+        b.extend_from_slice(line.as_bytes());
+        n += 1;
+    }
+    b.extend_from_slice(br#"{"id":"last"}]}"#);
+    b.resize(size - 1, b' ');
+    b.push(b'}');
+    Bytes::from(b)
+}
+
+fn config() -> Config {
+    Config::from_toml(CONFIG).expect("bench config")
+}
+
+/// A receiver on a fresh in-memory ledger and queue.
+fn receiver() -> Receiver {
+    Receiver::new(
+        &config(),
+        Arc::new(MemoryLedger::new()),
+        Arc::new(MemoryQueue::new(Duration::from_secs(30))),
+    )
+    .expect("receiver")
+}
+
+/// A request for a new event (a fresh `webhook-id`), signed now. The body is shared, not copied.
+fn signed(receiver: &Receiver, body: &Bytes) -> IncomingRequest {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in receiver.sign(SOURCE, body).expect("signs") {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).expect("name"),
+            HeaderValue::from_str(&value).expect("value"),
+        );
+    }
+    IncomingRequest {
+        method: Method::POST,
+        source: SOURCE.to_owned(),
+        headers,
+        body: body.clone(),
+        trace_header: None,
+    }
+}
+
+/// Times `iters` accepts of new events, `chunk` at a time on a fresh receiver.
+fn accept_new_events(
+    rt: &tokio::runtime::Runtime,
+    body: &Bytes,
+    iters: u64,
+    chunk: u64,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(chunk);
+        left -= n;
+        let receiver = receiver();
+        let requests: Vec<IncomingRequest> = (0..n).map(|_| signed(&receiver, body)).collect();
+        let (elapsed, outcomes) = rt.block_on(async {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            let start = Instant::now();
+            for request in requests {
+                outcomes.push(receiver.accept(black_box(request)).await);
+            }
+            (start.elapsed(), outcomes)
+        });
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Ok(Accepted::Queued(_)))),
+            "every request is a new event, queued"
+        );
+        total += elapsed;
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = config();
+    let name = SourceName::parse(SOURCE).expect("name");
+    let scheme = signature::build(&name, &config.sources[&name]).expect("scheme");
+    let mut group = c.benchmark_group("receiver");
+    for (size, chunk) in [(1024usize, 10_000u64), (256 * 1024, 64)] {
+        let body = padded_body(size);
+        let json = json_body(size);
+        assert_eq!((body.len(), json.len()), (size, size));
+        assert!(serde_json::from_slice::<serde_json::Value>(&json).is_ok());
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("floor-sha256", size), &body, |b, body| {
+            b.iter(|| Sha256::digest(black_box(body)))
+        });
+        group.bench_with_input(
+            BenchmarkId::new("floor-hmac-sha256", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(b"k").expect("any key");
+                    mac.update(black_box(body));
+                    mac.finalize()
+                })
+            },
+        );
+        // The signature check alone (HMAC pass + the JSON scan for `type`), to show what the
+        // rest of the request adds to it.
+        let signing = receiver();
+        let now = SystemClock.now();
+        for (id, shape) in [("verify-standard", &body), ("verify-standard-json", &json)] {
+            let request = signed(&signing, shape);
+            let signed_request = SignedRequest {
+                headers: &request.headers,
+                body: &request.body,
+            };
+            assert!(scheme.verify(&name, &signed_request, now).is_ok());
+            group.bench_with_input(BenchmarkId::new(id, size), &signed_request, |b, r| {
+                b.iter(|| scheme.verify(&name, black_box(r), now))
+            });
+        }
+        group.bench_with_input(
+            BenchmarkId::new("accept-new-event", size),
+            &body,
+            |b, body| b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("accept-new-event-json", size),
+            &json,
+            |b, body| b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk)),
+        );
+        // A provider's retry of an event already queued: verified, then answered `duplicate`.
+        let repeat = receiver();
+        let first = signed(&repeat, &body);
+        assert!(matches!(
+            rt.block_on(repeat.accept(first.clone())),
+            Ok(Accepted::Queued(_))
+        ));
+        group.bench_with_input(
+            BenchmarkId::new("accept-duplicate", size),
+            &first,
+            |b, request| {
+                b.iter(|| {
+                    let outcome = rt.block_on(repeat.accept(black_box(request.clone())));
+                    assert!(matches!(outcome, Ok(Accepted::Duplicate(_))));
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
