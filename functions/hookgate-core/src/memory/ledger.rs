@@ -1,6 +1,11 @@
 //! `MemoryLedger`: the ledger in a mutex, with exactly the DynamoDB ledger's conditions.
+//!
+//! Like the DynamoDB table's TTL, it forgets events whose dedup window has ended: every
+//! [`SWEEP_EVERY`] claims it drops the rows past their `expires_at`, so a long-running local
+//! stack holds only the events of one dedup window, not every event it ever saw.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -20,10 +25,14 @@ struct Row {
     lease_until: Option<Timestamp>,
 }
 
+/// Claims between two sweeps of expired rows.
+pub const SWEEP_EVERY: usize = 1024;
+
 /// An in-process ledger for the local stack and fast tests.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     rows: Mutex<HashMap<EventId, Row>>,
+    claims: AtomicUsize,
 }
 
 impl MemoryLedger {
@@ -53,6 +62,9 @@ impl MemoryLedger {
 impl Ledger for MemoryLedger {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError> {
         let mut rows = self.lock();
+        if self.claims.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            rows.retain(|_, row| row.record.expires_at >= claim.now);
+        }
         if let Some(row) = rows.get(&claim.event_id) {
             let expired = row.record.expires_at < claim.now;
             let stale = row.record.status == EventStatus::Received
@@ -207,6 +219,53 @@ mod tests {
     use super::*;
     use crate::envelope::SourceName;
     use crate::ledger::MAX_LIST_LIMIT;
+
+    fn claim_at(n: usize, now: Timestamp, window: Duration) -> Claim {
+        Claim {
+            event_id: EventId::parse(&format!("demo:sweep-{n}")).unwrap(),
+            source: SourceName::parse("demo").unwrap(),
+            event_type: "t".into(),
+            now,
+            expires_at: now.plus(window),
+            timeout: Duration::from_secs(30),
+            token: "tok".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_past_their_dedup_window_are_forgotten() {
+        let ledger = MemoryLedger::new();
+        let window = Duration::from_secs(60);
+        let t0 = Timestamp::from_secs(1_000);
+        for n in 0..SWEEP_EVERY - 1 {
+            ledger.claim(&claim_at(n, t0, window)).await.unwrap();
+        }
+        assert_eq!(ledger.len(), SWEEP_EVERY - 1);
+        // Inside the window nothing is dropped, even at a sweep.
+        ledger
+            .claim(&claim_at(SWEEP_EVERY, t0.plus(window), window))
+            .await
+            .unwrap();
+        assert_eq!(ledger.len(), SWEEP_EVERY);
+        // Past it, the next sweep keeps only what is still inside its window.
+        let later = t0.plus(window + Duration::from_secs(1));
+        for n in 0..SWEEP_EVERY {
+            ledger
+                .claim(&claim_at(SWEEP_EVERY + 1 + n, later, window))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            ledger.len(),
+            SWEEP_EVERY + 1,
+            "the first window's rows are gone"
+        );
+        // An id forgotten with its window is a new event again, as on DynamoDB.
+        assert_eq!(
+            ledger.claim(&claim_at(0, later, window)).await.unwrap(),
+            ClaimOutcome::Claimed
+        );
+    }
 
     #[tokio::test]
     async fn listing_is_capped_at_the_maximum_limit() {
