@@ -56,6 +56,24 @@ pub async fn moto_sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
+/// [`moto_sdk_config`] with hookgate's bounded retry and timeout budget
+/// (`hookgate_aws::budget`), as `hookgate_aws::sdk_config` gives the functions: for tests of
+/// what the SDK's own retries do.
+pub async fn budgeted_sdk_config(endpoint: &str) -> SdkConfig {
+    hookgate_aws::budget::apply(aws_config::defaults(BehaviorVersion::latest()))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "hookgate-testkit",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
 /// A table and a queue pair created on moto for one test, under unique names.
 #[derive(Debug, Clone)]
 pub struct MotoResources {

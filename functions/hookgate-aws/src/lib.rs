@@ -6,11 +6,17 @@
 //! - [`ledger`]: [`DynamoDbLedger`], the `Ledger` port on a DynamoDB table.
 //! - [`queue`]: [`SqsQueue`], the `Queue` port on an SQS queue with a dead-letter queue.
 //! - [`config_source`]: the functions' configuration, from Secrets Manager.
+//! - [`budget`]: the SDK's bounded retry and timeout budget.
+//! - `faults` (feature `fault-injection`, for tests): an SDK interceptor that answers chosen
+//!   calls with throttling or 503 errors, so the SDK's own retry policy runs.
 //! - [`setup`]: idempotent creation of the table and the queue pair (tests, local stacks, CLI).
 //! - [`AwsBackend`]: both adapters built from one SDK configuration, as the Lambda functions
 //!   build them from their environment.
 
+pub mod budget;
 pub mod config_source;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod ledger;
 pub mod queue;
 pub mod setup;
@@ -32,9 +38,11 @@ pub const ENV_QUEUE_URL: &str = "HOOKGATE_QUEUE_URL";
 pub const ENV_DLQ_URL: &str = "HOOKGATE_DLQ_URL";
 
 /// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`
-/// for local stand-ins such as moto).
+/// for local stand-ins such as moto), with hookgate's bounded retry and timeout [`budget`].
 pub async fn sdk_config() -> SdkConfig {
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    budget::apply(aws_config::defaults(BehaviorVersion::latest()))
+        .load()
+        .await
 }
 
 /// `url_or_name` as a queue URL: itself if it is one, else the URL of the queue of that name.
@@ -115,8 +123,23 @@ impl AwsBackend {
         queue_url: impl Into<String>,
         dlq_url: Option<String>,
     ) -> AwsBackend {
-        let dynamodb = aws_sdk_dynamodb::Client::new(config);
-        let sqs = aws_sdk_sqs::Client::new(config);
+        Self::from_clients(
+            aws_sdk_dynamodb::Client::new(config),
+            aws_sdk_sqs::Client::new(config),
+            table,
+            queue_url,
+            dlq_url,
+        )
+    }
+
+    /// Builds the backend from clients already built (with interceptors of their own, say).
+    pub fn from_clients(
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        table: impl Into<String>,
+        queue_url: impl Into<String>,
+        dlq_url: Option<String>,
+    ) -> AwsBackend {
         AwsBackend {
             ledger: Arc::new(DynamoDbLedger::new(dynamodb, table)),
             dlq: dlq_url

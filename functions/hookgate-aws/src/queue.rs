@@ -127,6 +127,13 @@ impl Queue for SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .message_attribute_names("All")
+            .customize()
+            // A long poll waits up to `wait` before SQS answers: the attempt budget adds it.
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(
+                crate::budget::long_poll_timeouts(Duration::from_secs(
+                    u64::try_from(whole_secs(wait)).unwrap_or(20),
+                )),
+            ))
             .send()
             .await
             .map_err(|e| queue_error("ReceiveMessage", e))?;

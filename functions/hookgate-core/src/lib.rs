@@ -26,6 +26,7 @@ pub mod handler;
 pub mod ledger;
 pub mod memory;
 pub mod metrics;
+pub mod pending;
 pub mod processor;
 pub mod queue;
 pub mod receiver;

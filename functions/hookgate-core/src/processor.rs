@@ -5,6 +5,8 @@
 //!    back (visibility reset to 0) rather than started and cut off mid-way.
 //! 2. The ledger grants a lease (until the deadline): a processed event is acknowledged without
 //!    running its handler again; one leased by another consumer backs off until that lease ends.
+//!    A success this processor could not record earlier is recorded first instead, and the
+//!    message acknowledged without a new attempt (see [`crate::pending`]).
 //! 3. The handler chosen by `(source, type)` runs under a per-message timeout; a panic in it is
 //!    caught and fails only its record, and one that overruns is cancelled.
 //! 4. The attempt is recorded, then the message is settled: success → acknowledged; a
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
 use futures::FutureExt;
-use tracing::{error, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -36,6 +38,7 @@ use crate::ledger::{
     StartOutcome,
 };
 use crate::metrics::{self, Metrics, RecordFacts};
+use crate::pending::{PendingCompletion, PendingCompletions, Take};
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 use crate::xray::AWS_TRACE_HEADER;
 
@@ -119,6 +122,8 @@ pub struct Processor {
     dedup_window: Duration,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn Metrics>,
+    /// Successes the ledger could not record yet, recorded before any rerun (see [`crate::pending`]).
+    pending: PendingCompletions,
 }
 
 impl std::fmt::Debug for Processor {
@@ -132,6 +137,23 @@ impl std::fmt::Debug for Processor {
 
 /// Tries of a ledger write that records a finished attempt.
 const FINISH_TRIES: u32 = 3;
+
+/// Kept completions (of events not in the batch) a batch tries to record on the side.
+const PENDING_PER_BATCH: usize = 10;
+
+/// What became of a ledger write ending an attempt.
+enum Finish {
+    /// Recorded.
+    Recorded,
+    /// Refused: a later attempt has started (another consumer took the event over).
+    Superseded,
+    /// The ledger could not be written.
+    Failed(LedgerError),
+}
+
+/// The note on an attempt whose success was recorded after its message was handed back.
+const RECORDED_LATE: &str =
+    "recorded late: the ledger could not record this success when the handler finished";
 
 /// How a failed record is settled on the queue.
 enum Settle {
@@ -162,7 +184,14 @@ impl Processor {
             dedup_window: Duration::from_secs(config.receiver.dedup_window_secs),
             clock: Arc::new(SystemClock),
             metrics: metrics::noop(),
+            pending: PendingCompletions::default(),
         }
+    }
+
+    /// How many successful attempts this processor has kept because the ledger could not
+    /// record them yet (see [`crate::pending`]).
+    pub fn pending_completions(&self) -> usize {
+        self.pending.len()
     }
 
     /// The same processor reading time from `clock`.
@@ -225,8 +254,23 @@ impl Processor {
             .collect();
         let records = stream::iter(work)
             .buffered(self.settings.concurrency)
-            .collect()
-            .await;
+            .collect();
+        // Kept completions of other events are recorded alongside, within the batch's time.
+        let in_batch: std::collections::HashSet<&str> = batch
+            .records
+            .iter()
+            .filter_map(|r| {
+                r.message_attributes
+                    .get(attr::EVENT_ID)?
+                    .string_value
+                    .as_deref()
+            })
+            .collect();
+        let side = tokio::time::timeout(
+            deadline.since(now).saturating_sub(margin),
+            self.record_kept(&in_batch),
+        );
+        let (records, _) = futures::join!(records, side);
         Ok(BatchOutcome { records })
     }
 
@@ -307,6 +351,24 @@ impl Processor {
             return self
                 .settle(message, error, Settle::Retry(Duration::ZERO), received)
                 .await;
+        }
+        match self.pending.take(&envelope.event_id) {
+            Take::None => {}
+            Take::InFlight => {
+                let error = "its handler succeeded before; that completion is being recorded now"
+                    .to_owned();
+                let delay = self
+                    .backoff
+                    .delay(message.receive_count, None, &mut rand::rng());
+                return self
+                    .settle(message, error, Settle::Retry(delay), received)
+                    .await;
+            }
+            Take::Ready(kept) => {
+                if let Some(outcome) = self.record_kept_first(kept, message, received).await {
+                    return outcome;
+                }
+            }
         }
         let start = AttemptStart {
             event_id: envelope.event_id.clone(),
@@ -425,7 +487,21 @@ impl Processor {
             }
             Ok(_) => {
                 // Not acknowledged: the ledger would claim the event still runs. The lease
-                // keeps a concurrent copy away; see `record_end`.
+                // keeps a concurrent copy away; the kept completion keeps this container from
+                // running the handler again on the redelivery (see `crate::pending`).
+                let mut kept = end;
+                kept.attempt.note = Some(match kept.attempt.note.take() {
+                    Some(note) => format!("{note}; {RECORDED_LATE}"),
+                    None => RECORDED_LATE.to_owned(),
+                });
+                if self.pending.keep(kept) {
+                    warn!(attempt, "success kept to be recorded before any rerun");
+                } else {
+                    error!(
+                        attempt,
+                        "too many unrecorded successes kept; a redelivery may run the handler again"
+                    );
+                }
                 let error = "handler succeeded but the ledger could not record it".to_owned();
                 let delay = self
                     .backoff
@@ -444,25 +520,110 @@ impl Processor {
     /// Records the end of an attempt, retrying a transient ledger failure a few times.
     /// Returns whether it was recorded (a conflict counts: a later attempt owns the event).
     async fn record_end(&self, end: &AttemptEnd) -> bool {
+        match self.finish(end, FINISH_TRIES).await {
+            Finish::Recorded => true,
+            Finish::Superseded => {
+                warn!("attempt finished after its lease was taken over");
+                true
+            }
+            Finish::Failed(e) => {
+                error!(error = %e, "recording the attempt failed");
+                false
+            }
+        }
+    }
+
+    /// Writes the end of an attempt, up to `tries` times while the ledger is unavailable.
+    async fn finish(&self, end: &AttemptEnd, tries: u32) -> Finish {
         let mut delay = Duration::from_millis(50);
-        for try_number in 1..=FINISH_TRIES {
+        let mut try_number = 1;
+        loop {
             match self.ledger.finish_attempt(end).await {
-                Ok(()) => return true,
+                Ok(()) => return Finish::Recorded,
                 Err(LedgerError::Conflict(e)) => {
-                    warn!(error = %e, "attempt finished after its lease was taken over");
-                    return true;
+                    debug!(reason = %e, "a later attempt has started");
+                    return Finish::Superseded;
                 }
-                Err(e) if try_number < FINISH_TRIES => {
+                Err(e) if try_number < tries => {
                     warn!(error = %e, try_number, "recording the attempt failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
+                    try_number += 1;
                 }
-                Err(e) => {
-                    error!(error = %e, "recording the attempt failed");
-                }
+                Err(e) => return Finish::Failed(e),
             }
         }
-        false
+    }
+
+    /// Before a new attempt at an event whose success this processor kept: records that
+    /// success. Returns the record's outcome, or `None` when a later attempt superseded it and
+    /// the event goes the usual way.
+    async fn record_kept_first(
+        &self,
+        kept: PendingCompletion<'_>,
+        message: &ReceivedMessage,
+        received: Instant,
+    ) -> Option<RecordOutcome> {
+        let mut end = kept.end().clone();
+        end.now = self.clock.now();
+        let attempt = end.attempt.attempt;
+        match self.finish(&end, FINISH_TRIES).await {
+            Finish::Recorded => {
+                kept.resolved();
+                info!(
+                    attempt,
+                    "earlier success recorded; acknowledged without running the handler again"
+                );
+                Some(RecordOutcome::AlreadyProcessed)
+            }
+            Finish::Superseded => {
+                kept.resolved();
+                warn!(
+                    attempt,
+                    "earlier success superseded by a later attempt elsewhere"
+                );
+                None
+            }
+            Finish::Failed(e) => {
+                drop(kept);
+                warn!(error = %e, attempt, "earlier success still cannot be recorded; handler not run");
+                let error = format!(
+                    "handler succeeded on attempt {attempt} but the ledger still cannot record it: {e}"
+                );
+                let delay = self
+                    .backoff
+                    .delay(message.receive_count, None, &mut rand::rng());
+                Some(
+                    self.settle(message, error, Settle::Retry(delay), received)
+                        .await,
+                )
+            }
+        }
+    }
+
+    /// Records kept successes of events not in the batch (`in_batch`), one write each, until
+    /// the ledger refuses one.
+    async fn record_kept(&self, in_batch: &std::collections::HashSet<&str>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        for kept in self
+            .pending
+            .take_some(PENDING_PER_BATCH, |id| in_batch.contains(id.as_str()))
+        {
+            let mut end = kept.end().clone();
+            end.now = self.clock.now();
+            match self.finish(&end, 1).await {
+                Finish::Recorded => {
+                    info!(event_id = %end.event_id, attempt = end.attempt.attempt, "earlier success recorded");
+                    kept.resolved();
+                }
+                Finish::Superseded => kept.resolved(),
+                // The ledger is still down: the rest waits for the next batch (the others
+                // taken go back when dropped).
+                Finish::Failed(_) => return,
+            }
+        }
     }
 
     /// Settles a failed record on the queue.

@@ -1,0 +1,389 @@
+//! Faults below the ports, on moto: the SDK interceptor of `hookgate_aws::faults` answers
+//! chosen DynamoDB and SQS calls with throttling or `503` before the SDK reads the answer, so
+//! the SDK's own retry policy — hookgate's budget, `hookgate_aws::budget` — runs for real; the
+//! calls left alone reach moto. A stalled endpoint on 127.0.0.1 shows the attempt timeout.
+//!
+//! Every assertion is on what happened (attempts made, answers given, messages queued), never
+//! on how long it took.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookgate_aws::budget::MAX_ATTEMPTS;
+use hookgate_aws::faults::{SdkFault, SdkFaults};
+use hookgate_aws::{AwsBackend, DynamoDbLedger};
+use hookgate_core::event_source::EventSource;
+use hookgate_core::ledger::{Claim, LedgerError};
+use hookgate_core::processor::BatchOutcome;
+use hookgate_core::{
+    Config, Envelope, EventId, EventStatus, Handlers, IncomingRequest, Ledger, Processor, Queue,
+    Receiver, RecordOutcome, SourceName, Timestamp,
+};
+use hookgate_testkit::{budgeted_sdk_config, fresh_resources, moto_endpoint, MotoResources};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+fn config() -> Config {
+    Config::from_toml(
+        r#"
+[sources.demo]
+scheme = "hmac-sha256"
+secrets = ["s3cr3t"]
+
+[processor]
+max_receive_count = 5
+visibility_timeout_secs = 1
+backoff_base_ms = 200
+backoff_cap_secs = 1
+wait_time_ms = 500
+"#,
+    )
+    .unwrap()
+}
+
+struct Rig {
+    faults: Arc<SdkFaults>,
+    backend: AwsBackend,
+    receiver: Receiver,
+    resources: MotoResources,
+}
+
+/// Fresh moto resources, and the backend on them through clients with hookgate's budget and
+/// the fault interceptor; `None` without moto.
+async fn rig() -> Option<Rig> {
+    let endpoint = moto_endpoint()?;
+    let resources = fresh_resources(&endpoint, 5, 1).await;
+    let sdk = budgeted_sdk_config(&endpoint).await;
+    let faults = SdkFaults::new();
+    let backend = AwsBackend::from_clients(
+        faults.dynamodb_client(&sdk),
+        faults.sqs_client(&sdk),
+        &resources.table,
+        &resources.queue_url,
+        Some(resources.dlq_url.clone()),
+    );
+    let receiver = Receiver::new(&config(), backend.ledger.clone(), backend.queue.clone()).unwrap();
+    Some(Rig {
+        faults,
+        backend,
+        receiver,
+        resources,
+    })
+}
+
+fn signed(receiver: &Receiver, body: &[u8]) -> IncomingRequest {
+    let mut headers = HeaderMap::new();
+    for (k, v) in receiver.sign("demo", body).unwrap() {
+        headers.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    IncomingRequest {
+        method: Method::POST,
+        source: "demo".into(),
+        headers,
+        body: Bytes::copy_from_slice(body),
+        trace_header: None,
+    }
+}
+
+fn body() -> Vec<u8> {
+    format!(
+        r#"{{"type":"order.created","n":"{}"}}"#,
+        uuid::Uuid::new_v4().simple()
+    )
+    .into_bytes()
+}
+
+/// Event ids of the messages on the queue (read with a plain client, and deleted).
+async fn queued_event_ids(r: &MotoResources) -> Vec<String> {
+    let queue = hookgate_aws::SqsQueue::new(r.sqs(), &r.queue_url, None);
+    let mut ids = Vec::new();
+    loop {
+        let batch = queue.receive(10, Duration::ZERO).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            ids.push(
+                Envelope::from_message(&m.body)
+                    .unwrap()
+                    .event_id
+                    .to_string(),
+            );
+            queue.delete(&m.receipt_handle).await.unwrap();
+        }
+    }
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_claim_throttled_twice_is_retried_by_the_sdk_and_accepted() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    for fault in [
+        SdkFault::ProvisionedThroughputExceeded,
+        SdkFault::Throttling,
+    ] {
+        rig.faults.reset_counts();
+        rig.faults.fail_next("PutItem", 2, fault);
+        let reply = rig.receiver.handle(signed(&rig.receiver, &body())).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{fault:?}: {reply:?}");
+        assert_eq!(
+            rig.faults.attempts("PutItem"),
+            3,
+            "{fault:?}: 2 throttled + 1"
+        );
+        assert_eq!(rig.faults.injected("PutItem"), 2);
+        assert_eq!(rig.faults.attempts("SendMessage"), 1);
+        let id = reply.body["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(queued_event_ids(&rig.resources).await, [id]);
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_left_unanswered_times_out_and_is_retried() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    rig.faults.fail_next("SendMessage", 1, SdkFault::Stall);
+    let reply = rig.receiver.handle(signed(&rig.receiver, &body())).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(
+        rig.faults.attempts("SendMessage"),
+        2,
+        "timed out once, then sent"
+    );
+    let id = reply.body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(queued_event_ids(&rig.resources).await, [id]);
+}
+
+#[tokio::test]
+async fn a_claim_throttled_on_every_attempt_is_503_after_the_budgeted_attempts() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let body = body();
+    rig.faults
+        .fail_always("PutItem", SdkFault::ProvisionedThroughputExceeded);
+    let reply = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+    assert_eq!(reply.error_code(), Some("ledger_unavailable"));
+    assert_eq!(rig.faults.attempts("PutItem"), MAX_ATTEMPTS);
+    assert_eq!(rig.faults.attempts("SendMessage"), 0, "nothing enqueued");
+    assert!(queued_event_ids(&rig.resources).await.is_empty());
+
+    // Nothing was kept: the provider's retry is accepted, not called a duplicate.
+    rig.faults.clear_all();
+    let retry = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+    assert_eq!(queued_event_ids(&rig.resources).await.len(), 1);
+}
+
+#[tokio::test]
+async fn sqs_down_after_the_claim_is_503_and_the_retry_is_enqueued_exactly_once() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let body = body();
+    rig.faults
+        .fail_always("SendMessage", SdkFault::ServiceUnavailable);
+    let reply = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{reply:?}");
+    assert_eq!(reply.error_code(), Some("queue_unavailable"));
+    assert_eq!(rig.faults.attempts("PutItem"), 1, "claimed");
+    assert_eq!(rig.faults.attempts("SendMessage"), MAX_ATTEMPTS);
+    assert_eq!(rig.faults.attempts("DeleteItem"), 1, "claim released");
+    assert!(queued_event_ids(&rig.resources).await.is_empty());
+
+    rig.faults.clear_all();
+    let retry = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+    assert_eq!(retry.body["status"], "queued");
+    let again = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(again.body["status"], "duplicate", "{again:?}");
+    let id = retry.body["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        queued_event_ids(&rig.resources).await,
+        std::slice::from_ref(&id)
+    );
+    let record = rig
+        .backend
+        .ledger
+        .get(&EventId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, EventStatus::Queued);
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        event_id: EventId::parse(&format!("demo:sdk-{}", uuid::Uuid::new_v4().simple())).unwrap(),
+        source: SourceName::parse("demo").unwrap(),
+        event_type: "t".into(),
+        received_at: Timestamp::from_secs(1_800_000_000),
+        headers: BTreeMap::new(),
+        body: Bytes::from_static(b"{}"),
+    }
+}
+
+async fn enqueue(r: &MotoResources, e: &Envelope) {
+    let queue = hookgate_aws::SqsQueue::new(r.sqs(), &r.queue_url, None);
+    queue
+        .send(&hookgate_core::queue::OutgoingMessage {
+            body: e.to_message(),
+            attributes: BTreeMap::from([(
+                hookgate_core::queue::attr::EVENT_ID.to_owned(),
+                e.event_id.to_string(),
+            )]),
+            trace_header: None,
+        })
+        .await
+        .unwrap();
+}
+
+async fn next_batch(source: &EventSource) -> BatchOutcome {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let outcome = source.poll().await.unwrap();
+        if !outcome.records.is_empty() {
+            return outcome;
+        }
+        assert!(Instant::now() < deadline, "no message came back");
+    }
+}
+
+#[tokio::test]
+async fn a_throttled_attempt_start_is_retried_by_the_sdk() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let handlers = Handlers::new().on("*", "*", move |_e: Envelope| {
+        r.fetch_add(1, Ordering::SeqCst);
+        async { Ok(()) }
+    });
+    let processor = Processor::new(
+        &config(),
+        rig.backend.ledger.clone(),
+        rig.backend.queue.clone(),
+        handlers,
+    );
+    let source = EventSource::new(rig.backend.queue.clone(), Arc::new(processor));
+    let e = envelope();
+    enqueue(&rig.resources, &e).await;
+    rig.faults
+        .fail_next("UpdateItem", 2, SdkFault::ProvisionedThroughputExceeded);
+    let outcome = next_batch(&source).await;
+    assert_eq!(
+        outcome.records[0].1,
+        RecordOutcome::Processed,
+        "{outcome:?}"
+    );
+    // start_attempt: 2 throttled + 1; finish_attempt: 1.
+    assert_eq!(rig.faults.attempts("UpdateItem"), 4);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_success_the_throttled_ledger_cannot_record_runs_once() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let runs = Arc::new(AtomicU32::new(0));
+    let (r, faults) = (runs.clone(), rig.faults.clone());
+    // The handler succeeds; from then on DynamoDB throttles every UpdateItem, so the attempt's
+    // end cannot be written whatever the SDK and the processor retry.
+    let handlers = Handlers::new().on("*", "*", move |_e: Envelope| {
+        r.fetch_add(1, Ordering::SeqCst);
+        faults.fail_always("UpdateItem", SdkFault::Throttling);
+        async { Ok(()) }
+    });
+    let processor = Arc::new(Processor::new(
+        &config(),
+        rig.backend.ledger.clone(),
+        rig.backend.queue.clone(),
+        handlers,
+    ));
+    let source = EventSource::new(rig.backend.queue.clone(), processor.clone());
+    let e = envelope();
+    enqueue(&rig.resources, &e).await;
+
+    let first = next_batch(&source).await;
+    assert!(!first.records[0].1.is_success(), "{first:?}");
+    assert_eq!(first.to_response().batch_item_failures.len(), 1);
+    // 1 start + 3 tries of the end, each the SDK's 3 attempts.
+    assert_eq!(rig.faults.attempts("UpdateItem"), 1 + 3 * MAX_ATTEMPTS);
+    assert_eq!(processor.pending_completions(), 1);
+
+    rig.faults.clear_all();
+    let second = next_batch(&source).await;
+    assert_eq!(
+        second.records[0].1,
+        RecordOutcome::AlreadyProcessed,
+        "{second:?}"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once");
+    let record = rig.backend.ledger.get(&e.event_id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Processed);
+    assert_eq!(record.attempts.len(), 1);
+}
+
+/// A TCP listener on 127.0.0.1 that accepts connections and never answers.
+async fn stalled_endpoint() -> (String, Arc<AtomicU32>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (format!("http://{address}"), accepted)
+}
+
+#[tokio::test]
+async fn a_stalled_endpoint_fails_each_attempt_at_its_timeout() {
+    let (endpoint, accepted) = stalled_endpoint().await;
+    let sdk = budgeted_sdk_config(&endpoint).await;
+    let faults = SdkFaults::new();
+    let ledger = DynamoDbLedger::new(faults.dynamodb_client(&sdk), "stalled");
+    let now = Timestamp::from_secs(1_800_000_000);
+    let claim = Claim {
+        event_id: EventId::parse("demo:stalled").unwrap(),
+        source: SourceName::parse("demo").unwrap(),
+        event_type: "t".into(),
+        now,
+        expires_at: now.plus(Duration::from_secs(3600)),
+        timeout: Duration::from_secs(60),
+        token: "t".into(),
+    };
+    let result = ledger.claim(&claim).await;
+    assert!(
+        matches!(&result, Err(LedgerError::Unavailable(m)) if m.contains("timeout") || m.contains("Timeout")),
+        "{result:?}"
+    );
+    assert_eq!(
+        faults.attempts("PutItem"),
+        MAX_ATTEMPTS,
+        "every attempt timed out"
+    );
+    assert!(accepted.load(Ordering::SeqCst) >= 1);
+}
