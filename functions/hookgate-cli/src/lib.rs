@@ -18,4 +18,6 @@
 //! ```
 
 pub mod events;
+pub mod header_limits;
+pub mod http_server;
 pub mod local;
