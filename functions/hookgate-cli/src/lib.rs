@@ -19,4 +19,6 @@
 
 pub mod bench;
 pub mod events;
+pub mod header_limits;
+pub mod http_server;
 pub mod local;

@@ -14,6 +14,9 @@
 //!   never an event id, a header, a secret or a payload.
 //! - `GET /healthz`: liveness.
 //!
+//! Every route: a request over the header limits of [`crate::header_limits`] is answered
+//! `431 headers_too_large` in JSON.
+//!
 //! The local event source logs one summary line per processed batch.
 
 use std::future::Future;
@@ -153,6 +156,9 @@ impl LocalStack {
                 ))
             })
             .with_state(state)
+            .layer(axum::middleware::from_fn(
+                crate::header_limits::refuse_oversized_headers,
+            ))
     }
 
     /// Serves HTTP on `listener` and runs the processor until `shutdown` completes.
@@ -168,10 +174,10 @@ impl LocalStack {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         let mut stopped = stop_rx;
-        let http = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
+        let http = crate::http_server::serve(listener, self.router(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
-        let http = tokio::spawn(async move { http.await });
+        let http = tokio::spawn(http);
         shutdown.await;
         info!("shutting down");
         let _ = stop_tx.send(true);

@@ -42,6 +42,8 @@ use crate::pending::{PendingCompletion, PendingCompletions, Take};
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 use crate::xray::AWS_TRACE_HEADER;
 
+mod malformed;
+
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordOutcome {
@@ -304,9 +306,7 @@ impl Processor {
             Err(e) => {
                 error!(message_id = %message.message_id, error = %e, "record is not a hookgate envelope");
                 let error = format!("malformed record: {e}");
-                let outcome = self
-                    .settle(&message, error, Settle::MoveToDlq, received)
-                    .await;
+                let outcome = self.settle_malformed(&message, error, received).await;
                 self.metrics.observe(&RecordFacts::malformed(&outcome));
                 return outcome;
             }
@@ -634,6 +634,15 @@ impl Processor {
         how: Settle,
         received: Instant,
     ) -> RecordOutcome {
+        if message.receipt_handle.is_empty() {
+            // Nothing to act on: the message comes back after its visibility timeout.
+            warn!("record has no receipt handle; failed as it is");
+            return RecordOutcome::Failed {
+                error,
+                retry_in: None,
+                dead_lettered: false,
+            };
+        }
         // SQS counts the 12 h visibility limit from the receive.
         let room =
             MAX_VISIBILITY_TIMEOUT.saturating_sub(received.elapsed() + Duration::from_secs(1));

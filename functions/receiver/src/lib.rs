@@ -8,11 +8,14 @@
 
 use std::sync::Arc;
 
+mod base64_body;
+
 use hookgate_core::metrics::{Emf, Metrics};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, IncomingRequest, Ledger, Queue, Receiver, Reply};
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::{Body, Error, Request, RequestExt, Response};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{service_fn, Body, Error, LambdaEvent, Request, RequestExt, Response, Service};
 
 /// The receiver function: built once per cold start, then shared by every invocation.
 pub struct App {
@@ -51,9 +54,38 @@ impl App {
         Ok(Self::new(&config, backend.ledger, backend.queue)?.with_metrics(metrics))
     }
 
+    /// Handles one invocation as the Lambda runtime hands it over. A body API Gateway marks
+    /// `isBase64Encoded` that is not base64 is answered `400 malformed_body` (lambda_http's
+    /// conversion would panic on it); everything else goes to [`App::handle`]. The answer is
+    /// lambda_http's response for the event's origin (payload v2 or v1).
+    pub async fn handle_event(
+        &self,
+        event: LambdaEvent<LambdaRequest>,
+    ) -> Result<impl serde::Serialize + Send, Error> {
+        let (event, body) = base64_body::check(event);
+        let mut adapter = lambda_http::Adapter::from(service_fn(|request: Request| {
+            self.handle_with(request, body)
+        }));
+        adapter.call(event).await
+    }
+
     /// Handles one API Gateway request.
     pub async fn handle(&self, request: Request) -> Result<Response<Body>, Error> {
+        self.handle_with(request, base64_body::BodyEncoding::Readable)
+            .await
+    }
+
+    async fn handle_with(
+        &self,
+        request: Request,
+        body: base64_body::BodyEncoding,
+    ) -> Result<Response<Body>, Error> {
         let reply = match route(&request) {
+            Route::Webhook(_) if body == base64_body::BodyEncoding::NotBase64 => Reply::error(
+                StatusCode::BAD_REQUEST,
+                "malformed_body",
+                "the body is marked base64-encoded but is not valid base64",
+            ),
             Route::Webhook(source) => {
                 // This invocation's X-Ray trace header, passed on to the queue message so the
                 // processor's invocation joins the same trace.

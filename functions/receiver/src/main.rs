@@ -1,11 +1,16 @@
 //! The receiver Lambda: wires the AWS adapters into the receiver core.
 
-use lambda_http::{run, service_fn, Error};
+use lambda_http::lambda_runtime::{self, service_fn};
+use lambda_http::request::LambdaRequest;
+use lambda_http::{Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     // Lambda's log format and level: see hookgate_core::telemetry.
     hookgate_core::telemetry::init_lambda()?;
     let app = receiver::App::from_env().await?;
-    run(service_fn(|request| app.handle(request))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<LambdaRequest>| {
+        app.handle_event(event)
+    }))
+    .await
 }

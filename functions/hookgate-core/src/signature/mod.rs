@@ -254,15 +254,17 @@ pub(crate) fn json_id_and_type(body: &[u8]) -> (Option<String>, Option<String>) 
     }
 }
 
-/// Reads a header as a string, refusing oversized or non-text values.
+/// Reads a header as a string, refusing oversized or non-text values, and a header sent more
+/// than once: which copy a proxy would keep is ambiguous, so neither is trusted.
 pub(crate) fn header_str<'a>(
     headers: &'a HeaderMap,
     name: &str,
 ) -> Result<&'a str, SignatureError> {
-    let value = headers
-        .get(name)
+    let mut values = headers.get_all(name).iter();
+    let value = values
+        .next()
         .ok_or_else(|| SignatureError::Missing(name.to_owned()))?;
-    if value.len() > MAX_SIGNATURE_HEADER_LEN {
+    if values.next().is_some() || value.len() > MAX_SIGNATURE_HEADER_LEN {
         return Err(SignatureError::Malformed(name.to_owned()));
     }
     value
