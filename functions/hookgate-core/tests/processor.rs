@@ -558,9 +558,12 @@ async fn a_ledger_that_cannot_record_success_does_not_ack_it() {
     faults.fail_next("finish_attempt", 3);
     let outcome = processor.process_batch(&batch, None).await.unwrap();
     assert!(!outcome.records[0].1.is_success());
+    // Redelivered once the ledger is back: the kept success is recorded first, and the message
+    // acknowledged without a new attempt (no start_attempt call at all).
     faults.fail_next("start_attempt", 1);
     let outcome = processor.process_batch(&batch, None).await.unwrap();
-    assert!(!outcome.records[0].1.is_success());
+    assert_eq!(outcome.records[0].1, RecordOutcome::AlreadyProcessed);
+    assert_eq!(faults.calls("start_attempt"), 1, "only the first delivery started");
 }
 
 fn fast_config() -> Config {
