@@ -563,7 +563,11 @@ async fn a_ledger_that_cannot_record_success_does_not_ack_it() {
     faults.fail_next("start_attempt", 1);
     let outcome = processor.process_batch(&batch, None).await.unwrap();
     assert_eq!(outcome.records[0].1, RecordOutcome::AlreadyProcessed);
-    assert_eq!(faults.calls("start_attempt"), 1, "only the first delivery started");
+    assert_eq!(
+        faults.calls("start_attempt"),
+        1,
+        "only the first delivery started"
+    );
 }
 
 fn fast_config() -> Config {
