@@ -78,9 +78,14 @@ pub(super) fn refuse_generic_options(
     }
 }
 
-/// `t` if it can serve as an event type: 1–200 bytes, no control characters.
+/// `t` if it can serve as an event type: 1–200 bytes, no control characters, and nothing SQS
+/// refuses in a message (the type travels as a message attribute).
 pub(super) fn clean_event_type(t: &str) -> Option<&str> {
-    let ok = !t.is_empty() && t.len() <= MAX_EVENT_TYPE_LEN && !t.chars().any(char::is_control);
+    let ok = !t.is_empty()
+        && t.len() <= MAX_EVENT_TYPE_LEN
+        && !t
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}'));
     ok.then_some(t)
 }
 

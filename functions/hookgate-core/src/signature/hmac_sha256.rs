@@ -213,14 +213,10 @@ impl HmacSha256 {
         if let Some(t) = event_type_header(request.headers, &self.type_header) {
             return t.to_owned();
         }
-        #[derive(serde::Deserialize)]
-        struct Typed<'a> {
-            #[serde(borrow, rename = "type")]
-            event_type: std::borrow::Cow<'a, str>,
-        }
-        serde_json::from_slice::<Typed<'_>>(request.body)
-            .ok()
-            .and_then(|t| clean_event_type(&t.event_type).map(str::to_owned))
+        super::json_type(request.body)
+            .as_deref()
+            .and_then(clean_event_type)
+            .map(str::to_owned)
             .unwrap_or_else(|| "unknown".to_owned())
     }
 }

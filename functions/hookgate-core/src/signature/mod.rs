@@ -5,6 +5,7 @@
 //! constant time, tries every configured secret (rotation), and says which event id the request
 //! carries — derived from signed content, so an unsigned header cannot split or merge events.
 
+mod body_fields;
 mod common;
 mod github;
 mod hmac_sha256;
@@ -235,23 +236,18 @@ pub(crate) fn check_tolerance(
     }
 }
 
-/// The top-level `id` and `type` strings of a JSON object body, read without copying the body.
-/// `None` where the body is not a JSON object or the field is not a string.
+/// The top-level `id` and `type` strings of a JSON object body, read without parsing the rest
+/// of it (see [`body_fields`]). `None` where the body is not a JSON object or the field is not a
+/// string.
 pub(crate) fn json_id_and_type(body: &[u8]) -> (Option<String>, Option<String>) {
-    #[derive(serde::Deserialize)]
-    struct Fields<'a> {
-        #[serde(borrow, default)]
-        id: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow, default, rename = "type")]
-        event_type: Option<std::borrow::Cow<'a, str>>,
-    }
-    match serde_json::from_slice::<Fields<'_>>(body) {
-        Ok(f) => (
-            f.id.map(|s| s.into_owned()),
-            f.event_type.map(|s| s.into_owned()),
-        ),
-        Err(_) => (None, None),
-    }
+    let [id, event_type] = body_fields::top_level_strings(body, ["id", "type"]);
+    (id, event_type)
+}
+
+/// The top-level `type` string of a JSON object body (see [`json_id_and_type`]).
+pub(crate) fn json_type(body: &[u8]) -> Option<String> {
+    let [event_type] = body_fields::top_level_strings(body, ["type"]);
+    event_type
 }
 
 /// Reads a header as a string, refusing oversized or non-text values, and a header sent more

@@ -30,9 +30,10 @@ use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use hmac::Mac;
 
+use super::common::clean_event_type;
 use super::{
-    any_signature_matches, check_tolerance, header_str, hmac_sha256, json_id_and_type,
-    parse_unix_secs, SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified,
+    any_signature_matches, check_tolerance, header_str, hmac_sha256, json_type, parse_unix_secs,
+    SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified,
 };
 use crate::clock::Timestamp;
 use crate::config::{Secret, SourceConfig};
@@ -43,9 +44,6 @@ const SECRET_PREFIX: &str = "whsec_";
 
 /// Length of an HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
-
-/// Longest event type kept; anything longer (or empty) is `unknown`.
-const MAX_TYPE_LEN: usize = 200;
 
 /// Base64 for secrets: the standard alphabet, with or without padding.
 const SECRET_B64: GeneralPurpose = GeneralPurpose::new(
@@ -192,8 +190,8 @@ fn v1_signatures(value: &str, header: &str) -> Result<Vec<Vec<u8>>, SignatureErr
 
 /// The body's top-level JSON `type`, or `unknown`.
 fn event_type(body: &[u8]) -> String {
-    match json_id_and_type(body).1 {
-        Some(t) if !t.is_empty() && t.len() <= MAX_TYPE_LEN => t,
+    match json_type(body) {
+        Some(t) if clean_event_type(&t).is_some() => t,
         _ => "unknown".to_owned(),
     }
 }
@@ -803,6 +801,11 @@ mod tests {
             b"[]",
             b"{\"type\": 5}",
             b"{\"type\"",
+            // Types SQS would refuse as a message attribute, and a control character.
+            b"{\"type\": \"a\\u0001b\"}",
+            b"{\"type\": \"a\\uffffb\"}",
+            b"{\"type\": \"a\\ufffeb\"}",
+            b"{\"type\": \"a\\nb\"}",
         ] {
             let signed = s.sign(body, Timestamp::from_secs(TS));
             let v = verify_at(&s, &headers(&pairs(&signed)), body, TS).unwrap();

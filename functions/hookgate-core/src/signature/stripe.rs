@@ -23,6 +23,7 @@ use std::fmt;
 
 use hmac::Mac;
 
+use super::common::clean_event_type;
 use super::{
     any_signature_matches, check_tolerance, header_str, hmac_sha256, json_id_and_type,
     parse_unix_secs, SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified,
@@ -36,9 +37,6 @@ const HEADER: &str = "stripe-signature";
 
 /// Length of an HMAC-SHA256 tag.
 const TAG_LEN: usize = 32;
-
-/// Longest event type kept; anything longer (or empty) is `unknown`.
-const MAX_TYPE_LEN: usize = 200;
 
 /// The Stripe scheme.
 #[derive(Clone)]
@@ -147,7 +145,7 @@ impl SignatureScheme for Stripe {
             _ => EventId::derive(source, &[request.body]),
         };
         let event_type = match event_type {
-            Some(t) if !t.is_empty() && t.len() <= MAX_TYPE_LEN => t,
+            Some(t) if clean_event_type(&t).is_some() => t,
             _ => "unknown".to_owned(),
         };
         Ok(Verified::event(event_id, event_type))
