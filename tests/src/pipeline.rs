@@ -50,7 +50,7 @@ impl Pipeline {
     pub async fn enqueue(&self, event: &Envelope) {
         let attributes = BTreeMap::from([(attr::EVENT_ID.to_owned(), event.event_id.to_string())]);
         self.queue
-            .send(&OutgoingMessage {
+            .send(OutgoingMessage {
                 body: event.to_message(),
                 attributes,
                 trace_header: None,

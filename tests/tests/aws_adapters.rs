@@ -333,7 +333,7 @@ async fn missing_resources_are_unavailable() {
         attributes: BTreeMap::new(),
         trace_header: None,
     };
-    let got = queue.send(&msg).await;
+    let got = queue.send(msg).await;
     assert!(
         matches!(got, Err(QueueError::Unavailable(_))),
         "got {got:?}"

@@ -62,18 +62,26 @@ fn envelope(id: &str) -> Envelope {
 
 fn malformed_cases() -> Vec<Case> {
     let valid = envelope(&unique("template")).to_message();
-    let not_base64 = {
-        let mut wire: serde_json::Value = serde_json::from_str(&valid).unwrap();
-        let object = wire.as_object_mut().unwrap();
-        object.remove("body");
-        object.insert("body_base64".into(), "!!! not base64 !!!".into());
-        wire.to_string()
-    };
+    // A binary body travels as base64 ("/w==" for 0xff); the same length of non-base64 instead.
+    let binary = Envelope {
+        body: Bytes::from_static(&[0xff]),
+        ..envelope(&unique("template"))
+    }
+    .to_message();
+    assert!(binary.ends_with("\n/w=="), "{binary}");
+    let not_base64 = binary.replace("\n/w==", "\n!!!!");
+    let cut_off = valid[..valid.len() - 1].to_owned();
+    // A version 1 envelope (still read) whose base64 body is not base64.
+    let v1_not_base64 = format!(
+        r#"{{"v":1,"event_id":"{}","source":"demo","type":"order.created","received_at":"2027-01-15T08:00:00Z","body_base64":"!!! not base64 !!!"}}"#,
+        unique("v1")
+    );
     let bad_event_id = valid.replace(
         &format!("\"{}\"", envelope_id(&valid)),
         "\"../../etc/passwd\"",
     );
-    let other_version = valid.replace("\"v\":1", "\"v\":7");
+    let other_version = valid.replace("\"v\":2", "\"v\":7");
+    assert_ne!(other_version, valid);
     // Printable garbage just under SQS's 1 MiB limit.
     let huge: String = (0..1024 * 1024 - 1024)
         .map(|i| char::from(b'!' + (i % 90) as u8))
@@ -90,9 +98,15 @@ fn malformed_cases() -> Vec<Case> {
             Some(&unique("shape")),
         ),
         case(
-            "body_base64 not base64",
+            "a base64 body that is not base64",
             not_base64,
             Some(&unique("notbase64")),
+        ),
+        case("a body cut off", cut_off, Some(&unique("cutoff"))),
+        case(
+            "a version 1 body_base64 that is not base64",
+            v1_not_base64,
+            Some(&unique("v1notbase64")),
         ),
         case(
             "an event id that does not parse",
@@ -114,14 +128,16 @@ fn malformed_cases() -> Vec<Case> {
     ]
 }
 
+/// The event id in a message's head line.
 fn envelope_id(message: &str) -> String {
-    let wire: serde_json::Value = serde_json::from_str(message).unwrap();
+    let head = message.split('\n').next().unwrap();
+    let wire: serde_json::Value = serde_json::from_str(head).unwrap();
     wire["event_id"].as_str().unwrap().to_owned()
 }
 
 async fn send(b: &Pipeline, body: String, attributes: BTreeMap<String, String>) {
     b.queue
-        .send(&OutgoingMessage {
+        .send(OutgoingMessage {
             body,
             attributes,
             trace_header: None,

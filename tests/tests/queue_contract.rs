@@ -56,7 +56,7 @@ async fn assert_empty(queue: &dyn Queue, wait: Duration) {
 
 async fn send_receive_round_trip(q: Queues) {
     let sent = message(r#"{"hello":"wörld","n":1}"#);
-    let id = q.queue.send(&sent).await.unwrap();
+    let id = q.queue.send(sent.clone()).await.unwrap();
     assert!(!id.is_empty());
     let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
     assert_eq!(got.message_id, id);
@@ -67,7 +67,7 @@ async fn send_receive_round_trip(q: Queues) {
 }
 
 async fn received_message_is_invisible_then_redelivered(q: Queues) {
-    let id = q.queue.send(&message("a")).await.unwrap();
+    let id = q.queue.send(message("a")).await.unwrap();
     let first = receive_one(q.queue.as_ref(), LONG_POLL).await;
     let received_at = Instant::now();
     assert_eq!(first.receive_count, 1);
@@ -87,7 +87,7 @@ async fn received_message_is_invisible_then_redelivered(q: Queues) {
 }
 
 async fn change_visibility_zero_makes_visible_at_once(q: Queues) {
-    q.queue.send(&message("a")).await.unwrap();
+    q.queue.send(message("a")).await.unwrap();
     let first = receive_one(q.queue.as_ref(), LONG_POLL).await;
     // Hide it for far longer than the long poll below, then make it visible at once: only the
     // second change can bring it back within the poll.
@@ -105,7 +105,7 @@ async fn change_visibility_zero_makes_visible_at_once(q: Queues) {
 }
 
 async fn change_visibility_extends_the_timeout(q: Queues) {
-    q.queue.send(&message("a")).await.unwrap();
+    q.queue.send(message("a")).await.unwrap();
     let first = receive_one(q.queue.as_ref(), LONG_POLL).await;
     q.queue
         .change_visibility(&first.receipt_handle, Duration::from_secs(4))
@@ -124,7 +124,7 @@ async fn change_visibility_extends_the_timeout(q: Queues) {
 }
 
 async fn delete_removes_the_message(q: Queues) {
-    q.queue.send(&message("a")).await.unwrap();
+    q.queue.send(message("a")).await.unwrap();
     let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
     q.queue.delete(&got.receipt_handle).await.unwrap();
     // Deleting again is not an error.
@@ -137,7 +137,7 @@ async fn delete_removes_the_message(q: Queues) {
 
 async fn receive_takes_at_most_max(q: Queues) {
     for body in ["a", "b", "c"] {
-        q.queue.send(&message(body)).await.unwrap();
+        q.queue.send(message(body)).await.unwrap();
     }
     let mut bodies = Vec::new();
     let first = q.queue.receive(2, LONG_POLL).await.unwrap();
@@ -162,7 +162,7 @@ async fn redrive_after_max_receive_count(q: Queues) {
         trace_header: Some(TRACE_HEADER.to_owned()),
         ..message("poison")
     };
-    let id = q.queue.send(&sent).await.unwrap();
+    let id = q.queue.send(sent.clone()).await.unwrap();
     for n in 1..=MAX_RECEIVE_COUNT {
         let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
         assert_eq!(got.receive_count, n);
@@ -189,8 +189,8 @@ async fn trace_header_travels_with_the_message(q: Queues) {
         trace_header: Some(TRACE_HEADER.to_owned()),
         ..message("traced")
     };
-    q.queue.send(&traced).await.unwrap();
-    q.queue.send(&message("untraced")).await.unwrap();
+    q.queue.send(traced).await.unwrap();
+    q.queue.send(message("untraced")).await.unwrap();
     let mut received = Vec::new();
     let deadline = Instant::now() + LONG_POLL;
     while received.len() < 2 && Instant::now() < deadline {
@@ -211,7 +211,7 @@ async fn trace_header_travels_with_the_message(q: Queues) {
 
 async fn move_to_dlq_moves_at_once(q: Queues) {
     let sent = message("give-up");
-    q.queue.send(&sent).await.unwrap();
+    q.queue.send(sent.clone()).await.unwrap();
     let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
     assert_eq!(got.receive_count, 1);
     q.queue.move_to_dlq(&got).await.unwrap();
@@ -225,7 +225,7 @@ async fn move_to_dlq_moves_at_once(q: Queues) {
 
 async fn move_to_dlq_without_a_dlq_fails(q: Queues) {
     // The DLQ has no DLQ of its own.
-    q.dlq.send(&message("x")).await.unwrap();
+    q.dlq.send(message("x")).await.unwrap();
     let got = receive_one(q.dlq.as_ref(), LONG_POLL).await;
     assert_eq!(
         q.dlq.move_to_dlq(&got).await,
@@ -240,7 +240,7 @@ async fn move_to_dlq_without_a_dlq_fails(q: Queues) {
 }
 
 async fn change_visibility_with_a_dead_receipt_fails(q: Queues) {
-    q.queue.send(&message("a")).await.unwrap();
+    q.queue.send(message("a")).await.unwrap();
     let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
     q.queue.delete(&got.receipt_handle).await.unwrap();
     let r = q
@@ -259,7 +259,7 @@ async fn long_poll_returns_a_message_sent_while_waiting(q: Queues) {
     let queue = q.queue.clone();
     let sender = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        queue.send(&message("late")).await.unwrap()
+        queue.send(message("late")).await.unwrap()
     });
     let started = Instant::now();
     let got = q.queue.receive(1, Duration::from_secs(10)).await.unwrap();
@@ -293,7 +293,7 @@ async fn bad_arguments_are_refused(q: Queues) {
             "receive({max}, {wait:?}): {r:?}"
         );
     }
-    q.queue.send(&message("a")).await.unwrap();
+    q.queue.send(message("a")).await.unwrap();
     let got = receive_one(q.queue.as_ref(), LONG_POLL).await;
     let r = q
         .queue
@@ -309,7 +309,7 @@ async fn bad_arguments_are_refused(q: Queues) {
         trace_header: None,
     };
     assert_eq!(
-        q.queue.send(&big).await,
+        q.queue.send(big).await,
         Err(QueueError::TooLarge(limit + 1))
     );
 }

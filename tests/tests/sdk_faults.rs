@@ -241,7 +241,7 @@ fn envelope() -> Envelope {
 async fn enqueue(r: &MotoResources, e: &Envelope) {
     let queue = hookgate_aws::SqsQueue::new(r.sqs(), &r.queue_url, None);
     queue
-        .send(&hookgate_core::queue::OutgoingMessage {
+        .send(hookgate_core::queue::OutgoingMessage {
             body: e.to_message(),
             attributes: BTreeMap::from([(
                 hookgate_core::queue::attr::EVENT_ID.to_owned(),

@@ -21,7 +21,7 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 use hookgate_core::queue::{
-    OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
+    attributes_size, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
     SQS_MAX_MESSAGE_BYTES,
 };
 
@@ -59,12 +59,13 @@ impl SqsQueue {
     async fn send_to(
         &self,
         url: &str,
-        body: &str,
+        body: String,
         attributes: &BTreeMap<String, String>,
         trace_header: Option<&str>,
     ) -> Result<String, QueueError> {
-        if body.len() > SQS_MAX_MESSAGE_BYTES {
-            return Err(QueueError::TooLarge(body.len()));
+        let size = body.len() + attributes_size(attributes);
+        if size > SQS_MAX_MESSAGE_BYTES {
+            return Err(QueueError::TooLarge(size));
         }
         let mut request = self.client.send_message().queue_url(url).message_body(body);
         for (name, value) in attributes {
@@ -97,10 +98,10 @@ impl SqsQueue {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    async fn send(&self, message: &OutgoingMessage) -> Result<String, QueueError> {
+    async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
         self.send_to(
             &self.queue_url,
-            &message.body,
+            message.body,
             &message.attributes,
             message.trace_header.as_deref(),
         )
@@ -197,7 +198,7 @@ impl Queue for SqsQueue {
             .ok_or(QueueError::NoDeadLetterQueue)?;
         self.send_to(
             dlq,
-            &message.body,
+            message.body.clone(),
             &message.attributes,
             message.trace_header.as_deref(),
         )

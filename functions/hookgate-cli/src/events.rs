@@ -3,7 +3,8 @@
 //! Timestamped signature schemes sign the time, so their sample events go stale; this module
 //! signs one API Gateway (HTTP API v2) event per configured source with the sample
 //! configuration (`events/sample-config.toml`), plus the rejections, a duplicate pair, a REST
-//! API v1 event, a base64 body, a status query and a status listing, two SQS batches, and
+//! API v1 event, a base64 body, a status query and a status listing, two SQS batches (one record
+//! of them in the version 1 message format), and
 //! `env.json` for
 //! `sam local invoke --env-vars` / `cargo lambda watch`.
 
@@ -195,6 +196,39 @@ fn sample_envelope(
     Ok((envelope.to_message(), attributes))
 }
 
+/// Sample `n` as a version 1 message, as a receiver before message version 2 wrote it (one JSON
+/// object, the body escaped inside): the processor still reads those, e.g. from a DLQ redrive.
+fn sample_envelope_v1(
+    n: u32,
+    event_type: &str,
+    now: Timestamp,
+) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    let (message, attributes) = sample_envelope(n, event_type, now)?;
+    let envelope = Envelope::from_message(&message)?;
+    // The fields in version 1's order.
+    #[derive(serde::Serialize)]
+    struct V1<'a> {
+        v: u32,
+        event_id: &'a EventId,
+        source: &'a SourceName,
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        received_at: Timestamp,
+        headers: &'a BTreeMap<String, String>,
+        body: &'a str,
+    }
+    let v1 = V1 {
+        v: 1,
+        event_id: &envelope.event_id,
+        source: &envelope.source,
+        event_type: &envelope.event_type,
+        received_at: envelope.received_at,
+        headers: &envelope.headers,
+        body: std::str::from_utf8(&envelope.body)?,
+    };
+    Ok((serde_json::to_string(&v1)?, attributes))
+}
+
 /// Every sample event, by file name, signed now with `config` (`config_text` is its TOML, for
 /// `env.json`).
 pub fn sample_events(
@@ -292,11 +326,13 @@ pub fn sample_events(
     let (one, one_attrs) = sample_envelope(1, "order.created", now)?;
     let (two, two_attrs) = sample_envelope(2, "order.paid", now)?;
     let (three, three_attrs) = sample_envelope(3, "order.created", now)?;
+    let (four, four_attrs) = sample_envelope_v1(4, "order.shipped", now)?;
     files.insert(
         "sqs-batch.json".into(),
         json!({ "Records": [
             sqs_record("11111111-1111-4111-8111-111111111111", &one, &one_attrs),
             sqs_record("22222222-2222-4222-8222-222222222222", &two, &two_attrs),
+            sqs_record("55555555-5555-4555-8555-555555555555", &four, &four_attrs),
         ]}),
     );
     files.insert("sqs-batch-one-fails.json".into(), json!({ "Records": [

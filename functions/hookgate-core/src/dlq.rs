@@ -153,7 +153,7 @@ impl DeadLetters {
                     attributes,
                     trace_header: m.trace_header.clone(),
                 };
-                if let Err(e) = self.queue.send(&back).await {
+                if let Err(e) = self.queue.send(back).await {
                     // Not sent: leave it in the DLQ, visible again, and stop.
                     left.push(m);
                     self.release(&left).await;

@@ -1,8 +1,11 @@
 //! The event envelope: what the receiver accepted, exactly as the processor will see it.
 //!
-//! The envelope travels through the queue as a JSON message body. The provider's raw body is kept
-//! byte for byte: as a UTF-8 string when it is one, base64 otherwise, never re-serialised.
+//! The envelope travels through the queue as one message: a line of JSON with the event's
+//! metadata, then the provider's raw body, byte for byte: verbatim when it is text SQS accepts,
+//! base64 otherwise, never re-serialised. Copying the body in verbatim rather than as an escaped
+//! JSON string keeps the receiver's cost for a large body near one pass of the HMAC over it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -170,11 +173,14 @@ pub struct Envelope {
     pub body: Bytes,
 }
 
-/// Version of the queue message format written by [`Envelope::to_message`].
-pub const MESSAGE_VERSION: u32 = 1;
+/// Version of the queue message format written by [`Envelope::to_message`]. Version 1
+/// messages (one JSON object, the body escaped inside it) are still read.
+pub const MESSAGE_VERSION: u32 = 2;
 
+/// The head line of a version 2 message: every field but the body, as one line of compact
+/// JSON (which never holds a raw newline).
 #[derive(Serialize, Deserialize)]
-struct WireEnvelope {
+struct WireHead {
     v: u32,
     event_id: EventId,
     source: SourceName,
@@ -183,9 +189,36 @@ struct WireEnvelope {
     received_at: Timestamp,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How the body after the newline is written.
+    body: BodyForm,
+    /// Its length in bytes as written, so a cut-off message is refused, not half-processed.
+    body_len: usize,
+}
+
+/// How a version 2 message carries the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BodyForm {
+    /// Verbatim: the body is UTF-8 and SQS accepts every character of it.
+    Text,
+    /// Standard base64: anything else (binary, or control characters SQS refuses).
+    Base64,
+}
+
+/// A version 1 message: one JSON object with the body as an escaped string or base64.
+#[derive(Deserialize)]
+struct WireEnvelopeV1 {
+    v: u32,
+    event_id: EventId,
+    source: SourceName,
+    #[serde(rename = "type")]
+    event_type: String,
+    received_at: Timestamp,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
     body: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     body_base64: Option<String>,
 }
 
@@ -198,36 +231,104 @@ pub enum EnvelopeError {
     /// Written by an unknown version of hookgate.
     #[error("unsupported envelope version {0}")]
     Version(u32),
-    /// `body_base64` is not base64, or neither body field is present.
-    #[error("envelope body is missing or not valid base64")]
+    /// The body is missing, cut off, or not valid base64.
+    #[error("envelope body is missing, cut off or not valid base64")]
     Body,
 }
 
+/// An envelope encoded for the queue, its body not yet copied into the message: the size is
+/// known before the copy is paid for (the receiver checks it, then claims the event, and only
+/// then builds the message).
+#[derive(Debug)]
+pub struct EncodedEnvelope<'a> {
+    head: String,
+    body: Cow<'a, str>,
+}
+
+impl EncodedEnvelope<'_> {
+    /// The size of the message in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + 1 + self.body.len()
+    }
+
+    /// Never true: a message always has its head line.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The message body: the head line, a newline, the body.
+    pub fn into_message(self) -> String {
+        let mut message = String::with_capacity(self.len());
+        message.push_str(&self.head);
+        message.push('\n');
+        message.push_str(&self.body);
+        message
+    }
+}
+
 impl Envelope {
-    /// The JSON message body the receiver enqueues.
-    pub fn to_message(&self) -> String {
-        let (body, body_base64) = match std::str::from_utf8(&self.body) {
-            Ok(s) => (Some(s.to_owned()), None),
-            Err(_) => (None, Some(B64.encode(&self.body))),
+    /// Encodes the envelope for the queue (format version 2): a line of JSON with everything but
+    /// the body, then the body. A body that is UTF-8 text SQS accepts (any JSON, form or XML
+    /// payload) follows verbatim, so it is neither escaped nor re-parsed on either side; anything
+    /// else follows as base64.
+    pub fn encode(&self) -> EncodedEnvelope<'_> {
+        let (form, body) = match std::str::from_utf8(&self.body) {
+            Ok(text) if crate::queue::sqs_accepts(text) => (BodyForm::Text, Cow::Borrowed(text)),
+            _ => (BodyForm::Base64, Cow::Owned(B64.encode(&self.body))),
         };
-        let wire = WireEnvelope {
+        let head = WireHead {
             v: MESSAGE_VERSION,
             event_id: self.event_id.clone(),
             source: self.source.clone(),
             event_type: self.event_type.clone(),
             received_at: self.received_at,
             headers: self.headers.clone(),
-            body,
-            body_base64,
+            body: form,
+            body_len: body.len(),
         };
-        // Serialising a struct of strings and maps cannot fail.
-        serde_json::to_string(&wire).unwrap_or_default()
+        EncodedEnvelope {
+            // Serialising a struct of strings, numbers and maps cannot fail.
+            head: serde_json::to_string(&head).unwrap_or_default(),
+            body,
+        }
     }
 
-    /// Reads a message body written by [`Envelope::to_message`].
+    /// The message body the receiver enqueues (see [`Envelope::encode`]).
+    pub fn to_message(&self) -> String {
+        self.encode().into_message()
+    }
+
+    /// Reads a message body written by [`Envelope::to_message`], of this version or version 1.
     pub fn from_message(s: &str) -> Result<Self, EnvelopeError> {
-        let wire: WireEnvelope = serde_json::from_str(s)?;
-        if wire.v != MESSAGE_VERSION {
+        // Version 1 messages are compact JSON, which holds no raw newline.
+        let Some((head, body)) = s.split_once('\n') else {
+            return Self::from_message_v1(s);
+        };
+        let head: WireHead = serde_json::from_str(head)?;
+        if head.v != MESSAGE_VERSION {
+            return Err(EnvelopeError::Version(head.v));
+        }
+        if body.len() != head.body_len {
+            return Err(EnvelopeError::Body);
+        }
+        let body = match head.body {
+            BodyForm::Text => Bytes::copy_from_slice(body.as_bytes()),
+            BodyForm::Base64 => Bytes::from(B64.decode(body).map_err(|_| EnvelopeError::Body)?),
+        };
+        Ok(Self {
+            event_id: head.event_id,
+            source: head.source,
+            event_type: head.event_type,
+            received_at: head.received_at,
+            headers: head.headers,
+            body,
+        })
+    }
+
+    /// Reads a version 1 message: enqueued by an earlier receiver, or kept on the DLQ since.
+    fn from_message_v1(s: &str) -> Result<Self, EnvelopeError> {
+        let wire: WireEnvelopeV1 = serde_json::from_str(s)?;
+        if wire.v != 1 {
             return Err(EnvelopeError::Version(wire.v));
         }
         let body = match (wire.body, wire.body_base64) {
@@ -262,22 +363,61 @@ mod tests {
     }
 
     #[test]
-    fn utf8_body_round_trips_as_text() {
-        let e = envelope(br#"{"a": 1,  "b":"\u00e9"}"#);
-        let m = e.to_message();
-        assert!(
-            m.contains(r#""body":"{\"a\": 1,  \"b\":\"\\u00e9\"}""#),
-            "{m}"
-        );
-        assert_eq!(Envelope::from_message(&m).unwrap(), e);
+    fn text_bodies_follow_the_head_verbatim() {
+        for body in [
+            r#"{"a": 1,  "b":"\u00e9", "c": "café \"q\""}"#.as_bytes(),
+            b"line one\nline two\r\n\tend\n",
+            b"\n",
+            "\u{7f} \u{fffd} \u{10ffff}".as_bytes(),
+        ] {
+            let e = envelope(body);
+            let m = e.to_message();
+            let (head, rest) = m.split_once('\n').unwrap();
+            assert_eq!(rest.as_bytes(), body, "{m}");
+            assert!(
+                head.starts_with(r#"{"v":2,"event_id":"demo:abc""#),
+                "{head}"
+            );
+            assert!(head.ends_with(&format!(r#""body":"text","body_len":{}}}"#, body.len())));
+            assert_eq!(e.encode().len(), m.len());
+            assert!(crate::queue::sqs_accepts(&m));
+            assert_eq!(Envelope::from_message(&m).unwrap(), e);
+        }
     }
 
     #[test]
-    fn binary_body_round_trips_as_base64() {
-        let e = envelope(&[0xff, 0x00, 0xfe, b'x']);
-        let m = e.to_message();
-        assert!(m.contains("body_base64"));
-        assert_eq!(Envelope::from_message(&m).unwrap(), e);
+    fn bodies_sqs_would_refuse_go_as_base64() {
+        for body in [
+            &[0xff, 0x00, 0xfe, b'x'][..],
+            b"text with a \x01 control character",
+            b"{\"nul\":\"\x00\"}",
+            "noncharacter \u{fffe}".as_bytes(),
+            "noncharacter \u{ffff}".as_bytes(),
+        ] {
+            let e = envelope(body);
+            let m = e.to_message();
+            assert!(m.contains(r#""body":"base64""#), "{m:?}");
+            assert!(crate::queue::sqs_accepts(&m), "{m:?}");
+            assert_eq!(e.encode().len(), m.len());
+            assert_eq!(Envelope::from_message(&m).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn version_1_messages_are_still_read() {
+        let text = r#"{"v":1,"event_id":"demo:abc","source":"demo","type":"push","received_at":"2023-11-14T22:13:20.123Z","headers":{"content-type":"application/json"},"body":"{\"a\":\"\\n\"}"}"#;
+        let e = Envelope::from_message(text).unwrap();
+        assert_eq!(e.body, Bytes::from_static(br#"{"a":"\n"}"#));
+        assert_eq!(
+            (e.event_id.as_str(), e.event_type.as_str()),
+            ("demo:abc", "push")
+        );
+        assert_eq!(e.received_at, Timestamp::from_millis(1_700_000_000_123));
+        let binary = r#"{"v":1,"event_id":"demo:abc","source":"demo","type":"push","received_at":"2023-11-14T22:13:20.123Z","body_base64":"/wD+eA=="}"#;
+        assert_eq!(
+            Envelope::from_message(binary).unwrap().body,
+            Bytes::from_static(&[0xff, 0x00, 0xfe, b'x'])
+        );
     }
 
     #[test]
@@ -286,16 +426,33 @@ mod tests {
             Envelope::from_message("hello"),
             Err(EnvelopeError::Shape(_))
         ));
-        let m = envelope(b"x").to_message().replace("\"v\":1", "\"v\":9");
+        assert!(matches!(
+            Envelope::from_message("hello\nworld"),
+            Err(EnvelopeError::Shape(_))
+        ));
+        let m = envelope(b"x").to_message().replace("\"v\":2", "\"v\":9");
         assert!(matches!(
             Envelope::from_message(&m),
             Err(EnvelopeError::Version(9))
         ));
-        let m = envelope(&[0xff]).to_message().replace("/w==", "!!!");
+        let v1_later = r#"{"v":3,"event_id":"demo:abc","source":"demo","type":"push","received_at":"2023-11-14T22:13:20.123Z","body":"x"}"#;
+        assert!(matches!(
+            Envelope::from_message(v1_later),
+            Err(EnvelopeError::Version(3))
+        ));
+        let m = envelope(&[0xff]).to_message().replace("/w==", "!!!!");
         assert!(matches!(
             Envelope::from_message(&m),
             Err(EnvelopeError::Body)
         ));
+        // Cut off, or with something appended.
+        let m = envelope(b"0123456789").to_message();
+        for changed in [&m[..m.len() - 1], &format!("{m}x")] {
+            assert!(matches!(
+                Envelope::from_message(changed),
+                Err(EnvelopeError::Body)
+            ));
+        }
     }
 
     #[test]

@@ -329,7 +329,7 @@ impl FaultyQueue {
 
 #[async_trait]
 impl Queue for FaultyQueue {
-    async fn send(&self, message: &OutgoingMessage) -> Result<String, QueueError> {
+    async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
         self.check("send").await?;
         self.inner.send(message).await
     }
@@ -473,13 +473,13 @@ mod tests {
             body: "{}".into(),
             ..OutgoingMessage::default()
         };
-        match queue.send(&message).await {
+        match queue.send(message.clone()).await {
             Err(QueueError::Unavailable(m)) => {
                 assert!(m.starts_with("ThrottlingException: "), "{m}")
             }
             other => panic!("expected an injected failure, got {other:?}"),
         }
-        assert!(queue.send(&message).await.is_ok());
+        assert!(queue.send(message).await.is_ok());
         assert_eq!(queue.receive(10, Duration::ZERO).await.unwrap().len(), 1);
         assert_eq!(f.injected_total(), 2);
     }

@@ -26,7 +26,7 @@ use crate::config::{Config, ConfigError, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
 use crate::metrics::{self, Metrics, RequestFacts};
-use crate::queue::{attr, OutgoingMessage, Queue};
+use crate::queue::{attr, attributes_size, OutgoingMessage, Queue};
 use crate::reply::Reply;
 use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest, Verified};
 use crate::xray;
@@ -313,20 +313,17 @@ impl Receiver {
         trace_header: Option<String>,
         now: Timestamp,
     ) -> Result<Accepted, Rejection> {
-        let message = OutgoingMessage {
-            body: envelope.to_message(),
-            attributes: BTreeMap::from([
-                (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
-                (attr::SOURCE.to_owned(), envelope.source.to_string()),
-                (attr::EVENT_TYPE.to_owned(), envelope.event_type.clone()),
-            ]),
-            trace_header,
-        };
-        if message.body.len() > self.queue.max_message_bytes() {
-            warn!(
-                size = message.body.len(),
-                "event too large for the queue once encoded"
-            );
+        // The size is known before the body is copied, and the copy is made only for an event
+        // this request claims: a duplicate pays for neither.
+        let encoded = envelope.encode();
+        let attributes = BTreeMap::from([
+            (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
+            (attr::SOURCE.to_owned(), envelope.source.to_string()),
+            (attr::EVENT_TYPE.to_owned(), envelope.event_type.clone()),
+        ]);
+        let size = encoded.len() + attributes_size(&attributes);
+        if size > self.queue.max_message_bytes() {
+            warn!(size, "event too large for the queue once encoded");
             return Err(Rejection::BodyTooLarge(self.queue.max_message_bytes()));
         }
         let claim = Claim {
@@ -355,7 +352,12 @@ impl Receiver {
                 return Err(Rejection::LedgerUnavailable);
             }
         }
-        if let Err(e) = self.queue.send(&message).await {
+        let message = OutgoingMessage {
+            body: encoded.into_message(),
+            attributes,
+            trace_header,
+        };
+        if let Err(e) = self.queue.send(message).await {
             warn!(error = %e, "enqueue failed; releasing the claim");
             if let Err(e) = self.ledger.release(&claim.event_id, &claim.token).await {
                 warn!(error = %e, timeout_secs = self.limits.claim_timeout_secs,

@@ -285,7 +285,7 @@ async fn batch(queue: &dyn Queue, envelopes: &[Envelope], receive_count: u32) ->
             attributes: BTreeMap::from([(attr::EVENT_ID.to_owned(), e.event_id.to_string())]),
             ..Default::default()
         };
-        queue.send(&message).await.unwrap();
+        queue.send(message).await.unwrap();
     }
     let mut batch = to_sqs_event(&queue.receive(10, Duration::ZERO).await.unwrap());
     for r in &mut batch.records {
@@ -364,7 +364,7 @@ async fn the_processor_counts_every_record_outcome_and_times_handlers() {
     // A record that is no envelope is a permanent failure of an unknown source and type.
     queue.purge().await.unwrap();
     queue
-        .send(&OutgoingMessage {
+        .send(OutgoingMessage {
             body: "not json".into(),
             ..Default::default()
         })

@@ -82,7 +82,7 @@ impl SpyQueue {
 
 #[async_trait]
 impl Queue for SpyQueue {
-    async fn send(&self, m: &OutgoingMessage) -> Result<String, QueueError> {
+    async fn send(&self, m: OutgoingMessage) -> Result<String, QueueError> {
         self.inner.send(m).await
     }
     async fn receive(
@@ -109,7 +109,7 @@ impl Queue for SpyQueue {
 
 async fn batch_of(queue: &dyn Queue, envelopes: &[Envelope]) -> SqsEvent {
     for e in envelopes {
-        queue.send(&outgoing(e)).await.unwrap();
+        queue.send(outgoing(e)).await.unwrap();
     }
     to_sqs_event(&queue.receive(10, Duration::ZERO).await.unwrap())
 }
@@ -588,7 +588,7 @@ async fn event_source_retries_until_processed_and_deletes_successes() {
         queue.clone(),
         Handlers::new().on("demo", "*", counting(runs.clone(), 2)),
     ));
-    queue.send(&outgoing(&envelope(9, "x"))).await.unwrap();
+    queue.send(outgoing(&envelope(9, "x"))).await.unwrap();
     let source = EventSource::new(queue.clone(), processor);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -635,7 +635,7 @@ async fn event_source_lets_the_redrive_take_a_poison_message_and_redrive_brings_
             }
         }),
     ));
-    queue.send(&outgoing(&envelope(5, "x"))).await.unwrap();
+    queue.send(outgoing(&envelope(5, "x"))).await.unwrap();
     let source = EventSource::new(queue.clone(), processor);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while dlq.is_empty() {
@@ -693,7 +693,7 @@ async fn a_redrive_keeps_the_trace_header() {
         trace_header: Some(header.to_owned()),
         ..outgoing(&envelope(6, "x"))
     };
-    dlq.send(&traced).await.unwrap();
+    dlq.send(traced).await.unwrap();
     let tools = hookgate_core::dlq::DeadLetters::new(
         queue.clone(),
         dlq.clone(),
@@ -735,7 +735,7 @@ fn post_one_after_another(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         for n in first..first + count {
-            queue.send(&outgoing(&envelope(n, "x"))).await.unwrap();
+            queue.send(outgoing(&envelope(n, "x"))).await.unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

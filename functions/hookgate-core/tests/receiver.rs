@@ -285,16 +285,8 @@ async fn bad_requests_get_their_status_and_code_and_leave_no_trace() {
     assert_eq!(f.faults.calls("claim"), 0);
 }
 
-#[tokio::test]
-async fn the_encoded_message_must_fit_the_queue() {
-    // A body under max_body_bytes whose JSON-escaped envelope is over the queue's limit.
-    let config =
-        Config::from_toml(&CONFIG.replace("max_body_bytes = 64", "max_body_bytes = 2000000"))
-            .unwrap();
-    let ledger = Arc::new(MemoryLedger::new());
-    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).unwrap();
-    let body = vec![b'"'; 600 * 1024]; // each quote is escaped to two bytes
+/// A `demo` request for `body`, signed now.
+fn signed_demo(receiver: &Receiver, body: Vec<u8>) -> IncomingRequest {
     let mut headers = HeaderMap::new();
     for (k, v) in receiver.sign("demo", &body).unwrap() {
         headers.insert(
@@ -302,17 +294,39 @@ async fn the_encoded_message_must_fit_the_queue() {
             HeaderValue::from_str(&v).unwrap(),
         );
     }
+    IncomingRequest {
+        method: Method::POST,
+        source: "demo".into(),
+        headers,
+        body: body.into(),
+        trace_header: None,
+    }
+}
+
+#[tokio::test]
+async fn the_encoded_message_must_fit_the_queue() {
+    let config =
+        Config::from_toml(&CONFIG.replace("max_body_bytes = 64", "max_body_bytes = 2000000"))
+            .unwrap();
+    let ledger = Arc::new(MemoryLedger::new());
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).unwrap();
+    // A binary body under max_body_bytes whose base64 in the message is over the queue's limit:
+    // refused before anything is claimed.
     let reply = receiver
-        .handle(IncomingRequest {
-            method: Method::POST,
-            source: "demo".into(),
-            headers,
-            body: body.into(),
-            trace_header: None,
-        })
+        .handle(signed_demo(&receiver, vec![0xff; 800 * 1024]))
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(ledger.is_empty() && queue.is_empty());
+    // Text travels verbatim, so 1,000,000 bytes of quotes (which a JSON-escaped body would have
+    // doubled) fit the 1 MiB message, byte for byte.
+    let text = vec![b'"'; 1_000_000];
+    let reply = receiver.handle(signed_demo(&receiver, text.clone())).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    let message = queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
+    assert!(message.body.len() <= hookgate_core::queue::SQS_MAX_MESSAGE_BYTES);
+    let envelope = hookgate_core::Envelope::from_message(&message.body).unwrap();
+    assert_eq!(envelope.body, text);
 }
 
 #[tokio::test]

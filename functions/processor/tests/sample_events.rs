@@ -38,11 +38,22 @@ async fn a_good_batch_has_no_failures_and_is_recorded() {
         .await
         .unwrap();
     assert!(response.batch_item_failures.is_empty());
-    let id = EventId::parse("demo:sample00000000000000000000000001").unwrap();
-    assert_eq!(
-        ledger.get(&id).await.unwrap().unwrap().status,
-        EventStatus::Processed
-    );
+    // Samples 1 and 2 are in the current message format, sample 4 in version 1.
+    for n in [1, 2, 4] {
+        let id = EventId::parse(&format!("demo:sample{n:026}")).unwrap();
+        assert_eq!(
+            ledger.get(&id).await.unwrap().unwrap().status,
+            EventStatus::Processed,
+            "{id}"
+        );
+    }
+    let batch = load("sqs-batch.json");
+    let versions: Vec<&str> = batch
+        .records
+        .iter()
+        .map(|r| &r.body.as_deref().unwrap()[..6])
+        .collect();
+    assert_eq!(versions, [r#"{"v":2"#, r#"{"v":2"#, r#"{"v":1"#]);
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::queue::{
-    OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
+    sqs_accepts, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
     SQS_MAX_MESSAGE_BYTES,
 };
 
@@ -159,16 +159,23 @@ impl MemoryQueue {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn send(&self, message: &OutgoingMessage) -> Result<String, QueueError> {
-        if message.body.len() > self.max_message_bytes {
-            return Err(QueueError::TooLarge(message.body.len()));
+    async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
+        if message.size() > self.max_message_bytes {
+            return Err(QueueError::TooLarge(message.size()));
+        }
+        // As SQS does (`InvalidMessageContents`): the receiver's messages never trip this.
+        let texts = std::iter::once(&message.body).chain(message.attributes.values());
+        if !texts.into_iter().all(|text| sqs_accepts(text)) {
+            return Err(QueueError::Invalid(
+                "the message holds characters SQS refuses".into(),
+            ));
         }
         let id = uuid::Uuid::new_v4().to_string();
         self.push(
             id.clone(),
-            message.body.clone(),
-            message.attributes.clone(),
-            message.trace_header.clone(),
+            message.body,
+            message.attributes,
+            message.trace_header,
         );
         Ok(id)
     }

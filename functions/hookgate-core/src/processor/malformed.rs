@@ -1,10 +1,10 @@
 //! Records that are not hookgate envelopes: failed alone, moved to the DLQ, and written in the
 //! ledger when the message names its event.
 //!
-//! A body the receiver did not write (not JSON, JSON of another shape, a `body_base64` that is
-//! not base64, an event id that does not parse, an unknown version) can never be run, so the
-//! record goes to the DLQ at once; the other records of its batch are not affected. When the
-//! message's `event_id` attribute (set by the receiver, readable without the body) is a valid
+//! A body the receiver did not write (not JSON, JSON of another shape, a base64 body that is not
+//! base64, a body cut off, an event id that does not parse, an unknown version) can never be run,
+//! so the record goes to the DLQ at once; the other records of its batch are not affected. When
+//! the message's `event_id` attribute (set by the receiver, readable without the body) is a valid
 //! event id, that event's ledger record gets an attempt saying why — `dead_lettered` once the
 //! message is in the DLQ, `failed` if the move did not happen — so `GET /events/{id}` explains
 //! where it went. Without a usable `event_id` attribute only the DLQ keeps it
