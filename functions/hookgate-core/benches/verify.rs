@@ -32,6 +32,25 @@ scheme = "hmac-sha256"
 secrets = ["k"]
 "#;
 
+/// A Stripe-shaped event of about `size` bytes: pretty-printed, `id` first, `type` last, after a
+/// `data` object of many small fields, all of which the `type` read must skip.
+fn stripe_body(size: usize) -> Vec<u8> {
+    let mut b = "{\n  \"id\": \"evt_1\",\n  \"object\": \"event\",\n  \"data\": {\n    \"object\": {\n      \"lines\": [\n".to_owned();
+    let mut n = 0;
+    while b.len() + 300 < size {
+        b.push_str(&format!(
+            "        {{\n          \"id\": \"il_{n:06}\",\n          \"amount\": 1999,\n          \"description\": \"Pro plan \\\"monthly\\\"\",\n          \"metadata\": {{ \"order\": \"{n}\" }}\n        }},\n"
+        ));
+        n += 1;
+    }
+    b.push_str("        {}\n      ]\n    }\n  },\n  \"livemode\": false,\n  \"type\": \"charge.succeeded\"");
+    while b.len() < size - 2 {
+        b.push(' ');
+    }
+    b.push_str("\n}");
+    b.into_bytes()
+}
+
 /// A JSON body of about `size` bytes with `id` and `type` first, as providers send.
 fn body(size: usize) -> Vec<u8> {
     let mut b = br#"{"id":"evt_1","type":"charge.succeeded","data":""#.to_vec();
@@ -82,6 +101,31 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| scheme.verify(name, black_box(r), now))
             });
         }
+        // Stripe's own field order: `type` last, so the whole `data` object is skipped to it.
+        let stripe_name = hookgate_core::SourceName::parse("stripe").expect("name");
+        let stripe = signature::build(&stripe_name, &config.sources[&stripe_name]).expect("scheme");
+        let shaped = stripe_body(size);
+        let mut headers = HeaderMap::new();
+        for (k, v) in stripe.sign(&shaped, now) {
+            headers.insert(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(&v).expect("value"),
+            );
+        }
+        let request = SignedRequest {
+            headers: &headers,
+            body: &shaped,
+        };
+        let verified = stripe
+            .verify(&stripe_name, &request, now)
+            .expect("verifies");
+        assert_eq!(verified.event_type, "charge.succeeded");
+        assert!(serde_json::from_slice::<serde_json::Value>(&shaped).is_ok());
+        group.bench_with_input(
+            BenchmarkId::new("stripe-type-last", size),
+            &request,
+            |b, r| b.iter(|| stripe.verify(&stripe_name, black_box(r), now)),
+        );
     }
     group.finish();
 }

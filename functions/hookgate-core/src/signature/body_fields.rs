@@ -5,8 +5,10 @@
 //! over it (a 256 KiB provider-shaped body: 285 µs of parsing beside 166 µs of hashing), and
 //! the receiver's budget is one hashing pass. So this scanner walks only the top-level object,
 //! stops as soon as every wanted key is found (`type` comes first in a Standard Webhooks
-//! payload), and skips the values in between by their brackets and quotes alone, with `memchr`
-//! finding the end of each string.
+//! payload), and skips the values in between by their brackets and quotes alone: brackets are
+//! looked for eight bytes at a time, and `memchr` finds the end of each longer string. Stripe
+//! puts `type` last, so its whole `data` object is skipped (about 1 GB/s on a pretty-printed
+//! body of small fields, against 0.75 GB/s for a full parse).
 //!
 //! It validates what it reads, not what it skips: the body has already been authenticated, so
 //! it is the provider's document, and the fields are only routing metadata. Where the body is
@@ -108,7 +110,16 @@ fn string_end(body: &[u8], at: usize) -> Option<usize> {
     }
     let mut i = at + 1;
     loop {
-        i += memchr::memchr2(b'"', b'\\', body.get(i..)?)?;
+        // Most keys and values are short: look at a few bytes before setting up `memchr`.
+        let rest = body.get(i..)?;
+        let near = rest
+            .iter()
+            .take(SHORT)
+            .position(|&b| b == b'"' || b == b'\\');
+        i += match near {
+            Some(p) => p,
+            None => SHORT + memchr::memchr2(b'"', b'\\', rest.get(SHORT..)?)?,
+        };
         if body[i] == b'"' {
             return Some(i + 1);
         }
@@ -116,28 +127,65 @@ fn string_end(body: &[u8], at: usize) -> Option<usize> {
     }
 }
 
+/// How many bytes of a string are looked at one by one before `memchr` takes over.
+const SHORT: usize = 16;
+
 /// The index just past the object or array opening at `at`, counting brackets outside strings.
 fn container_end(body: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut i = at;
-    while i < body.len() {
+    loop {
+        i = next_structural(body, i)?;
         match body[i] {
             b'"' => {
                 i = string_end(body, i)?;
                 continue;
             }
             b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
+            // `}` or `]`; the first byte is `{` or `[`, so depth is at least 1 here.
+            _ => {
                 depth -= 1;
                 if depth == 0 {
                     return Some(i + 1);
                 }
             }
-            _ => {}
         }
         i += 1;
     }
-    None
+}
+
+/// The index of the first `"`, `{`, `}`, `[` or `]` at or after `from`, looked for eight bytes
+/// at a time (whitespace and values between them, as in a pretty-printed body, go by at word
+/// speed).
+fn next_structural(body: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte of `v` equal to `b`; only the lowest flag is exact, which is
+    // the one used.
+    let flags = |v: u64, b: u8| {
+        let x = v ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    let rest = body.get(from..)?;
+    let mut chunks = rest.chunks_exact(8);
+    let mut offset = from;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_le_bytes(word);
+        // Clearing bit 5 turns `{` into `[` and `}` into `]`, and nothing else into either.
+        let folded = v & !(ONES * 0x20);
+        let found = flags(v, b'"') | flags(folded, b'[') | flags(folded, b']');
+        if found != 0 {
+            return Some(offset + (found.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'))
+        .map(|p| offset + p)
 }
 
 fn is_ws(b: u8) -> bool {
@@ -241,6 +289,26 @@ mod tests {
         ] {
             assert_eq!(id_and_type(broken), [None, None], "{broken:?}");
         }
+    }
+
+    #[test]
+    fn structural_bytes_are_found_at_every_offset() {
+        for target in [b'"', b'{', b'}', b'[', b']'] {
+            for at in 0..20 {
+                // Bytes one bit away from the targets, and high bytes, around it.
+                let mut body = b"\x02;=\x7f\xfb\xdbzZ ;=\x02\x7f\xfb\xdbzZ ;=\x02\x7f".to_vec();
+                body[at] = target;
+                assert_eq!(
+                    next_structural(&body, 0),
+                    Some(at),
+                    "{} at {at}",
+                    target as char
+                );
+                assert_eq!(next_structural(&body, at + 1), None);
+            }
+        }
+        assert_eq!(next_structural(b"", 0), None);
+        assert_eq!(next_structural(b"ab", 5), None);
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
