@@ -101,47 +101,24 @@ fn signed(receiver: &Receiver, body: &Bytes) -> IncomingRequest {
     }
 }
 
-/// Times `iters` accepts of new events, `chunk` at a time on a fresh receiver.
+/// What becomes of the queued messages while new events are accepted.
+#[derive(Clone, Copy)]
+enum Messages {
+    /// The queue keeps them all (`chunk` at a time): each new message lands in fresh memory.
+    Kept,
+    /// They are consumed between requests (outside the timing), as the processor consumes
+    /// them: the steady state of a running stack, where a message's memory is freed soon after
+    /// it was sent and reused for the next.
+    Consumed,
+}
+
+/// Times `iters` accepts of new events one by one, `chunk` at a time on a fresh receiver.
 fn accept_new_events(
     rt: &tokio::runtime::Runtime,
     body: &Bytes,
     iters: u64,
     chunk: u64,
-) -> Duration {
-    let mut total = Duration::ZERO;
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(chunk);
-        left -= n;
-        let receiver = receiver();
-        let requests: Vec<IncomingRequest> = (0..n).map(|_| signed(&receiver, body)).collect();
-        let (elapsed, outcomes) = rt.block_on(async {
-            let mut outcomes = Vec::with_capacity(requests.len());
-            let start = Instant::now();
-            for request in requests {
-                outcomes.push(receiver.accept(black_box(request)).await);
-            }
-            (start.elapsed(), outcomes)
-        });
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| matches!(o, Ok(Accepted::Queued(_)))),
-            "every request is a new event, queued"
-        );
-        total += elapsed;
-    }
-    total
-}
-
-/// Times `iters` accepts of new events one by one, with the queue consumed between them
-/// (outside the timing), as the processor consumes it: the steady state of a running stack,
-/// where a message's memory is freed soon after it was sent and reused for the next.
-fn accept_new_events_consumed(
-    rt: &tokio::runtime::Runtime,
-    body: &Bytes,
-    iters: u64,
-    chunk: u64,
+    messages: Messages,
 ) -> Duration {
     let mut total = Duration::ZERO;
     let mut left = iters;
@@ -155,9 +132,14 @@ fn accept_new_events_consumed(
                 let start = Instant::now();
                 let outcome = receiver.accept(black_box(request)).await;
                 total += start.elapsed();
-                assert!(matches!(outcome, Ok(Accepted::Queued(_))));
-                for message in queue.receive(10, Duration::ZERO).await.expect("receive") {
-                    queue.delete(&message.receipt_handle).await.expect("delete");
+                assert!(
+                    matches!(outcome, Ok(Accepted::Queued(_))),
+                    "every request is a new event, queued"
+                );
+                if let Messages::Consumed = messages {
+                    for message in queue.receive(10, Duration::ZERO).await.expect("receive") {
+                        queue.delete(&message.receipt_handle).await.expect("delete");
+                    }
                 }
             }
         });
@@ -253,17 +235,25 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("accept-new-event", size),
             &body,
-            |b, body| b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk)),
+            |b, body| {
+                b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk, Messages::Kept))
+            },
         );
         group.bench_with_input(
             BenchmarkId::new("accept-new-event-json", size),
             &json,
-            |b, body| b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk)),
+            |b, body| {
+                b.iter_custom(|iters| accept_new_events(&rt, body, iters, chunk, Messages::Kept))
+            },
         );
         group.bench_with_input(
             BenchmarkId::new("accept-new-event-json-consumed", size),
             &json,
-            |b, body| b.iter_custom(|iters| accept_new_events_consumed(&rt, body, iters, chunk)),
+            |b, body| {
+                b.iter_custom(|iters| {
+                    accept_new_events(&rt, body, iters, chunk, Messages::Consumed)
+                })
+            },
         );
         // A provider's retry of an event already queued: verified, then answered `duplicate`.
         let repeat = receiver();
