@@ -314,7 +314,7 @@ impl Receiver {
         now: Timestamp,
     ) -> Result<Accepted, Rejection> {
         // The size is known before the body is copied, and the copy is made only for an event
-        // this request claims: a duplicate pays for neither.
+        // this request claims: a duplicate does not pay for it.
         let encoded = envelope.encode();
         let attributes = BTreeMap::from([
             (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),

@@ -164,8 +164,8 @@ impl Queue for MemoryQueue {
             return Err(QueueError::TooLarge(message.size()));
         }
         // As SQS does (`InvalidMessageContents`): the receiver's messages never trip this.
-        let texts = std::iter::once(&message.body).chain(message.attributes.values());
-        if !texts.into_iter().all(|text| sqs_accepts(text)) {
+        let mut texts = std::iter::once(&message.body).chain(message.attributes.values());
+        if !texts.all(|text| sqs_accepts(text)) {
             return Err(QueueError::Invalid(
                 "the message holds characters SQS refuses".into(),
             ));
