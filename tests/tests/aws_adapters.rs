@@ -178,6 +178,7 @@ async fn items_have_the_documented_layout() {
         expires_at: now,
         now,
         lease_until: now.plus(Duration::from_secs(60)),
+        lease_token: uuid::Uuid::new_v4().to_string(),
     };
     ledger.start_attempt(&start).await.unwrap();
     let item = raw(&id).await;

@@ -66,6 +66,7 @@ fn start_at(id: &EventId, received_at: Timestamp, now: Timestamp) -> AttemptStar
         expires_at: received_at.plus(DEDUP_WINDOW),
         now,
         lease_until: now.plus(LEASE),
+        lease_token: uuid::Uuid::new_v4().to_string(),
     }
 }
 
@@ -242,8 +243,11 @@ async fn claim_then_duplicate(ledger: Arc<dyn Ledger>) {
     }
     // The duplicate changed nothing.
     assert_eq!(ledger.get(&id).await.unwrap().unwrap(), record);
-    // Marking queued twice is a conflict: the claim is no longer `received`.
-    assert_conflict(ledger.mark_queued(&id, &tok, later).await);
+    // Marking queued twice under the claim's token (a retried call) is success, and changes
+    // nothing; under another token it is a conflict.
+    ledger.mark_queued(&id, &tok, later).await.unwrap();
+    assert_eq!(ledger.get(&id).await.unwrap().unwrap(), record);
+    assert_conflict(ledger.mark_queued(&id, &token(), later).await);
 }
 
 async fn duplicate_reports_the_current_status(ledger: Arc<dyn Ledger>) {
@@ -399,8 +403,9 @@ async fn release_frees_the_id(ledger: Arc<dyn Ledger>) {
 
     ledger.release(&id, &tok).await.unwrap();
     assert_eq!(ledger.get(&id).await.unwrap(), None);
-    // Released twice, or marked queued after the release: the claim is gone.
-    assert_conflict(ledger.release(&id, &tok).await);
+    // Released twice (a retried call whose first answer was lost): nothing is claimed, which
+    // is what a release is for. Marked queued after the release: the claim is gone.
+    ledger.release(&id, &tok).await.unwrap();
     assert_conflict(ledger.mark_queued(&id, &tok, now).await);
     // The provider's retry is a fresh claim, not a duplicate.
     assert_eq!(
@@ -420,9 +425,9 @@ async fn release_after_queued_conflicts(ledger: Arc<dyn Ledger>) {
         ledger.get(&id).await.unwrap().unwrap().status,
         EventStatus::Queued
     );
-    // Unknown ids.
+    // Unknown ids: nothing to release; nothing to mark.
     let unknown = new_id();
-    assert_conflict(ledger.release(&unknown, &tok).await);
+    ledger.release(&unknown, &tok).await.unwrap();
     assert_conflict(ledger.mark_queued(&unknown, &tok, t0()).await);
     assert_eq!(ledger.get(&unknown).await.unwrap(), None);
 }
@@ -941,6 +946,110 @@ async fn list_follows_status_changes(ledger: Arc<dyn Ledger>) {
 // Running the contract against each implementation
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// Retried writes: the same call sent again after its first answer was lost
+// ---------------------------------------------------------------------------------------------
+
+async fn a_retried_claim_finds_its_own_token(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    let tok = token();
+    let claim = claim_at(&id, now, &tok);
+    assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    // The same claim again: ours, not another request's claim in progress.
+    assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &token())).await.unwrap(),
+        ClaimOutcome::InProgress
+    );
+    ledger.mark_queued(&id, &tok, now).await.unwrap();
+    // Marked queued again under the same token: success, still queued.
+    ledger
+        .mark_queued(&id, &tok, now.plus(secs(1)))
+        .await
+        .unwrap();
+    assert_conflict(ledger.mark_queued(&id, &token(), now).await);
+    // Once queued, even its own token's claim is a duplicate: the request has moved on.
+    assert_eq!(
+        ledger.claim(&claim).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Queued)
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Queued);
+}
+
+async fn a_retried_start_takes_its_own_lease(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    let start = start_at(&id, now, now.plus(secs(1)));
+    assert_eq!(
+        ledger.start_attempt(&start).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    // The same start again: the lease it already holds, the same attempt.
+    let mut retried = start.clone();
+    retried.now = now.plus(secs(2));
+    assert_eq!(
+        ledger.start_attempt(&retried).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempt_count),
+        (EventStatus::Processing, 1)
+    );
+    // Another consumer's start is still refused by the live lease.
+    assert_eq!(
+        ledger
+            .start_attempt(&start_at(&id, now, now.plus(secs(3))))
+            .await
+            .unwrap(),
+        StartOutcome::Leased {
+            until: start.lease_until
+        }
+    );
+}
+
+async fn a_retried_attempt_end_is_recorded_once(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    let s1 = now.plus(secs(1));
+    ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap();
+    let failed = end_at(
+        &id,
+        1,
+        s1,
+        now.plus(secs(2)),
+        EventStatus::Failed,
+        Some("503"),
+    );
+    ledger.finish_attempt(&failed).await.unwrap();
+    ledger.finish_attempt(&failed).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.attempts.len(), 1, "{:?}", record.attempts);
+    assert_eq!(record.status, EventStatus::Failed);
+
+    let s2 = now.plus(secs(3));
+    assert_eq!(
+        ledger.start_attempt(&start_at(&id, now, s2)).await.unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    let done = end_at(&id, 2, s2, now.plus(secs(4)), EventStatus::Processed, None);
+    ledger.finish_attempt(&done).await.unwrap();
+    ledger.finish_attempt(&done).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    let numbers: Vec<u32> = record.attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2]);
+    assert_eq!(
+        (record.status, record.last_error),
+        (EventStatus::Processed, None)
+    );
+    // An end older than the last one recorded is refused as before.
+    assert_conflict(ledger.finish_attempt(&failed).await);
+}
+
 async fn moto_ledger() -> Option<Arc<dyn Ledger>> {
     let endpoint = hookgate_testkit::moto_endpoint()?;
     let resources = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
@@ -974,6 +1083,9 @@ macro_rules! ledger_contract {
 }
 
 ledger_contract!(
+    a_retried_claim_finds_its_own_token,
+    a_retried_start_takes_its_own_lease,
+    a_retried_attempt_end_is_recorded_once,
     claim_records_a_received_event,
     claim_then_duplicate,
     duplicate_reports_the_current_status,

@@ -16,10 +16,18 @@
 //! | `received_at`, `updated_at` | N | epoch milliseconds |
 //! | `expires_at` | N | epoch **seconds** (rounded up): the table's TTL attribute |
 //! | `claim_token`, `claimed_at` (ms) | S, N | the receiver's claim |
-//! | `lease_until` | N | ms; only while an attempt runs |
+//! | `lease_until`, `lease_token` | N, S | ms, and the start's token; only while an attempt runs |
 //! | `attempt_count` | N | attempts started |
+//! | `finished_attempt` | N | the highest attempt whose end is recorded |
 //! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error`, `note`, `url` (S, optional), `status_code` (N, optional) |
 //! | `last_error` | S | only when the last attempt failed |
+//!
+//! **Retried writes.** The SDK sends a write again when its answer is lost (a timeout, a dropped
+//! connection), so a condition may fail against the item the first attempt wrote. Each write
+//! recognises its own mark in the old item and answers as if just applied: the claim its
+//! `claim_token`, mark queued its token on a `queued` item, a release a missing item, a start
+//! its `lease_token`, an attempt's end its number in `finished_attempt` — which the end's own
+//! condition also checks, so a retried end never appends its attempt twice.
 //!
 //! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
 //! of the claim's condition rather than left to TTL.
@@ -77,6 +85,8 @@ mod a {
     pub const ATTEMPTS: &str = "attempts";
     pub const LAST_ERROR: &str = "last_error";
     pub const LEASE_UNTIL: &str = "lease_until";
+    pub const LEASE_TOKEN: &str = "lease_token";
+    pub const FINISHED_ATTEMPT: &str = "finished_attempt";
     // Inside one `attempts` entry.
     pub const ATTEMPT: &str = "attempt";
     pub const AT: &str = "at";
@@ -251,6 +261,10 @@ impl Ledger for DynamoDbLedger {
             return Ok(ClaimOutcome::InProgress);
         };
         Ok(match status_of(&old)? {
+            // Our own claim, applied by an attempt whose answer was lost.
+            EventStatus::Received if opt_s(&old, a::CLAIM_TOKEN)? == Some(claim.token.as_str()) => {
+                ClaimOutcome::Claimed
+            }
             EventStatus::Received => ClaimOutcome::InProgress,
             status => ClaimOutcome::Duplicate(status),
         })
@@ -274,14 +288,25 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
             .expression_attribute_values(":token", s(token))
             .expression_attribute_values(":now", n(now.as_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
+        let returned = match result {
+            Ok(_) => return Ok(()),
             Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => Err(not_owned(event_id)),
-                other => Err(unavailable_service("UpdateItem", &other)),
+                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("UpdateItem", &other)),
             },
+        };
+        // Already queued under this token: this call's earlier attempt was applied.
+        match self.old_item(event_id, returned).await? {
+            Some(old)
+                if status_of(&old)? == EventStatus::Queued
+                    && opt_s(&old, a::CLAIM_TOKEN)? == Some(token) =>
+            {
+                Ok(())
+            }
+            _ => Err(not_owned(event_id)),
         }
     }
 
@@ -295,11 +320,20 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
             .expression_attribute_values(":token", s(token))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(()),
             Err(err) => match err.into_service_error() {
+                // No item at all: released by this call's earlier attempt (or never claimed);
+                // either way nothing is claimed, which is what a release is for.
+                DeleteItemError::ConditionalCheckFailedException(e) if e.item.is_none() => {
+                    match self.get_item(event_id).await? {
+                        None => Ok(()),
+                        Some(_) => Err(not_owned(event_id)),
+                    }
+                }
                 DeleteItemError::ConditionalCheckFailedException(_) => Err(not_owned(event_id)),
                 other => Err(unavailable_service("DeleteItem", &other)),
             },
@@ -313,7 +347,7 @@ impl Ledger for DynamoDbLedger {
             .table_name(&self.table)
             .set_key(Some(Self::key(&start.event_id)))
             .update_expression(
-                "SET #status = :processing, lease_until = :lease_until, \
+                "SET #status = :processing, lease_until = :lease_until, lease_token = :lease_token, \
                  attempt_count = if_not_exists(attempt_count, :zero) + :one, \
                  updated_at = :now, \
                  #source = if_not_exists(#source, :source), \
@@ -331,6 +365,7 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
             .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
             .expression_attribute_values(":lease_until", n(start.lease_until.as_millis()))
+            .expression_attribute_values(":lease_token", s(&start.lease_token))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":now", n(start.now.as_millis()))
@@ -367,6 +402,14 @@ impl Ledger for DynamoDbLedger {
         };
         match status_of(&old)? {
             EventStatus::Processed => Ok(StartOutcome::AlreadyProcessed),
+            // Our own lease, taken by an attempt whose answer was lost.
+            EventStatus::Processing
+                if opt_s(&old, a::LEASE_TOKEN)? == Some(start.lease_token.as_str()) =>
+            {
+                Ok(StartOutcome::Started {
+                    attempt: req_n::<u32>(&old, a::ATTEMPT_COUNT)?,
+                })
+            }
             EventStatus::Processing => match opt_n::<i64>(&old, a::LEASE_UNTIL)? {
                 Some(until) => Ok(StartOutcome::Leased {
                     until: Timestamp::from_millis(until),
@@ -385,7 +428,7 @@ impl Ledger for DynamoDbLedger {
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
         let mut update = String::from(
-            "SET #status = :status, updated_at = :now, \
+            "SET #status = :status, updated_at = :now, finished_attempt = :n, \
              attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
         );
         let mut request = self
@@ -393,7 +436,10 @@ impl Ledger for DynamoDbLedger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(&end.event_id)))
-            .condition_expression("attempt_count = :n")
+            .condition_expression(
+                "attempt_count = :n AND \
+                 (attribute_not_exists(finished_attempt) OR finished_attempt < :n)",
+            )
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":status", s(end.status.as_str()))
             .expression_attribute_values(":now", n(end.now.as_millis()))
@@ -406,10 +452,10 @@ impl Ledger for DynamoDbLedger {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         match &end.attempt.error {
             Some(error) => {
-                update.push_str(", last_error = :last_error REMOVE lease_until");
+                update.push_str(", last_error = :last_error REMOVE lease_until, lease_token");
                 request = request.expression_attribute_values(":last_error", s(error));
             }
-            None => update.push_str(" REMOVE lease_until, last_error"),
+            None => update.push_str(" REMOVE lease_until, lease_token, last_error"),
         }
         let result = request.update_expression(update).send().await;
         let returned = match result {
@@ -419,7 +465,12 @@ impl Ledger for DynamoDbLedger {
                 other => return Err(unavailable_service("UpdateItem", &other)),
             },
         };
-        Err(match returned {
+        Err(match self.old_item(&end.event_id, returned).await? {
+            // Recorded before: this call's earlier attempt was applied (or a kept success is
+            // recorded again). Once is enough.
+            Some(old) if opt_n::<u32>(&old, a::FINISHED_ATTEMPT)? == Some(end.attempt.attempt) => {
+                return Ok(())
+            }
             Some(_) => LedgerError::Conflict(format!(
                 "{}: a later attempt than {} has started",
                 end.event_id, end.attempt.attempt

@@ -251,7 +251,8 @@ pub struct Claim {
     pub expires_at: Timestamp,
     /// How long a claim may stay `received` before another request may take it over.
     pub timeout: Duration,
-    /// Unique to this claim: only its owner may mark it queued or release it.
+    /// Unique to this claim: only its owner may mark it queued or release it, and a retried
+    /// claim that finds its own token in the ledger knows its first attempt was applied.
     pub token: String,
 }
 
@@ -284,6 +285,9 @@ pub struct AttemptStart {
     pub now: Timestamp,
     /// Until when this processor owns the event.
     pub lease_until: Timestamp,
+    /// Unique to this start: a retried start that finds its own token on the lease knows its
+    /// first attempt was applied (its answer lost), and takes the lease it already holds.
+    pub lease_token: String,
 }
 
 /// The answer to an [`AttemptStart`].
@@ -331,13 +335,21 @@ pub enum LedgerError {
 }
 
 /// What hookgate knows about every event.
+///
+/// **Every write may be retried after it was applied.** A call whose answer was lost (a
+/// timeout, a dropped connection) is sent again by the AWS SDK, and by the cores, so each write
+/// must tell its own earlier success from someone else's: the claim and the lease carry a
+/// token, an attempt's end its attempt number, and a write that finds its own mark already in
+/// place answers as if it had just been applied — without applying it twice.
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Claims an event id, atomically: succeeds if the id is unknown, its dedup window has
-    /// passed, or an earlier claim stayed `received` for longer than `claim.timeout`.
+    /// passed, or an earlier claim stayed `received` for longer than `claim.timeout` — and, for
+    /// a retried claim, if the `received` claim in place is its own (same token).
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError>;
 
-    /// `received` → `queued`, if the claim `token` still owns the event.
+    /// `received` → `queued`, if the claim `token` still owns the event. Already `queued`
+    /// under the same token (a retried call) is success.
     async fn mark_queued(
         &self,
         event_id: &EventId,
@@ -346,15 +358,18 @@ pub trait Ledger: Send + Sync {
     ) -> Result<(), LedgerError>;
 
     /// Forgets a claim that could not be enqueued, if `token` still owns it and it is still
-    /// `received`, so the provider's retry is not taken for a duplicate.
+    /// `received`, so the provider's retry is not taken for a duplicate. An event no longer in
+    /// the ledger (a retried call) is success.
     async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError>;
 
     /// Starts an attempt: → `processing` with a lease, unless the event is `processed` or
-    /// another live lease holds it.
+    /// another live lease holds it. A live lease with this start's `lease_token` (a retried
+    /// call) is this start: `Started` with the attempt number it already took.
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError>;
 
     /// Ends an attempt: appends it to the history and sets the new status, if no later attempt
-    /// has started meanwhile (else [`LedgerError::Conflict`]).
+    /// has started meanwhile (else [`LedgerError::Conflict`]). An attempt already ended (a
+    /// retried call, or a kept success recorded again) is success, and is not appended twice.
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError>;
 
     /// Reads one event.

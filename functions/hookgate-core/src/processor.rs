@@ -378,6 +378,7 @@ impl Processor {
             expires_at: now.plus(self.dedup_window).ceil_secs(),
             now,
             lease_until: deadline,
+            lease_token: uuid::Uuid::new_v4().to_string(),
         };
         let attempt = match self.ledger.start_attempt(&start).await {
             Ok(StartOutcome::Started { attempt }) => {

@@ -254,6 +254,7 @@ mod tests {
             expires_at: now.plus(Duration::from_secs(3600)),
             now,
             lease_until: now.plus(Duration::from_secs(60)),
+            lease_token: uuid::Uuid::new_v4().to_string(),
         };
         ledger.start_attempt(&start).await.unwrap();
         let error = (status != EventStatus::Processed).then(|| "boom".to_owned());

@@ -23,6 +23,9 @@ struct Row {
     claim_token: Option<String>,
     claimed_at: Timestamp,
     lease_until: Option<Timestamp>,
+    lease_token: Option<String>,
+    /// The highest attempt whose end is recorded (0 for none): a second end of it is a retry.
+    finished_attempt: u32,
 }
 
 /// Claims between two sweeps of expired rows.
@@ -66,6 +69,12 @@ impl Ledger for MemoryLedger {
             rows.retain(|_, row| row.record.expires_at >= claim.now);
         }
         if let Some(row) = rows.get(&claim.event_id) {
+            if row.record.status == EventStatus::Received
+                && row.claim_token.as_deref() == Some(claim.token.as_str())
+            {
+                // This very claim, applied before: its answer was lost and the call retried.
+                return Ok(ClaimOutcome::Claimed);
+            }
             let expired = row.record.expires_at < claim.now;
             let stale = row.record.status == EventStatus::Received
                 && row.claimed_at < claim.now.minus(claim.timeout);
@@ -95,6 +104,8 @@ impl Ledger for MemoryLedger {
                 claim_token: Some(claim.token.clone()),
                 claimed_at: claim.now,
                 lease_until: None,
+                lease_token: None,
+                finished_attempt: 0,
             },
         );
         Ok(ClaimOutcome::Claimed)
@@ -116,6 +127,13 @@ impl Ledger for MemoryLedger {
                 row.record.updated_at = now;
                 Ok(())
             }
+            // Marked before by this very call: its answer was lost and the call retried.
+            Some(row)
+                if row.record.status == EventStatus::Queued
+                    && row.claim_token.as_deref() == Some(token) =>
+            {
+                Ok(())
+            }
             _ => Err(LedgerError::Conflict(format!(
                 "{event_id} is not a received event claimed by this token"
             ))),
@@ -132,6 +150,8 @@ impl Ledger for MemoryLedger {
                 rows.remove(event_id);
                 Ok(())
             }
+            // Released before by this very call (or never claimed): nothing is claimed.
+            None => Ok(()),
             _ => Err(LedgerError::Conflict(format!(
                 "{event_id} is not a received event claimed by this token"
             ))),
@@ -156,11 +176,19 @@ impl Ledger for MemoryLedger {
             claim_token: None,
             claimed_at: start.received_at,
             lease_until: None,
+            lease_token: None,
+            finished_attempt: 0,
         });
         match (row.record.status, row.lease_until) {
             (EventStatus::Processed, _) => return Ok(StartOutcome::AlreadyProcessed),
             (EventStatus::Processing, Some(until)) if until >= start.now => {
-                return Ok(StartOutcome::Leased { until })
+                // This very start, applied before: its answer was lost and the call retried.
+                if row.lease_token.as_deref() == Some(start.lease_token.as_str()) {
+                    return Ok(StartOutcome::Started {
+                        attempt: row.record.attempt_count,
+                    });
+                }
+                return Ok(StartOutcome::Leased { until });
             }
             _ => {}
         }
@@ -168,6 +196,7 @@ impl Ledger for MemoryLedger {
         row.record.attempt_count += 1;
         row.record.updated_at = start.now;
         row.lease_until = Some(start.lease_until);
+        row.lease_token = Some(start.lease_token.clone());
         Ok(StartOutcome::Started {
             attempt: row.record.attempt_count,
         })
@@ -176,12 +205,16 @@ impl Ledger for MemoryLedger {
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
         let mut rows = self.lock();
         match rows.get_mut(&end.event_id) {
+            // Recorded before (a retried call, or a kept success recorded again): once is enough.
+            Some(row) if row.finished_attempt == end.attempt.attempt => Ok(()),
             Some(row) if row.record.attempt_count == end.attempt.attempt => {
                 row.record.status = end.status;
                 row.record.updated_at = end.now;
                 row.record.last_error = end.attempt.error.clone();
                 row.record.attempts.push(end.attempt.clone());
                 row.lease_until = None;
+                row.lease_token = None;
+                row.finished_attempt = end.attempt.attempt;
                 Ok(())
             }
             Some(_) => Err(LedgerError::Conflict(format!(
