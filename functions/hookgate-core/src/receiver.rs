@@ -3,7 +3,9 @@
 //! `POST /webhooks/{source}` → known source → size → signature → event id → ledger claim →
 //! enqueue → `202`. A repeat of an enqueued event answers `200 duplicate` and enqueues nothing.
 //! If enqueueing fails after the claim, the claim is released (and, should that fail too, it
-//! times out), so the provider's retry is accepted rather than dropped as a duplicate.
+//! times out), so the provider's retry is accepted rather than dropped as a duplicate. A claim
+//! whose answer was lost is recognised by its token when the call is retried (see
+//! [`Ledger`]), and one that failed outright is released too, in case it was applied.
 //!
 //! Adapters (the Lambda function, the local stack) only translate HTTP to [`IncomingRequest`]
 //! and [`Reply`] back.
@@ -349,6 +351,12 @@ impl Receiver {
             }
             Err(e) => {
                 warn!(error = %e, "claim failed");
+                // The put may have been applied all the same, its answer lost on every try:
+                // take it back, or the provider's retry would be refused as in progress until
+                // the claim times out. (Without a claim of ours in place, this does nothing.)
+                if let Err(e) = self.ledger.release(&claim.event_id, &claim.token).await {
+                    debug!(reason = %e, "no claim of this request to release");
+                }
                 return Err(Rejection::LedgerUnavailable);
             }
         }
