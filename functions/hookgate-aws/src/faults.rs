@@ -1,5 +1,7 @@
 //! SDK-level fault injection (feature `fault-injection`, for tests): chosen calls answered
-//! with an AWS error (throttling, `503`, `500`) or never answered, in place of the service.
+//! with an AWS error (throttling, `503`, `500`) or never answered, in place of the service —
+//! or sent to the service, applied there, and their answer then lost (`AppliedThenLost`), as
+//! on a connection dropped after the request went out.
 //!
 //! Why at this level: `hookgate_core::faults` fails a port call as a whole, which shows what
 //! the cores do with an error; this shows what the *SDK* does first. The SDK's retry
@@ -35,6 +37,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
@@ -53,17 +56,21 @@ pub enum SdkFault {
     InternalServerError,
     /// No answer at all: the attempt runs into its timeout.
     Stall,
+    /// Sent to the service, which applies it; its answer is then lost (the connection drops:
+    /// an I/O error), so the SDK retries a request that has already taken effect.
+    AppliedThenLost,
 }
 
 /// The header marking a request the HTTP client must answer itself (never sent).
 const MARK: &str = "x-hookgate-injected-fault";
 
-const ALL: [SdkFault; 5] = [
+const ALL: [SdkFault; 6] = [
     SdkFault::Throttling,
     SdkFault::ProvisionedThroughputExceeded,
     SdkFault::ServiceUnavailable,
     SdkFault::InternalServerError,
     SdkFault::Stall,
+    SdkFault::AppliedThenLost,
 ];
 
 impl SdkFault {
@@ -77,6 +84,7 @@ impl SdkFault {
             SdkFault::ServiceUnavailable => (503, "ServiceUnavailable"),
             SdkFault::InternalServerError => (500, "InternalServerError"),
             SdkFault::Stall => (0, "Stall"),
+            SdkFault::AppliedThenLost => (0, "AppliedThenLost"),
         }
     }
 
@@ -106,6 +114,8 @@ impl SdkFault {
 
 #[derive(Debug, Clone, Copy)]
 enum Times {
+    /// Let this many attempts through first.
+    Pass(u32),
     Next(u32),
     Always,
 }
@@ -136,6 +146,17 @@ impl SdkFaults {
                 .or_default()
                 .push((Times::Next(times), fault));
         }
+    }
+
+    /// Lets the next `skip` attempts of `operation` through, then answers the one after with
+    /// `fault` (to reach, say, the second `UpdateItem` of a record: its attempt's end).
+    pub fn fail_after(&self, operation: &str, skip: u32, fault: SdkFault) {
+        let mut rules = lock(&self.rules);
+        let list = rules.entry(operation.to_owned()).or_default();
+        if skip > 0 {
+            list.push((Times::Pass(skip), fault));
+        }
+        list.push((Times::Next(1), fault));
     }
 
     /// Answers every attempt of `operation` with `fault`, until cleared.
@@ -211,6 +232,14 @@ impl SdkFaults {
         let first = list.first_mut()?;
         let fault = first.1;
         match &mut first.0 {
+            Times::Pass(n) => {
+                if *n > 1 {
+                    *n -= 1;
+                } else {
+                    list.remove(0);
+                }
+                return None;
+            }
             Times::Next(n) if *n > 1 => *n -= 1,
             Times::Next(_) => {
                 list.remove(0);
@@ -311,6 +340,19 @@ impl HttpConnector for FaultyConnector {
         match request.headers().get(MARK).and_then(SdkFault::from_code) {
             None => self.inner.call(request),
             Some(SdkFault::Stall) => HttpConnectorFuture::new(std::future::pending()),
+            Some(SdkFault::AppliedThenLost) => {
+                let mut request = request;
+                request.headers_mut().remove(MARK);
+                let sent = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    // The service answers, and so has applied the request; the answer is lost.
+                    let _lost = sent.await;
+                    Err(ConnectorError::io(
+                        "connection reset after the request was sent (injected: applied, answer lost)"
+                            .into(),
+                    ))
+                })
+            }
             Some(fault) => HttpConnectorFuture::ready(Ok(fault.response())),
         }
     }
@@ -333,6 +375,20 @@ mod tests {
         f.clear("PutItem");
         assert_eq!(f.take("PutItem"), None);
         assert_eq!((f.injected("PutItem"), f.injected_total()), (4, 4));
+    }
+
+    #[test]
+    fn fail_after_lets_attempts_through_first() {
+        let f = SdkFaults::new();
+        f.fail_after("UpdateItem", 2, SdkFault::AppliedThenLost);
+        assert_eq!(f.take("UpdateItem"), None);
+        assert_eq!(f.take("UpdateItem"), None);
+        assert_eq!(f.take("UpdateItem"), Some(SdkFault::AppliedThenLost));
+        assert_eq!(f.take("UpdateItem"), None);
+        assert_eq!(f.injected("UpdateItem"), 1);
+        f.fail_after("PutItem", 0, SdkFault::Throttling);
+        assert_eq!(f.take("PutItem"), Some(SdkFault::Throttling));
+        assert_eq!(f.take("PutItem"), None);
     }
 
     #[test]

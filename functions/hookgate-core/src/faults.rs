@@ -13,7 +13,12 @@
 //!   since the plan was made fails, whatever came before;
 //! - `faults.fail_always("start_attempt", AwsError::ProvisionedThroughputExceeded)` until
 //!   [`Faults::clear`];
-//! - `faults.add_latency("send", d)`: every `send` waits `d` first (and still succeeds).
+//! - `faults.add_latency("send", d)`: every `send` waits `d` first (and still succeeds);
+//! - `faults.lose_answer_next("claim", 1)`: the next claim **takes effect**, then its answer is
+//!   lost (a timeout, a dropped connection) and the call is sent again, as the AWS SDK does;
+//!   the caller sees the answer to that retry — the harder, common case;
+//! - `faults.lose_answer_and_fail_next("finish_attempt", 1, AwsError::Timeout)`: the call takes
+//!   effect, then every retry is lost too and the caller sees the error.
 //!
 //! A failure is what the AWS adapters turn such an answer into: `LedgerError::Unavailable` or
 //! `QueueError::Unavailable`, its message naming the AWS error code. Faults at the SDK level,
@@ -76,10 +81,21 @@ enum When {
     Always,
 }
 
+/// What a rule does to a call it matches.
+#[derive(Clone, Copy, Debug)]
+enum Effect {
+    /// Fails before reaching the service: nothing applied.
+    Refuse(AwsError),
+    /// Applied, answer lost, sent again: the caller sees the retry's answer.
+    ApplyThenRetry,
+    /// Applied, answer lost on every try: the caller sees this error.
+    ApplyThenFail(AwsError),
+}
+
 #[derive(Clone, Copy, Debug)]
 struct FailRule {
     when: When,
-    error: AwsError,
+    effect: Effect,
 }
 
 /// The rules for one operation.
@@ -103,6 +119,9 @@ pub struct Faults {
 pub struct Verdict {
     /// Wait this long before answering.
     pub latency: Option<Duration>,
+    /// The call reaches the service and takes effect first, whatever the caller then sees:
+    /// with no `error`, the call is sent again and the caller gets that second answer.
+    pub applied: bool,
     /// Fail with this error (after the latency), or pass the call through.
     pub error: Option<AwsError>,
 }
@@ -117,12 +136,12 @@ impl Faults {
         Arc::new(Self::default())
     }
 
-    fn add(&self, operation: &'static str, when: When, error: AwsError) {
+    fn add(&self, operation: &'static str, when: When, effect: Effect) {
         lock(&self.rules)
             .entry(operation)
             .or_default()
             .failures
-            .push(FailRule { when, error });
+            .push(FailRule { when, effect });
     }
 
     /// Makes the next `times` calls of `operation` (a port method name, e.g. `"send"`,
@@ -134,19 +153,43 @@ impl Faults {
     /// Makes the next `times` calls of `operation` fail with `error`.
     pub fn fail_next_with(&self, operation: &'static str, times: u32, error: AwsError) {
         if times > 0 {
-            self.add(operation, When::Next(times), error);
+            self.add(operation, When::Next(times), Effect::Refuse(error));
         }
     }
 
     /// Makes call number `n` of `operation` (counting from 1, every call since the plan was
     /// made, as [`Faults::calls`] does) fail with `error`. A number already passed never comes.
     pub fn fail_nth(&self, operation: &'static str, n: u32, error: AwsError) {
-        self.add(operation, When::Nth(n), error);
+        self.add(operation, When::Nth(n), Effect::Refuse(error));
     }
 
     /// Makes every call of `operation` fail with `error` until [`Faults::clear`].
     pub fn fail_always(&self, operation: &'static str, error: AwsError) {
-        self.add(operation, When::Always, error);
+        self.add(operation, When::Always, Effect::Refuse(error));
+    }
+
+    /// The next `times` calls of `operation` take effect, then their answer is lost and the
+    /// call is sent again, as the SDK retries a timeout or a dropped connection: the caller
+    /// sees the answer to the second, identical call (made against what the first one did).
+    pub fn lose_answer_next(&self, operation: &'static str, times: u32) {
+        if times > 0 {
+            self.add(operation, When::Next(times), Effect::ApplyThenRetry);
+        }
+    }
+
+    /// Call number `n` of `operation` (as [`Faults::fail_nth`] counts) takes effect, then its
+    /// answer is lost and it is sent again; the caller sees the second answer.
+    pub fn lose_answer_nth(&self, operation: &'static str, n: u32) {
+        self.add(operation, When::Nth(n), Effect::ApplyThenRetry);
+    }
+
+    /// The next `times` calls of `operation` take effect, then every answer is lost and the
+    /// caller sees `error` (a timeout, typically): a write that happened though its caller was
+    /// told it failed.
+    pub fn lose_answer_and_fail_next(&self, operation: &'static str, times: u32, error: AwsError) {
+        if times > 0 {
+            self.add(operation, When::Next(times), Effect::ApplyThenFail(error));
+        }
     }
 
     /// Makes every call of `operation` wait `latency` before it goes on (to succeed or fail),
@@ -194,6 +237,7 @@ impl Faults {
         let Some(rules) = rules.get_mut(operation) else {
             return Verdict {
                 latency: None,
+                applied: false,
                 error: None,
             };
         };
@@ -202,9 +246,9 @@ impl Faults {
             When::Nth(n) => n == call,
             When::Always => true,
         });
-        let error = matched.map(|i| {
+        let effect = matched.map(|i| {
             let rule = &mut rules.failures[i];
-            let error = rule.error;
+            let effect = rule.effect;
             match &mut rule.when {
                 When::Next(n) if *n > 1 => *n -= 1,
                 When::Always => {}
@@ -212,28 +256,51 @@ impl Faults {
                     rules.failures.remove(i);
                 }
             }
-            error
+            effect
         });
         // A rule for a call number already passed can never match: drop it.
         rules
             .failures
             .retain(|r| !matches!(r.when, When::Nth(n) if n <= call));
-        if error.is_some() {
+        if effect.is_some() {
             *lock(&self.injected).entry(operation).or_default() += 1;
         }
+        let (applied, error) = match effect {
+            None => (false, None),
+            Some(Effect::Refuse(e)) => (false, Some(e)),
+            Some(Effect::ApplyThenRetry) => (true, None),
+            Some(Effect::ApplyThenFail(e)) => (true, Some(e)),
+        };
         Verdict {
             latency: rules.latency,
+            applied,
             error,
         }
     }
 
-    /// Applies the plan to a call: waits, then says whether (and how) it fails.
-    async fn apply(&self, operation: &'static str) -> Option<String> {
+    /// Runs `call` under the plan: waits, then fails it, or runs it — once, or (when its answer
+    /// is lost) twice, the second run being the retry whose answer the caller sees.
+    async fn run<T, E, Fut>(
+        &self,
+        operation: &'static str,
+        call: impl Fn() -> Fut,
+        error: impl FnOnce(String) -> E,
+    ) -> Result<T, E>
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
         let verdict = self.verdict(operation);
         if let Some(latency) = verdict.latency {
             tokio::time::sleep(latency).await;
         }
-        verdict.error.map(|e| injected(operation, e))
+        if verdict.applied {
+            // Applied; whatever it answered is lost on the way back.
+            let _lost = call().await;
+        }
+        match verdict.error {
+            Some(e) => Err(error(injected(operation, e))),
+            None => call().await,
+        }
     }
 }
 
@@ -261,20 +328,15 @@ impl FaultyLedger {
     pub fn new(inner: Arc<dyn Ledger>, faults: Arc<Faults>) -> Self {
         Self { inner, faults }
     }
-
-    async fn check(&self, op: &'static str) -> Result<(), LedgerError> {
-        match self.faults.apply(op).await {
-            Some(message) => Err(LedgerError::Unavailable(message)),
-            None => Ok(()),
-        }
-    }
 }
 
 #[async_trait]
 impl Ledger for FaultyLedger {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError> {
-        self.check("claim").await?;
-        self.inner.claim(claim).await
+        let call = || self.inner.claim(claim);
+        self.faults
+            .run("claim", call, LedgerError::Unavailable)
+            .await
     }
     async fn mark_queued(
         &self,
@@ -282,28 +344,38 @@ impl Ledger for FaultyLedger {
         token: &str,
         now: Timestamp,
     ) -> Result<(), LedgerError> {
-        self.check("mark_queued").await?;
-        self.inner.mark_queued(id, token, now).await
+        let call = || self.inner.mark_queued(id, token, now);
+        self.faults
+            .run("mark_queued", call, LedgerError::Unavailable)
+            .await
     }
     async fn release(&self, id: &EventId, token: &str) -> Result<(), LedgerError> {
-        self.check("release").await?;
-        self.inner.release(id, token).await
+        let call = || self.inner.release(id, token);
+        self.faults
+            .run("release", call, LedgerError::Unavailable)
+            .await
     }
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
-        self.check("start_attempt").await?;
-        self.inner.start_attempt(start).await
+        let call = || self.inner.start_attempt(start);
+        self.faults
+            .run("start_attempt", call, LedgerError::Unavailable)
+            .await
     }
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
-        self.check("finish_attempt").await?;
-        self.inner.finish_attempt(end).await
+        let call = || self.inner.finish_attempt(end);
+        self.faults
+            .run("finish_attempt", call, LedgerError::Unavailable)
+            .await
     }
     async fn get(&self, id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
-        self.check("get").await?;
-        self.inner.get(id).await
+        let call = || self.inner.get(id);
+        self.faults.run("get", call, LedgerError::Unavailable).await
     }
     async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError> {
-        self.check("list").await?;
-        self.inner.list(query).await
+        let call = || self.inner.list(query);
+        self.faults
+            .run("list", call, LedgerError::Unavailable)
+            .await
     }
 }
 
@@ -318,44 +390,48 @@ impl FaultyQueue {
     pub fn new(inner: Arc<dyn Queue>, faults: Arc<Faults>) -> Self {
         Self { inner, faults }
     }
-
-    async fn check(&self, op: &'static str) -> Result<(), QueueError> {
-        match self.faults.apply(op).await {
-            Some(message) => Err(QueueError::Unavailable(message)),
-            None => Ok(()),
-        }
-    }
 }
 
 #[async_trait]
 impl Queue for FaultyQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
-        self.check("send").await?;
-        self.inner.send(message).await
+        // A retried send sends the same message again (a second copy, as on SQS).
+        let call = || self.inner.send(message.clone());
+        self.faults.run("send", call, QueueError::Unavailable).await
     }
     async fn receive(
         &self,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>, QueueError> {
-        self.check("receive").await?;
-        self.inner.receive(max, wait).await
+        let call = || self.inner.receive(max, wait);
+        self.faults
+            .run("receive", call, QueueError::Unavailable)
+            .await
     }
     async fn change_visibility(&self, receipt: &str, timeout: Duration) -> Result<(), QueueError> {
-        self.check("change_visibility").await?;
-        self.inner.change_visibility(receipt, timeout).await
+        let call = || self.inner.change_visibility(receipt, timeout);
+        self.faults
+            .run("change_visibility", call, QueueError::Unavailable)
+            .await
     }
     async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.check("delete").await?;
-        self.inner.delete(receipt).await
+        let call = || self.inner.delete(receipt);
+        self.faults
+            .run("delete", call, QueueError::Unavailable)
+            .await
     }
     async fn move_to_dlq(&self, message: &ReceivedMessage) -> Result<(), QueueError> {
-        self.check("move_to_dlq").await?;
-        self.inner.move_to_dlq(message).await
+        let call = || self.inner.move_to_dlq(message);
+        self.faults
+            .run("move_to_dlq", call, QueueError::Unavailable)
+            .await
     }
     async fn purge(&self) -> Result<(), QueueError> {
-        self.check("purge").await?;
-        self.inner.purge().await
+        let call = || self.inner.purge();
+        self.faults
+            .run("purge", call, QueueError::Unavailable)
+            .await
     }
     fn max_message_bytes(&self) -> usize {
         self.inner.max_message_bytes()
@@ -433,6 +509,7 @@ mod tests {
             f.verdict("send"),
             Verdict {
                 latency: Some(d),
+                applied: false,
                 error: Some(AwsError::ServiceUnavailable)
             }
         );
@@ -440,6 +517,7 @@ mod tests {
             f.verdict("send"),
             Verdict {
                 latency: Some(d),
+                applied: false,
                 error: None
             }
         );
@@ -482,6 +560,42 @@ mod tests {
         assert!(queue.send(message).await.is_ok());
         assert_eq!(queue.receive(10, Duration::ZERO).await.unwrap().len(), 1);
         assert_eq!(f.injected_total(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_applies_the_call_then_answers_its_retry() {
+        let f = Faults::new();
+        let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+        let faulty = FaultyQueue::new(queue.clone(), f.clone());
+        f.lose_answer_next("send", 1);
+        let message = OutgoingMessage {
+            body: "{}".into(),
+            ..OutgoingMessage::default()
+        };
+        assert!(faulty.send(message.clone()).await.is_ok());
+        // Applied, then sent again: two copies, as a retried SendMessage leaves on SQS.
+        assert_eq!(queue.receive(10, Duration::ZERO).await.unwrap().len(), 2);
+        assert_eq!((f.calls("send"), f.injected("send")), (1, 1));
+
+        // Applied, and every retry lost: the caller is told it failed, though it happened.
+        f.lose_answer_and_fail_next("send", 1, AwsError::Timeout);
+        match faulty.send(message.clone()).await {
+            Err(QueueError::Unavailable(m)) => assert!(m.starts_with("TimeoutError"), "{m}"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert_eq!(queue.receive(10, Duration::ZERO).await.unwrap().len(), 1);
+        assert_eq!(
+            f.verdict("send"),
+            Verdict {
+                latency: None,
+                applied: false,
+                error: None
+            }
+        );
+        // Calls 1-3 are done: the fifth is lost, the fourth is not.
+        f.lose_answer_nth("send", 5);
+        assert!(!f.verdict("send").applied);
+        assert!(f.verdict("send").applied);
     }
 
     #[tokio::test(start_paused = true)]
