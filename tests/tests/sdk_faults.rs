@@ -387,3 +387,166 @@ async fn a_stalled_endpoint_fails_each_attempt_at_its_timeout() {
     );
     assert!(accepted.load(Ordering::SeqCst) >= 1);
 }
+
+// ------------------------------------------------------------ applied, then the answer lost
+
+/// A processor over the rig's backend whose handler counts its runs (and fails permanently
+/// while `permanent` is set), fed by the local event source.
+fn counting_source(rig: &Rig, permanent: bool) -> (EventSource, Arc<AtomicU32>) {
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let handlers = Handlers::new().on("*", "*", move |_e: Envelope| {
+        r.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if permanent {
+                Err(hookgate_core::HandlerError::permanent("downstream 422"))
+            } else {
+                Ok(())
+            }
+        }
+    });
+    let processor = Processor::new(
+        &config(),
+        rig.backend.ledger.clone(),
+        rig.backend.queue.clone(),
+        handlers,
+    );
+    (
+        EventSource::new(rig.backend.queue.clone(), Arc::new(processor)),
+        runs,
+    )
+}
+
+/// Polls until event `id` is `status` and the queue is empty (every copy consumed).
+async fn settle(
+    rig: &Rig,
+    source: &EventSource,
+    id: &EventId,
+    status: EventStatus,
+) -> hookgate_core::EventRecord {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let outcome = source.poll().await.unwrap();
+        let record = rig.backend.ledger.get(id).await.unwrap();
+        if outcome.records.is_empty() && record.as_ref().is_some_and(|r| r.status == status) {
+            return record.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} never settled as {status}: {record:?}"
+        );
+    }
+}
+
+/// Each write on an event's way, applied by moto while its answer is lost, so the SDK sends
+/// it again: the provider is answered `202`, the handler runs once, and the history holds one
+/// attempt. `UpdateItem` is the receiver's mark queued (0 let through first), the processor's
+/// lease (1), then the attempt's end (2).
+#[tokio::test]
+async fn every_write_applied_with_its_answer_lost_runs_the_handler_once() {
+    if moto_endpoint().is_none() {
+        eprintln!("skipped: no moto");
+        return;
+    }
+    for (operation, skip, sent) in [
+        ("PutItem", 0, 2),     // the claim: before, answered 409 event_in_progress
+        ("UpdateItem", 0, 4),  // mark queued
+        ("SendMessage", 0, 2), // the enqueue: two copies on the queue
+        ("UpdateItem", 1, 4),  // the lease: before, it met its own lease and backed off
+        ("UpdateItem", 2, 4),  // the attempt's end: before, appended twice
+    ] {
+        // Fresh resources each time: a second copy of an earlier event cannot come back here.
+        let rig = rig().await.expect("moto");
+        let (source, runs) = counting_source(&rig, false);
+        rig.faults
+            .fail_after(operation, skip, SdkFault::AppliedThenLost);
+        let reply = rig.receiver.handle(signed(&rig.receiver, &body())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::ACCEPTED,
+            "{operation}#{skip}: {reply:?}"
+        );
+        let id = EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap();
+        let record = settle(&rig, &source, &id, EventStatus::Processed).await;
+        assert_eq!(rig.faults.injected(operation), 1, "{operation}#{skip}");
+        assert_eq!(
+            rig.faults.attempts(operation),
+            sent,
+            "{operation}#{skip}: the lost attempt was sent again by the SDK"
+        );
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "{operation}#{skip}: one run"
+        );
+        assert_eq!(record.attempt_count, 1, "{operation}#{skip}");
+        let history: Vec<(u32, bool)> = record
+            .attempts
+            .iter()
+            .map(|a| (a.attempt, a.success))
+            .collect();
+        assert_eq!(history, [(1, true)], "{operation}#{skip}");
+    }
+}
+
+#[tokio::test]
+async fn a_release_applied_with_its_answer_lost_lets_the_retry_in() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let (source, runs) = counting_source(&rig, false);
+    let body = body();
+    rig.faults
+        .fail_always("SendMessage", SdkFault::ServiceUnavailable);
+    rig.faults
+        .fail_next("DeleteItem", 1, SdkFault::AppliedThenLost);
+    let reply = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(reply.error_code(), Some("queue_unavailable"), "{reply:?}");
+    assert_eq!(
+        rig.faults.attempts("DeleteItem"),
+        2,
+        "released, then sent again"
+    );
+    rig.faults.clear_all();
+    let retry = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+    let id = EventId::parse(retry.body["event_id"].as_str().unwrap()).unwrap();
+    let record = settle(&rig, &source, &id, EventStatus::Processed).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(record.attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn a_move_to_the_dlq_applied_with_its_answer_lost_keeps_one_attempt() {
+    let Some(rig) = rig().await else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let (source, runs) = counting_source(&rig, true);
+    let reply = rig.receiver.handle(signed(&rig.receiver, &body())).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    let id = EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap();
+    rig.faults.reset_counts();
+    // The processor's next SendMessage is the copy to the DLQ.
+    rig.faults
+        .fail_next("SendMessage", 1, SdkFault::AppliedThenLost);
+    let record = settle(&rig, &source, &id, EventStatus::DeadLettered).await;
+    assert_eq!(rig.faults.attempts("SendMessage"), 2);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(record.attempts.len(), 1);
+    // Two copies of the one event in the DLQ; the ledger runs it once whichever is redriven.
+    let dlq = rig.resources.dlq();
+    let mut copies = 0;
+    loop {
+        let batch = dlq.receive(10, Duration::from_millis(500)).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            assert_eq!(Envelope::from_message(&m.body).unwrap().event_id, id);
+            copies += 1;
+        }
+    }
+    assert_eq!(copies, 2);
+}
