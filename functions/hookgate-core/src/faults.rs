@@ -1,5 +1,5 @@
-//! Fault injection for the ports: wrappers that make a `Ledger` or a `Queue` fail, or slow
-//! down, on demand.
+//! Fault injection for the ports: wrappers that make a `Ledger`, a `Queue` or an `Archive`
+//! fail, or slow down, on demand.
 //!
 //! Used by tests of both cores (and the local stack's own tests) to show what happens when
 //! DynamoDB or SQS fails at a given step. A [`Faults`] plan holds rules per operation (a port
@@ -31,8 +31,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::archive::{Archive, ArchiveError, PayloadRef};
 use crate::clock::Timestamp;
-use crate::envelope::EventId;
+use crate::envelope::{Envelope, EventId};
 use crate::ledger::{
     AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventSummary, Ledger, LedgerError,
     ListQuery, StartOutcome,
@@ -435,6 +436,48 @@ impl Queue for FaultyQueue {
     }
     fn max_message_bytes(&self) -> usize {
         self.inner.max_message_bytes()
+    }
+}
+
+/// An archive that fails as its [`Faults`] say. Operations: `archive_put`, `archive_get`,
+/// `archive_exists`, `archive_delete`.
+pub struct FaultyArchive {
+    inner: Arc<dyn Archive>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyArchive {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Archive>, faults: Arc<Faults>) -> Self {
+        Self { inner, faults }
+    }
+}
+
+#[async_trait]
+impl Archive for FaultyArchive {
+    async fn put(&self, envelope: &Envelope) -> Result<PayloadRef, ArchiveError> {
+        let call = || self.inner.put(envelope);
+        self.faults
+            .run("archive_put", call, ArchiveError::Unavailable)
+            .await
+    }
+    async fn get(&self, event_id: &EventId) -> Result<Option<Envelope>, ArchiveError> {
+        let call = || self.inner.get(event_id);
+        self.faults
+            .run("archive_get", call, ArchiveError::Unavailable)
+            .await
+    }
+    async fn exists(&self, event_id: &EventId) -> Result<bool, ArchiveError> {
+        let call = || self.inner.exists(event_id);
+        self.faults
+            .run("archive_exists", call, ArchiveError::Unavailable)
+            .await
+    }
+    async fn delete(&self, event_id: &EventId) -> Result<(), ArchiveError> {
+        let call = || self.inner.delete(event_id);
+        self.faults
+            .run("archive_delete", call, ArchiveError::Unavailable)
+            .await
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`envelope`]: the event as it travels, and its stable id.
 //! - [`signature`]: how a provider's signature is checked.
-//! - [`ledger`] and [`queue`]: the two ports, with in-memory implementations in [`memory`].
+//! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
+//!   [`memory`].
 //! - [`receiver`]: request → verify → claim → enqueue → reply.
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
@@ -14,6 +15,7 @@
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
+pub mod archive;
 pub mod backoff;
 pub mod clock;
 pub mod config;
@@ -36,6 +38,7 @@ pub mod status;
 pub mod telemetry;
 pub mod xray;
 
+pub use archive::{Archive, ArchiveError, PayloadRef};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigError, Secret};
 pub use envelope::{Envelope, EventId, SourceName};
