@@ -179,6 +179,8 @@ async fn items_have_the_documented_layout() {
         now,
         lease_until: now.plus(Duration::from_secs(60)),
         lease_token: uuid::Uuid::new_v4().to_string(),
+        generation: 0,
+        payload: None,
     };
     ledger.start_attempt(&start).await.unwrap();
     let item = raw(&id).await;

@@ -67,6 +67,8 @@ fn start_at(id: &EventId, received_at: Timestamp, now: Timestamp) -> AttemptStar
         now,
         lease_until: now.plus(LEASE),
         lease_token: uuid::Uuid::new_v4().to_string(),
+        generation: 0,
+        payload: None,
     }
 }
 
@@ -215,6 +217,10 @@ async fn claim_records_a_received_event(ledger: Arc<dyn Ledger>) {
             attempt_count: 0,
             attempts: vec![],
             last_error: None,
+            generation: 0,
+            replays: 0,
+            history: vec![],
+            payload: None,
         }
     );
 }
@@ -648,6 +654,10 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
             attempt_count: 2,
             attempts: vec![end1.attempt, end2.attempt],
             last_error: None,
+            generation: 0,
+            replays: 0,
+            history: vec![],
+            payload: None,
         }
     );
 }
@@ -712,6 +722,10 @@ async fn start_attempt_on_unknown_id_upserts(ledger: Arc<dyn Ledger>) {
             attempt_count: 1,
             attempts: vec![],
             last_error: None,
+            generation: 0,
+            replays: 0,
+            history: vec![],
+            payload: None,
         })
     );
     // The row now deduplicates a late claim of the same id.

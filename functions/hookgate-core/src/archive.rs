@@ -111,6 +111,17 @@ struct ObjectHead {
 
 /// The archived object of `envelope`: its head line, a newline, the raw body.
 pub fn encode_object(envelope: &Envelope) -> Vec<u8> {
+    encode_object_and_ref(envelope).0
+}
+
+/// [`encode_object`], with the reference to it: the body is hashed once for both.
+pub fn encode_object_and_ref(envelope: &Envelope) -> (Vec<u8>, PayloadRef) {
+    let sha256 = sha256_hex(&envelope.body);
+    let reference = PayloadRef {
+        key: key_for(&envelope.event_id),
+        size: envelope.body.len() as u64,
+        sha256: sha256.clone(),
+    };
     let head = ObjectHead {
         v: OBJECT_VERSION,
         event_id: envelope.event_id.clone(),
@@ -119,7 +130,7 @@ pub fn encode_object(envelope: &Envelope) -> Vec<u8> {
         received_at: envelope.received_at,
         headers: envelope.headers.clone(),
         body_len: envelope.body.len() as u64,
-        sha256: sha256_hex(&envelope.body),
+        sha256,
     };
     // Serialising a struct of strings, numbers and maps cannot fail.
     let head = serde_json::to_vec(&head).unwrap_or_default();
@@ -127,7 +138,7 @@ pub fn encode_object(envelope: &Envelope) -> Vec<u8> {
     object.extend_from_slice(&head);
     object.push(b'\n');
     object.extend_from_slice(&envelope.body);
-    object
+    (object, reference)
 }
 
 /// Reads an object written by [`encode_object`], checking its body against the head's size

@@ -36,7 +36,7 @@ use crate::clock::Timestamp;
 use crate::envelope::{Envelope, EventId};
 use crate::ledger::{
     AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventSummary, Ledger, LedgerError,
-    ListQuery, StartOutcome,
+    ListQuery, Page, PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
 };
 use crate::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
@@ -376,6 +376,30 @@ impl Ledger for FaultyLedger {
         let call = || self.inner.list(query);
         self.faults
             .run("list", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError> {
+        let call = || self.inner.list_page(query);
+        self.faults
+            .run("list_page", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn inline_payload(&self, id: &EventId) -> Result<Option<bytes::Bytes>, LedgerError> {
+        let call = || self.inner.inline_payload(id);
+        self.faults
+            .run("inline_payload", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
+        let call = || self.inner.begin_replay(replay);
+        self.faults
+            .run("begin_replay", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError> {
+        let call = || self.inner.undo_replay(undo);
+        self.faults
+            .run("undo_replay", call, LedgerError::Unavailable)
             .await
     }
 }

@@ -5,6 +5,7 @@
 //! - [`signature`]: how a provider's signature is checked.
 //! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
 //!   [`memory`].
+//! - [`payload`]: where each event's payload is kept (inline, archive, claim check).
 //! - [`receiver`]: request → verify → claim → enqueue → reply.
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
@@ -28,6 +29,7 @@ pub mod handler;
 pub mod ledger;
 pub mod memory;
 pub mod metrics;
+pub mod payload;
 pub mod pending;
 pub mod processor;
 pub mod queue;

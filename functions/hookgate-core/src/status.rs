@@ -255,6 +255,8 @@ mod tests {
             now,
             lease_until: now.plus(Duration::from_secs(60)),
             lease_token: uuid::Uuid::new_v4().to_string(),
+            generation: 0,
+            payload: None,
         };
         ledger.start_attempt(&start).await.unwrap();
         let error = (status != EventStatus::Processed).then(|| "boom".to_owned());

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::archive::{
-    check_owner, decode_object, encode_object, key_for, Archive, ArchiveError, PayloadRef,
+    check_owner, decode_object, encode_object_and_ref, key_for, Archive, ArchiveError, PayloadRef,
 };
 use crate::envelope::{Envelope, EventId};
 
@@ -73,8 +73,8 @@ impl MemoryArchive {
 #[async_trait]
 impl Archive for MemoryArchive {
     async fn put(&self, envelope: &Envelope) -> Result<PayloadRef, ArchiveError> {
-        let reference = PayloadRef::of(envelope);
-        let object = Bytes::from(encode_object(envelope));
+        let (object, reference) = encode_object_and_ref(envelope);
+        let object = Bytes::from(object);
         let mut objects = self.lock();
         objects.puts += 1;
         if let Some(retention) = self.retention {
