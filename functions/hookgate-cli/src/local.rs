@@ -33,7 +33,7 @@ use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-use hookgate_core::metrics::MetricsRegistry;
+use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
 use tokio::net::TcpListener;
@@ -70,7 +70,8 @@ impl LocalStack {
         queue: Arc<dyn Queue>,
         handlers: Handlers,
     ) -> Result<Self, StackError> {
-        let metrics = Arc::new(MetricsRegistry::new());
+        let metrics =
+            Arc::new(MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)));
         let receiver =
             Receiver::new(config, ledger.clone(), queue.clone())?.with_metrics(metrics.clone());
         let handlers = handlers.with_forwarding(config)?;

@@ -27,7 +27,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 [sources.standard]
 scheme = "standard"
 secrets = ["{STANDARD_SECRET}"]

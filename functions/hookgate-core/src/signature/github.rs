@@ -96,8 +96,10 @@ impl SignatureScheme for GitHub {
             return Err(SignatureError::Mismatch);
         }
         let event_id = EventId::from_body_mac(source, &given);
-        let event_type = event_type_header(request.headers, EVENT).unwrap_or("unknown");
-        let mut verified = Verified::event(event_id, event_type);
+        let from_header = event_type_header(request.headers, EVENT);
+        let event_type = from_header.unwrap_or("unknown");
+        let mut verified =
+            Verified::event_typed_by(event_id, event_type, from_header.map(|_| EVENT));
         if event_type == "ping" {
             verified.respond_now = Some(pong(request.body));
         }
@@ -190,9 +192,15 @@ mod tests {
         let h = headers(&[(SIGNATURE, DOC_SIGNATURE.as_bytes())]);
         let v = verify(&s, &h, DOC_PAYLOAD).unwrap();
         assert_eq!(v.event_type, "unknown");
+        assert!(
+            v.type_signed,
+            "unknown is hookgate's fallback, not the sender's word"
+        );
         assert_eq!(v.respond_now, None);
         let h = headers(&[(SIGNATURE, DOC_SIGNATURE.as_bytes()), (EVENT, b"push")]);
-        assert_eq!(verify(&s, &h, DOC_PAYLOAD).unwrap().event_type, "push");
+        let v = verify(&s, &h, DOC_PAYLOAD).unwrap();
+        assert_eq!(v.event_type, "push");
+        assert!(!v.type_signed, "X-GitHub-Event is unsigned");
         let headers = s.sign(DOC_PAYLOAD, Timestamp::from_secs(0));
         assert_eq!(headers[0], (SIGNATURE.to_owned(), DOC_SIGNATURE.to_owned()));
         assert_eq!(headers[1].0, DELIVERY);

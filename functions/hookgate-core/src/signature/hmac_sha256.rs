@@ -294,15 +294,17 @@ impl HmacSha256 {
         })
     }
 
-    fn event_type(&self, request: &SignedRequest<'_>) -> String {
+    /// The event type, and whether it came from the (unsigned) type header.
+    fn event_type(&self, request: &SignedRequest<'_>) -> (String, bool) {
         if let Some(t) = event_type_header(request.headers, &self.type_header) {
-            return t.to_owned();
+            return (t.to_owned(), true);
         }
-        super::json_type(request.body)
+        let from_body = super::json_type(request.body)
             .as_deref()
             .and_then(clean_event_type)
             .map(str::to_owned)
-            .unwrap_or_else(|| "unknown".to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        (from_body, false)
     }
 }
 
@@ -379,7 +381,9 @@ impl SignatureScheme for HmacSha256 {
             None if timestamp.is_none() => EventId::from_body_mac(source, &given),
             None => EventId::derive(source, &[request.body]),
         };
-        Ok(Verified::event(event_id, self.event_type(request)))
+        let (event_type, from_header) = self.event_type(request);
+        let header = from_header.then_some(self.type_header.as_str());
+        Ok(Verified::event_typed_by(event_id, event_type, header))
     }
 
     fn sign(&self, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
@@ -553,7 +557,9 @@ mod tests {
         assert_eq!(signed[0].0, "x-hub-sig");
         assert_eq!(signed[0].1, "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=");
         let h = headers(&[("x-hub-sig", &signed[0].1), ("x-kind", "order.paid")]);
-        assert_eq!(verify(&s, &h, FOX).unwrap().event_type, "order.paid");
+        let v = verify(&s, &h, FOX).unwrap();
+        assert_eq!(v.event_type, "order.paid");
+        assert!(!v.type_signed, "a type header is unsigned");
     }
 
     #[test]
@@ -562,7 +568,9 @@ mod tests {
         let body = br#"{"type":"invoice.paid","id":1}"#;
         let signed = s.sign(body, Timestamp::from_secs(0));
         let h = headers(&[(&signed[0].0, &signed[0].1)]);
-        assert_eq!(verify(&s, &h, body).unwrap().event_type, "invoice.paid");
+        let v = verify(&s, &h, body).unwrap();
+        assert_eq!(v.event_type, "invoice.paid");
+        assert!(v.type_signed, "the body is signed");
     }
 
     // Slack's published example ("Verifying requests from Slack",
