@@ -15,7 +15,8 @@
 //! - `GET /healthz`: liveness.
 //!
 //! Every route: a request over the header limits of [`crate::header_limits`] is answered
-//! `431 headers_too_large` in JSON.
+//! `431 headers_too_large` in JSON; the server's timeouts and connection cap are
+//! [`crate::http_server::ServerLimits`].
 //!
 //! The local event source logs one summary line per processed batch.
 
@@ -39,6 +40,8 @@ use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue,
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::http_server::{is_body_read_timeout, ServerLimits};
+
 /// The receiver, the processor and the status API over one pair of ports.
 pub struct LocalStack {
     receiver: Arc<Receiver>,
@@ -48,6 +51,7 @@ pub struct LocalStack {
     ledger: Arc<dyn Ledger>,
     dead_letters: Option<Arc<DeadLetters>>,
     metrics: Arc<MetricsRegistry>,
+    server_limits: ServerLimits,
 }
 
 /// A configuration the local stack cannot run.
@@ -90,7 +94,14 @@ impl LocalStack {
             ledger,
             dead_letters: None,
             metrics,
+            server_limits: ServerLimits::default(),
         })
+    }
+
+    /// The same stack with its HTTP server's timeouts and connection cap set to `limits`.
+    pub fn with_server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
     }
 
     /// The counters and histograms served at `GET /metrics`.
@@ -175,9 +186,14 @@ impl LocalStack {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         let mut stopped = stop_rx;
-        let http = crate::http_server::serve(listener, self.router(), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
+        let http = crate::http_server::serve_with(
+            listener,
+            self.router(),
+            self.server_limits,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        );
         let http = tokio::spawn(http);
         shutdown.await;
         info!("shutting down");
@@ -344,6 +360,13 @@ async fn webhook(
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
+        Err(e) if is_body_read_timeout(&e) => {
+            return json(Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ))
+        }
         Err(_) => return json(too_large(limit)),
     };
     // The caller's X-Ray trace header, as API Gateway would continue it.
