@@ -15,7 +15,12 @@
 //! signature, under fresh delivery ids and have it accepted again and again. The body is the only
 //! signed content; GitHub's own redeliveries resend the same body, so they dedupe too.
 //! (`X-GitHub-Event` is unsigned as well, so it is not part of the key: a replay relabelled as
-//! another event type still dedupes against the original.)
+//! another event type still dedupes against the original, and metrics count it as `other` unless
+//! the source lists it in `metric_types`.)
+//!
+//! Replays: GitHub signs no timestamp, so a captured delivery verifies forever, and once its
+//! claim has left the ledger (`dedup_window_secs`, 7 days by default) it is a new event. Give the
+//! source a longer `dedup_window_secs` to close that window for longer.
 
 use hmac::Mac;
 
