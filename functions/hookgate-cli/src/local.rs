@@ -15,7 +15,8 @@
 //! - `GET /healthz`: liveness.
 //!
 //! Every route: a request over the header limits of [`crate::header_limits`] is answered
-//! `431 headers_too_large` in JSON.
+//! `431 headers_too_large` in JSON; the server's timeouts and connection cap are
+//! [`crate::http_server::ServerLimits`].
 //!
 //! The local event source logs one summary line per processed batch.
 
@@ -33,11 +34,13 @@ use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-use hookgate_core::metrics::MetricsRegistry;
+use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
 use tokio::net::TcpListener;
 use tracing::info;
+
+use crate::http_server::{is_body_read_timeout, ServerLimits};
 
 /// The receiver, the processor and the status API over one pair of ports.
 pub struct LocalStack {
@@ -48,6 +51,7 @@ pub struct LocalStack {
     ledger: Arc<dyn Ledger>,
     dead_letters: Option<Arc<DeadLetters>>,
     metrics: Arc<MetricsRegistry>,
+    server_limits: ServerLimits,
 }
 
 /// A configuration the local stack cannot run.
@@ -70,7 +74,8 @@ impl LocalStack {
         queue: Arc<dyn Queue>,
         handlers: Handlers,
     ) -> Result<Self, StackError> {
-        let metrics = Arc::new(MetricsRegistry::new());
+        let metrics =
+            Arc::new(MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)));
         let receiver =
             Receiver::new(config, ledger.clone(), queue.clone())?.with_metrics(metrics.clone());
         let handlers = handlers.with_forwarding(config)?;
@@ -89,7 +94,14 @@ impl LocalStack {
             ledger,
             dead_letters: None,
             metrics,
+            server_limits: ServerLimits::default(),
         })
+    }
+
+    /// The same stack with its HTTP server's timeouts and connection cap set to `limits`.
+    pub fn with_server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
     }
 
     /// The counters and histograms served at `GET /metrics`.
@@ -174,9 +186,14 @@ impl LocalStack {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         let mut stopped = stop_rx;
-        let http = crate::http_server::serve(listener, self.router(), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
+        let http = crate::http_server::serve_with(
+            listener,
+            self.router(),
+            self.server_limits,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        );
         let http = tokio::spawn(http);
         shutdown.await;
         info!("shutting down");
@@ -343,6 +360,13 @@ async fn webhook(
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
+        Err(e) if is_body_read_timeout(&e) => {
+            return json(Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ))
+        }
         Err(_) => return json(too_large(limit)),
     };
     // The caller's X-Ray trace header, as API Gateway would continue it.

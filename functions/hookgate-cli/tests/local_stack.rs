@@ -27,7 +27,7 @@ fn config_toml(max_receive_count: u32) -> String {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 
 [processor]
 max_receive_count = {max_receive_count}
@@ -426,7 +426,7 @@ async fn serve_logs_json_lines_carrying_the_callers_trace() {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
         if lines.iter().any(|l| about("event processed", l)) {
-            for secret in [&body, "s3cr3t"]
+            for secret in [&body, "local-demo-s3cr3t"]
                 .into_iter()
                 .chain(signature.iter().map(|(_, value)| value.as_str()))
             {
