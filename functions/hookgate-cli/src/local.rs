@@ -423,7 +423,7 @@ async fn event_status(
         return json(Reply::error(
             StatusCode::BAD_REQUEST,
             "invalid_event_id",
-            "not an event id",
+            "not an event id (event ids are <source>:<id>)",
         ));
     };
     let authorization = headers

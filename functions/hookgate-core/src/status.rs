@@ -85,7 +85,7 @@ impl StatusApi {
             return Reply::error(
                 StatusCode::BAD_REQUEST,
                 "invalid_event_id",
-                "not an event id",
+                "not an event id (event ids are <source>:<id>)",
             );
         };
         match self.ledger.get(&id).await {
