@@ -6,8 +6,12 @@
 //! - `GET /events/{id}`: the event's status and attempts, with `Authorization: Bearer <token>`.
 //! - `GET /events?status=…&source=…&limit=…`: the newest events, newest first, with the same
 //!   bearer token.
-//! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`),
-//!   `POST /dlq/purge`: the DLQ tools, with the same bearer token.
+//! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`;
+//!   `404 not_in_dlq` when none of the ids is in the DLQ), `POST /dlq/purge` (body
+//!   `{"confirm": "purge"}`, else `400 confirmation_required`; answers `{"purged": N,
+//!   "event_ids": […]}`): the DLQ tools, with the same bearer token. Without an `[admin] token`
+//!   these routes and the status routes are closed: the stack says so when it starts, and so does
+//!   each `401`.
 //! - `GET /metrics`: the receiver's and processor's counters and latency histograms, in the
 //!   Prometheus text format. Open, like `/healthz`: scrapers rarely send a token, the stack
 //!   listens on 127.0.0.1 by default, and the counters name sources and event types only —
@@ -38,7 +42,7 @@ use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::http_server::{is_body_read_timeout, ServerLimits};
 
@@ -179,6 +183,12 @@ impl LocalStack {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        if self.status.is_closed() {
+            warn!(
+                "no [admin] token is configured: the operator routes (GET /events, \
+                 GET /events/{{id}}, /dlq) are closed and answer 401"
+            );
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let events = EventSource::new(self.queue.clone(), self.processor.clone());
         let mut stopped = stop_rx.clone();
@@ -219,11 +229,7 @@ impl Routes {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if !self.status.authorized(authorization) {
-            return Err(Reply::error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <admin token>",
-            ));
+            return Err(self.status.unauthorized());
         }
         self.dead_letters.clone().ok_or_else(|| {
             Reply::error(
@@ -300,11 +306,29 @@ async fn dlq_redrive(
             }
         }
     };
-    let selection = match request.ids {
-        Some(ids) => Selection::Ids(ids.into_iter().collect()),
-        None => Selection::All,
-    };
+    let selection =
+        match request.ids {
+            Some(ids) if ids.is_empty() => return json(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "no_ids",
+                "\"ids\" is empty: list event or message ids, or send {} to redrive every message",
+            )),
+            Some(ids) => Selection::Ids(ids.into_iter().collect()),
+            None => Selection::All,
+        };
     match tools.redrive(&selection, request.rate).await {
+        Ok(report) if report.found_none() => {
+            let mut reply = Reply::error(
+                StatusCode::NOT_FOUND,
+                "not_in_dlq",
+                format!(
+                    "none of the ids is in the DLQ: {}",
+                    report.not_found.join(", ")
+                ),
+            );
+            reply.body["not_found"] = serde_json::json!(report.not_found);
+            json(reply)
+        }
         Ok(report) => json(Reply::ok(
             StatusCode::OK,
             serde_json::to_value(report).unwrap_or_default(),
@@ -313,15 +337,37 @@ async fn dlq_redrive(
     }
 }
 
-async fn dlq_purge(State(routes): State<Routes>, headers: HeaderMap) -> Response {
+/// The body `POST /dlq/purge` needs: the word, typed out.
+#[derive(serde::Deserialize)]
+struct PurgeRequest {
+    confirm: String,
+}
+
+/// What `POST /dlq/purge` must be sent to go ahead.
+const PURGE_CONFIRMATION: &str = "purge";
+
+async fn dlq_purge(
+    State(routes): State<Routes>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let tools = match routes.dead_letters(&headers) {
         Ok(tools) => tools,
         Err(reply) => return json(reply),
     };
+    let confirmed = serde_json::from_slice::<PurgeRequest>(&body)
+        .is_ok_and(|r| r.confirm == PURGE_CONFIRMATION);
+    if !confirmed {
+        return json(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "confirmation_required",
+            "a purge deletes every message in the DLQ: send {\"confirm\":\"purge\"} to go ahead",
+        ));
+    }
     match tools.purge().await {
-        Ok(()) => json(Reply::ok(
+        Ok(report) => json(Reply::ok(
             StatusCode::OK,
-            serde_json::json!({ "purged": true }),
+            serde_json::to_value(report).unwrap_or_default(),
         )),
         Err(e) => queue_failure(e),
     }
@@ -401,7 +447,7 @@ async fn event_status(
         return json(Reply::error(
             StatusCode::BAD_REQUEST,
             "invalid_event_id",
-            "not an event id",
+            "not an event id (event ids are <source>:<id>)",
         ));
     };
     let authorization = headers
