@@ -21,7 +21,7 @@ fn config_doc(source: &str, admin: Option<&str>) -> String {
     let admin = admin
         .map(|t| format!("[admin]\ntoken = \"{t}\"\n"))
         .unwrap_or_default();
-    format!("[sources.{source}]\nscheme = \"hmac-sha256\"\nsecrets = [\"s3cr3t\"]\n\n{admin}")
+    format!("[sources.{source}]\nscheme = \"hmac-sha256\"\nsecrets = [\"first-run-s3cr3t-1\"]\n\n{admin}")
 }
 
 fn temp_path(name: &str) -> std::path::PathBuf {
