@@ -54,7 +54,7 @@ NEXT = "/2018-06-01/runtime/invocation/next"
 CONFIG = """
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 
 [sources.standard]
 scheme = "standard"

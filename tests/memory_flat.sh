@@ -18,7 +18,7 @@ trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 cat >"$work/config.toml" <<'TOML'
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["memory-s3cr3t"]
+secrets = ["memory-test-s3cr3t"]
 
 [receiver]
 dedup_window_secs = 5

@@ -35,7 +35,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 
 [processor]
 max_receive_count = {MAX_RECEIVE_COUNT}

@@ -34,7 +34,7 @@ fn config(sources: &[(&str, String)]) -> Config {
     let mut doc = String::new();
     for (name, forward) in sources {
         doc.push_str(&format!(
-            "[sources.{name}]\nscheme = 'hmac-sha256'\nsecrets = ['x']\n\
+            "[sources.{name}]\nscheme = 'hmac-sha256'\nsecrets = ['forwarding-test-secret']\n\
              [sources.{name}.forward]\nsecret = '{SECRET}'\n{forward}\n"
         ));
     }

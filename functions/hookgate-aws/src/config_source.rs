@@ -56,7 +56,7 @@ pub async fn load_from_secret(
         .await
         .map_err(|e| ConfigSourceError::Fetch {
             secret_id: secret_id.to_owned(),
-            message: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            message: crate::error_text::one_line(&e),
         })?;
     let document = out
         .secret_string()

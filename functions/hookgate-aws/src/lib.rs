@@ -9,16 +9,24 @@
 //! - [`budget`]: the SDK's bounded retry and timeout budget.
 //! - `faults` (feature `fault-injection`, for tests): an SDK interceptor that answers chosen
 //!   calls with throttling or 503 errors, so the SDK's own retry policy runs.
+//! - [`error_text`]: SDK errors as one readable line (no `Debug` dumps).
+//! - [`preflight`]: what operator commands check before relying on AWS (region, credentials,
+//!   the queue's redrive policy).
+//! - [`redrive`]: `hookgate dlq redrive` on SQS, where SQS's own move task may only move
+//!   everything.
 //! - [`setup`]: idempotent creation of the table and the queue pair (tests, local stacks, CLI).
 //! - [`AwsBackend`]: both adapters built from one SDK configuration, as the Lambda functions
 //!   build them from their environment.
 
 pub mod budget;
 pub mod config_source;
+pub mod error_text;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub mod ledger;
+pub mod preflight;
 pub mod queue;
+pub mod redrive;
 pub mod setup;
 
 use std::sync::Arc;
@@ -58,12 +66,7 @@ async fn resolve_queue_url(
         .queue_name(&url_or_name)
         .send()
         .await
-        .map_err(|e| {
-            InitError::QueueNotFound(
-                url_or_name.clone(),
-                aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-            )
-        })?;
+        .map_err(|e| InitError::QueueNotFound(url_or_name.clone(), error_text::one_line(&e)))?;
     out.queue_url
         .ok_or_else(|| InitError::QueueNotFound(url_or_name, "no QueueUrl in the answer".into()))
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
     MessageSystemAttributeValue,
@@ -245,6 +245,26 @@ impl SqsQueue {
         Ok(out.task_handle.unwrap_or_default())
     }
 
+    /// The `maxReceiveCount` of this queue's `RedrivePolicy`: after how many receives SQS moves
+    /// a message to the DLQ; `None` for a queue without a redrive policy.
+    pub async fn max_receive_count(&self) -> Result<Option<u32>, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| queue_error("GetQueueAttributes", e))?;
+        let Some(policy) = out
+            .attributes
+            .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy))
+        else {
+            return Ok(None);
+        };
+        parse_max_receive_count(&policy).map(Some)
+    }
+
     async fn queue_arn(&self) -> Result<String, QueueError> {
         let out = self
             .client
@@ -258,6 +278,19 @@ impl SqsQueue {
             .and_then(|mut a| a.remove(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
             .ok_or_else(|| QueueError::Unavailable("the queue has no QueueArn attribute".into()))
     }
+}
+
+/// `maxReceiveCount` from a `RedrivePolicy` document (SQS gives it as a number or, in older
+/// answers, as a string).
+fn parse_max_receive_count(policy: &str) -> Result<u32, QueueError> {
+    let bad = || QueueError::Invalid(format!("RedrivePolicy without a maxReceiveCount: {policy}"));
+    let value: serde_json::Value = serde_json::from_str(policy).map_err(|_| bad())?;
+    match &value["maxReceiveCount"] {
+        serde_json::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(bad)
 }
 
 /// `d` in whole seconds, rounded up (SQS counts in seconds; never wait or hide less than asked).
@@ -306,9 +339,9 @@ fn received_from_sqs(m: Message) -> Result<ReceivedMessage, QueueError> {
 fn queue_error<E, R>(op: &str, err: SdkError<E, R>) -> QueueError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
-    let message = format!("SQS {op}: {}", DisplayErrorContext(&err));
+    let message = format!("SQS {op}: {}", crate::error_text::one_line(&err));
     let code = match &err {
         SdkError::ServiceError(se) => se.err().code().unwrap_or_default().to_owned(),
         _ => return QueueError::Unavailable(message),
@@ -338,6 +371,28 @@ mod tests {
         assert_eq!(whole_secs(Duration::from_millis(1)), 1);
         assert_eq!(whole_secs(Duration::from_secs(20)), 20);
         assert_eq!(whole_secs(Duration::from_millis(1_500)), 2);
+    }
+
+    #[test]
+    fn redrive_policies_give_their_max_receive_count() {
+        let arn = "arn:aws:sqs:us-east-1:123456789012:q-dlq";
+        for policy in [
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":5}}"#),
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#),
+        ] {
+            assert_eq!(parse_max_receive_count(&policy), Ok(5), "{policy}");
+        }
+        for policy in [
+            "",
+            "{}",
+            r#"{"maxReceiveCount":-1}"#,
+            r#"{"maxReceiveCount":"x"}"#,
+        ] {
+            assert!(
+                matches!(parse_max_receive_count(policy), Err(QueueError::Invalid(_))),
+                "{policy}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
@@ -89,19 +89,19 @@ pub enum SetupError {
     Incomplete(String),
 }
 
-fn dynamo_err(op: &'static str, table: &str, err: impl std::error::Error) -> SetupError {
+fn dynamo_err(op: &'static str, table: &str, err: impl std::error::Error + 'static) -> SetupError {
     SetupError::DynamoDb {
         op,
         table: table.to_owned(),
-        message: DisplayErrorContext(err).to_string(),
+        message: crate::error_text::one_line(&err),
     }
 }
 
-fn sqs_err(op: &'static str, queue: &str, err: impl std::error::Error) -> SetupError {
+fn sqs_err(op: &'static str, queue: &str, err: impl std::error::Error + 'static) -> SetupError {
     SetupError::Sqs {
         op,
         queue: queue.to_owned(),
-        message: DisplayErrorContext(err).to_string(),
+        message: crate::error_text::one_line(&err),
     }
 }
 

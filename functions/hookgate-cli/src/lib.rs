@@ -18,7 +18,11 @@
 //! ```
 
 pub mod bench;
+pub mod cli;
+pub mod config_choice;
+pub mod dlq_command;
 pub mod events;
 pub mod header_limits;
 pub mod http_server;
 pub mod local;
+pub mod provider_request;

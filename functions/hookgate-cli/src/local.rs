@@ -6,8 +6,12 @@
 //! - `GET /events/{id}`: the event's status and attempts, with `Authorization: Bearer <token>`.
 //! - `GET /events?status=…&source=…&limit=…`: the newest events, newest first, with the same
 //!   bearer token.
-//! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`),
-//!   `POST /dlq/purge`: the DLQ tools, with the same bearer token.
+//! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`;
+//!   `404 not_in_dlq` when none of the ids is in the DLQ), `POST /dlq/purge` (body
+//!   `{"confirm": "purge"}`, else `400 confirmation_required`; answers `{"purged": N,
+//!   "event_ids": […]}`): the DLQ tools, with the same bearer token. Without an `[admin] token`
+//!   these routes and the status routes are closed: the stack says so when it starts, and so does
+//!   each `401`.
 //! - `GET /metrics`: the receiver's and processor's counters and latency histograms, in the
 //!   Prometheus text format. Open, like `/healthz`: scrapers rarely send a token, the stack
 //!   listens on 127.0.0.1 by default, and the counters name sources and event types only —
@@ -15,7 +19,8 @@
 //! - `GET /healthz`: liveness.
 //!
 //! Every route: a request over the header limits of [`crate::header_limits`] is answered
-//! `431 headers_too_large` in JSON.
+//! `431 headers_too_large` in JSON; the server's timeouts and connection cap are
+//! [`crate::http_server::ServerLimits`].
 //!
 //! The local event source logs one summary line per processed batch.
 
@@ -33,11 +38,13 @@ use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-use hookgate_core::metrics::MetricsRegistry;
+use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
+
+use crate::http_server::{is_body_read_timeout, ServerLimits};
 
 /// The receiver, the processor and the status API over one pair of ports.
 pub struct LocalStack {
@@ -48,6 +55,7 @@ pub struct LocalStack {
     ledger: Arc<dyn Ledger>,
     dead_letters: Option<Arc<DeadLetters>>,
     metrics: Arc<MetricsRegistry>,
+    server_limits: ServerLimits,
 }
 
 /// A configuration the local stack cannot run.
@@ -70,7 +78,8 @@ impl LocalStack {
         queue: Arc<dyn Queue>,
         handlers: Handlers,
     ) -> Result<Self, StackError> {
-        let metrics = Arc::new(MetricsRegistry::new());
+        let metrics =
+            Arc::new(MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)));
         let receiver =
             Receiver::new(config, ledger.clone(), queue.clone())?.with_metrics(metrics.clone());
         let handlers = handlers.with_forwarding(config)?;
@@ -89,7 +98,14 @@ impl LocalStack {
             ledger,
             dead_letters: None,
             metrics,
+            server_limits: ServerLimits::default(),
         })
+    }
+
+    /// The same stack with its HTTP server's timeouts and connection cap set to `limits`.
+    pub fn with_server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
     }
 
     /// The counters and histograms served at `GET /metrics`.
@@ -167,6 +183,12 @@ impl LocalStack {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        if self.status.is_closed() {
+            warn!(
+                "no [admin] token is configured: the operator routes (GET /events, \
+                 GET /events/{{id}}, /dlq) are closed and answer 401"
+            );
+        }
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let events = EventSource::new(self.queue.clone(), self.processor.clone());
         let mut stopped = stop_rx.clone();
@@ -174,9 +196,14 @@ impl LocalStack {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         let mut stopped = stop_rx;
-        let http = crate::http_server::serve(listener, self.router(), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
+        let http = crate::http_server::serve_with(
+            listener,
+            self.router(),
+            self.server_limits,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        );
         let http = tokio::spawn(http);
         shutdown.await;
         info!("shutting down");
@@ -202,11 +229,7 @@ impl Routes {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if !self.status.authorized(authorization) {
-            return Err(Reply::error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <admin token>",
-            ));
+            return Err(self.status.unauthorized());
         }
         self.dead_letters.clone().ok_or_else(|| {
             Reply::error(
@@ -283,11 +306,29 @@ async fn dlq_redrive(
             }
         }
     };
-    let selection = match request.ids {
-        Some(ids) => Selection::Ids(ids.into_iter().collect()),
-        None => Selection::All,
-    };
+    let selection =
+        match request.ids {
+            Some(ids) if ids.is_empty() => return json(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "no_ids",
+                "\"ids\" is empty: list event or message ids, or send {} to redrive every message",
+            )),
+            Some(ids) => Selection::Ids(ids.into_iter().collect()),
+            None => Selection::All,
+        };
     match tools.redrive(&selection, request.rate).await {
+        Ok(report) if report.found_none() => {
+            let mut reply = Reply::error(
+                StatusCode::NOT_FOUND,
+                "not_in_dlq",
+                format!(
+                    "none of the ids is in the DLQ: {}",
+                    report.not_found.join(", ")
+                ),
+            );
+            reply.body["not_found"] = serde_json::json!(report.not_found);
+            json(reply)
+        }
         Ok(report) => json(Reply::ok(
             StatusCode::OK,
             serde_json::to_value(report).unwrap_or_default(),
@@ -296,15 +337,37 @@ async fn dlq_redrive(
     }
 }
 
-async fn dlq_purge(State(routes): State<Routes>, headers: HeaderMap) -> Response {
+/// The body `POST /dlq/purge` needs: the word, typed out.
+#[derive(serde::Deserialize)]
+struct PurgeRequest {
+    confirm: String,
+}
+
+/// What `POST /dlq/purge` must be sent to go ahead.
+const PURGE_CONFIRMATION: &str = "purge";
+
+async fn dlq_purge(
+    State(routes): State<Routes>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let tools = match routes.dead_letters(&headers) {
         Ok(tools) => tools,
         Err(reply) => return json(reply),
     };
+    let confirmed = serde_json::from_slice::<PurgeRequest>(&body)
+        .is_ok_and(|r| r.confirm == PURGE_CONFIRMATION);
+    if !confirmed {
+        return json(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "confirmation_required",
+            "a purge deletes every message in the DLQ: send {\"confirm\":\"purge\"} to go ahead",
+        ));
+    }
     match tools.purge().await {
-        Ok(()) => json(Reply::ok(
+        Ok(report) => json(Reply::ok(
             StatusCode::OK,
-            serde_json::json!({ "purged": true }),
+            serde_json::to_value(report).unwrap_or_default(),
         )),
         Err(e) => queue_failure(e),
     }
@@ -343,6 +406,13 @@ async fn webhook(
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
+        Err(e) if is_body_read_timeout(&e) => {
+            return json(Reply::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive in time",
+            ))
+        }
         Err(_) => return json(too_large(limit)),
     };
     // The caller's X-Ray trace header, as API Gateway would continue it.
@@ -377,7 +447,7 @@ async fn event_status(
         return json(Reply::error(
             StatusCode::BAD_REQUEST,
             "invalid_event_id",
-            "not an event id",
+            "not an event id (event ids are <source>:<id>)",
         ));
     };
     let authorization = headers

@@ -15,7 +15,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 
 [sources.standard]
 scheme = "standard"
@@ -176,7 +176,7 @@ fn the_command_prints_the_report_and_exits_zero() {
     let path = std::env::temp_dir().join(format!("hookgate-bench-{}.toml", std::process::id()));
     std::fs::write(
         &path,
-        "[sources.demo]\nscheme = \"hmac-sha256\"\nsecrets = [\"s3cr3t\"]\n",
+        "[sources.demo]\nscheme = \"hmac-sha256\"\nsecrets = [\"local-demo-s3cr3t\"]\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))

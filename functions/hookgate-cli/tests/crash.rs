@@ -25,7 +25,7 @@ fn config_toml(sink: &Sink) -> String {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["crash-s3cr3t"]
+secrets = ["crash-test-s3cr3t"]
 
 [sources.demo.forward]
 url = "{}"

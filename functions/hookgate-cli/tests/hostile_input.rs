@@ -27,7 +27,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 [sources.standard]
 scheme = "standard"
 secrets = ["{STANDARD_SECRET}"]
@@ -646,9 +646,11 @@ fn bad_requests() -> Vec<(&'static str, Raw, u16, &'static str)> {
             "method_not_allowed",
         ),
         // Headers
+        // Over hookgate's 10 KiB but within hyper's 16 KiB buffer, so answered in JSON (a head
+        // over hyper's buffer gets hyper's bare 431: slow_clients.rs).
         (
-            "one header of 16 KiB",
-            demo.clone().add("x-padding", "p".repeat(16 * 1024)),
+            "one header of 12 KiB",
+            demo.clone().add("x-padding", "p".repeat(12 * 1024)),
             431,
             "headers_too_large",
         ),
@@ -659,9 +661,9 @@ fn bad_requests() -> Vec<(&'static str, Raw, u16, &'static str)> {
             "headers_too_large",
         ),
         (
-            "headers of 200 KiB",
-            (0..50).fold(demo.clone(), |r, i| {
-                r.add(&format!("x-big{i}"), "b".repeat(4096))
+            "headers of 13 KiB",
+            (0..13).fold(demo.clone(), |r, i| {
+                r.add(&format!("x-big{i}"), "b".repeat(1024))
             }),
             431,
             "headers_too_large",

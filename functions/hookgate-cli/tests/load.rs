@@ -28,7 +28,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["load-s3cr3t"]
+secrets = ["load-test-s3cr3t"]
 
 [processor]
 max_receive_count = 5

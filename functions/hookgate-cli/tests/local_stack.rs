@@ -27,7 +27,7 @@ fn config_toml(max_receive_count: u32) -> String {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 
 [processor]
 max_receive_count = {max_receive_count}
@@ -334,6 +334,7 @@ async fn serve_forwards_to_a_destination() {
 async fn serve_without_arguments_uses_the_bundled_example() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["serve", "--addr", "127.0.0.1:0"])
+        .env_remove("HOOKGATE_CONFIG")
         .env_remove("HOOKGATE_CONFIG_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -426,7 +427,7 @@ async fn serve_logs_json_lines_carrying_the_callers_trace() {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect();
         if lines.iter().any(|l| about("event processed", l)) {
-            for secret in [&body, "s3cr3t"]
+            for secret in [&body, "local-demo-s3cr3t"]
                 .into_iter()
                 .chain(signature.iter().map(|(_, value)| value.as_str()))
             {
@@ -666,7 +667,7 @@ async fn local_stack_dlq_routes_list_and_redrive() {
     let body: Value = malformed.json().await.unwrap();
     assert_eq!(body["error"], "malformed_body");
 
-    let admin = |method: &str, path: &str| -> Value {
+    let admin = |method: &str, path: &str, body: Option<&str>| -> Value {
         // A blocking call from the async test: curl on 127.0.0.1, the way an operator would.
         let out = Command::new("curl")
             .args([
@@ -675,23 +676,100 @@ async fn local_stack_dlq_routes_list_and_redrive() {
                 method,
                 "-H",
                 &format!("authorization: Bearer {TOKEN}"),
+                "-w",
+                "\n%{http_code}",
             ])
+            .args(body.map(|b| vec!["-d", b]).unwrap_or_default())
             .arg(format!("{base}{path}"))
             .output()
             .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap()
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (json, code) = text.rsplit_once('\n').unwrap();
+        let mut answer: Value = serde_json::from_str(json).unwrap();
+        answer["http_status"] = code.parse::<u16>().unwrap().into();
+        answer
     };
+
+    // Redriving ids none of which is in the DLQ: 404, naming them; an empty list: 400.
+    let missing = admin(
+        "POST",
+        "/dlq/redrive",
+        Some(r#"{"ids":["demo:nope","demo:gone"]}"#),
+    );
+    assert_eq!(missing["http_status"], 404, "{missing}");
+    assert_eq!(missing["error"], "not_in_dlq");
+    assert_eq!(
+        missing["not_found"],
+        serde_json::json!(["demo:gone", "demo:nope"])
+    );
+    let empty = admin("POST", "/dlq/redrive", Some(r#"{"ids":[]}"#));
+    assert_eq!(
+        (empty["http_status"].as_u64(), empty["error"].as_str()),
+        (Some(400), Some("no_ids"))
+    );
+
     dead_letter_then_redrive_through(
         &base,
         || {
-            admin("GET", "/dlq")["messages"]
+            admin("GET", "/dlq", None)["messages"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
         },
-        || admin("POST", "/dlq/redrive"),
+        || admin("POST", "/dlq/redrive", None),
     )
     .await;
+
+    // The event is back in the DLQ. Naming it and one that is not there: 200, with the one
+    // not found named.
+    let listed = admin("GET", "/dlq", None)["messages"].clone();
+    let id = listed[0]["event_id"].as_str().unwrap().to_owned();
+    let partly = admin(
+        "POST",
+        "/dlq/redrive",
+        Some(&format!(r#"{{"ids":["{id}","demo:nope"]}}"#)),
+    );
+    assert_eq!(partly["http_status"], 200, "{partly}");
+    assert_eq!(
+        (partly["moved"].as_u64(), partly["not_found"].clone()),
+        (Some(1), serde_json::json!(["demo:nope"]))
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin("GET", "/dlq", None)["messages"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "never back in the DLQ");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A purge needs its confirmation, and says what it deleted.
+    for body in [
+        None,
+        Some("{}"),
+        Some(r#"{"confirm":"yes"}"#),
+        Some("not json"),
+    ] {
+        let refused = admin("POST", "/dlq/purge", body);
+        assert_eq!(refused["http_status"], 400, "{body:?}: {refused}");
+        assert_eq!(refused["error"], "confirmation_required");
+    }
+    assert_eq!(
+        admin("GET", "/dlq", None)["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let purged = admin("POST", "/dlq/purge", Some(r#"{"confirm":"purge"}"#));
+    assert_eq!(purged["http_status"], 200, "{purged}");
+    assert_eq!(purged["purged"], 1);
+    assert_eq!(purged["event_ids"], serde_json::json!([id]));
+    assert_eq!(
+        admin("GET", "/dlq", None)["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,30 +781,62 @@ async fn dlq_commands_on_moto() {
     let aws = hookgate_testkit::fresh_resources(&endpoint, 3, 1).await;
     let backend = aws.backend();
     let (base, _stop) = embed(&config_toml(3), backend.ledger, backend.queue, rejecting()).await;
-    let hookgate = |args: &[&str]| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hookgate"))
             .args(args)
             .envs(aws.env())
             .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8(out.stdout).unwrap();
+            .unwrap()
+    };
+    let lines = |out: &std::process::Output| -> Value {
+        let text = String::from_utf8(out.stdout.clone()).unwrap();
         Value::Array(
             text.lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect(),
         )
     };
+    let hookgate = |args: &[&str]| -> Value {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines(&out)
+    };
+    // Ids none of which is in the DLQ: the report names them, and the command fails.
+    let out = run(&["dlq", "redrive", "demo:nope", "demo:gone"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        lines(&out)[0],
+        serde_json::json!({"moved": 0, "left": 0, "not_found": ["demo:gone", "demo:nope"]})
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "hookgate: error: none of the ids is in the DLQ: demo:gone, demo:nope\n"
+    );
+
     dead_letter_then_redrive_through(
         &base,
         || hookgate(&["dlq", "list"]).as_array().cloned().unwrap(),
         || hookgate(&["dlq", "redrive", "--all", "--native"])[0].clone(),
     )
     .await;
-    assert_eq!(hookgate(&["dlq", "purge", "--yes"])[0]["purged"], true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        if let Some(m) = hookgate(&["dlq", "list"])
+            .as_array()
+            .and_then(|l| l.first().cloned())
+        {
+            break m["event_id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "never back in the DLQ");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        hookgate(&["dlq", "purge", "--yes"])[0],
+        serde_json::json!({"purged": 1, "event_ids": [id]})
+    );
     assert_eq!(hookgate(&["dlq", "list"]).as_array().unwrap().len(), 0);
 }

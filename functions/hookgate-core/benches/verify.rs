@@ -17,19 +17,19 @@ scheme = "standard"
 secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 [sources.stripe]
 scheme = "stripe"
-secrets = ["whsec_test"]
+secrets = ["whsec_fuzz_stripe_secret_1"]
 [sources.github]
 scheme = "github"
-secrets = ["gh"]
+secrets = ["fuzz-github-secret"]
 [sources.shopify]
 scheme = "shopify"
-secrets = ["shp"]
+secrets = ["fuzz-shopify-secret"]
 [sources.slack]
 scheme = "slack"
-secrets = ["sl"]
+secrets = ["fuzz-slack-secret-1"]
 [sources.hmac]
 scheme = "hmac-sha256"
-secrets = ["k"]
+secrets = ["fuzz-generic-secret"]
 "#;
 
 /// The headers `scheme`'s provider would send with `body` at `now`.

@@ -108,6 +108,43 @@ pub struct SourceConfig {
     /// `[sources.NAME.forward]`: deliver every event of this source to a downstream service.
     #[serde(default)]
     pub forward: Option<ForwardConfig>,
+    /// The event types this source's metrics are split by; any other type counts as `other`.
+    /// Without it, a type taken from signed content is used as it is and one taken from an
+    /// unsigned header (GitHub's `X-GitHub-Event`, Shopify's `X-Shopify-Topic`, the generic
+    /// `type_header`) counts as `other` (see [`crate::metrics`]).
+    #[serde(default)]
+    pub metric_types: Option<Vec<String>>,
+    /// How long this source's events deduplicate, overriding `[receiver] dedup_window_secs`:
+    /// longer for schemes that sign no timestamp (GitHub, Shopify, `hmac-sha256` without
+    /// `{timestamp}`), whose captured requests are accepted again once the window is over.
+    #[serde(default)]
+    pub dedup_window_secs: Option<u64>,
+}
+
+impl SourceConfig {
+    /// Whether this source's scheme signs a timestamp, so that a replay outside
+    /// `tolerance_secs` is refused whatever the ledger remembers.
+    pub fn signs_timestamp(&self) -> bool {
+        match self.scheme.as_str() {
+            "standard" | "svix" | "stripe" | "slack" => true,
+            "hmac-sha256" => self.timestamp_header.is_some(),
+            _ => false,
+        }
+    }
+
+    /// How long a claim of this source's events deduplicates: its own `dedup_window_secs`, else
+    /// `receiver`'s. For a scheme that signs a timestamp it is at least twice `tolerance_secs`
+    /// (a request may arrive up to `tolerance_secs` before its signed time and be replayed up
+    /// to `tolerance_secs` after), so a replay the timestamp still admits always finds its claim.
+    pub fn dedup_window(&self, receiver: &ReceiverConfig) -> Duration {
+        let window = self.dedup_window_secs.unwrap_or(receiver.dedup_window_secs);
+        let window = if self.signs_timestamp() {
+            window.max(self.tolerance_secs.saturating_mul(2))
+        } else {
+            window
+        };
+        Duration::from_secs(window)
+    }
 }
 
 /// `[sources.NAME.forward]`: the destination the processor POSTs each event to, signed with
@@ -279,6 +316,9 @@ pub struct MetricsConfig {
     /// The dimensions every metric is split by, from `source` and `type` (default both; `[]`
     /// for totals only). Totals without dimensions are written in any case.
     pub dimensions: Vec<MetricDimension>,
+    /// Most distinct event types one source's metrics are split by (default 50); further types
+    /// count as `other`. Each is a CloudWatch custom metric per metric name, billed monthly.
+    pub max_types_per_source: usize,
 }
 
 impl Default for MetricsConfig {
@@ -286,9 +326,13 @@ impl Default for MetricsConfig {
         Self {
             namespace: "hookgate".to_owned(),
             dimensions: vec![MetricDimension::Source, MetricDimension::Type],
+            max_types_per_source: DEFAULT_MAX_TYPES_PER_SOURCE,
         }
     }
 }
+
+/// The default `[metrics] max_types_per_source`.
+pub const DEFAULT_MAX_TYPES_PER_SOURCE: usize = 50;
 
 /// A dimension metrics may be split by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -324,6 +368,28 @@ pub fn check_metrics_namespace(namespace: &str) -> Result<(), String> {
     }
     if namespace.starts_with("AWS/") {
         return Err("metrics.namespace may not start with AWS/ (reserved for AWS services)".into());
+    }
+    Ok(())
+}
+
+/// Why a source's `metric_types` cannot be used, if it cannot: each 1-128 characters without
+/// control characters, none twice, at most `max` of them.
+fn check_metric_types(types: &[String], max: usize) -> Result<(), String> {
+    if types.len() > max {
+        return Err(format!(
+            "lists {} types, more than metrics.max_types_per_source ({max})",
+            types.len()
+        ));
+    }
+    for (i, t) in types.iter().enumerate() {
+        if t.trim().is_empty() || t.chars().count() > 128 || t.chars().any(char::is_control) {
+            return Err(format!(
+                "entry {i} must be 1-128 characters without control characters"
+            ));
+        }
+        if types[..i].contains(t) {
+            return Err(format!("lists {t:?} twice"));
+        }
     }
     Ok(())
 }
@@ -376,9 +442,19 @@ pub enum ConfigError {
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(s: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(s)?;
+        let mut config: Config = toml::from_str(s)?;
         config.validate()?;
+        config.resolve_source_windows();
         Ok(config)
+    }
+
+    /// Gives every source without its own `dedup_window_secs` the receiver's, so that a scheme
+    /// built from a source alone (Shopify's triggered-at check) sees the window that applies.
+    fn resolve_source_windows(&mut self) {
+        let window = self.receiver.dedup_window_secs;
+        for source in self.sources.values_mut() {
+            source.dedup_window_secs.get_or_insert(window);
+        }
     }
 
     /// Reads, parses and validates a TOML file.
@@ -417,6 +493,14 @@ impl Config {
             }
             crate::signature::build(name, source)
                 .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
+            if source.dedup_window_secs == Some(0) {
+                return bad(format!("sources.{name}.dedup_window_secs must be positive"));
+            }
+            if let Some(types) = &source.metric_types {
+                check_metric_types(types, self.metrics.max_types_per_source).map_err(|e| {
+                    ConfigError::Invalid(format!("sources.{name}.metric_types: {e}"))
+                })?;
+            }
             if let Some(forward) = &source.forward {
                 crate::delivery::Destination::from_config(forward)
                     .map_err(|e| ConfigError::Invalid(format!("sources.{name}.forward: {e}")))?;
@@ -448,6 +532,17 @@ impl Config {
         if self.receiver.max_body_bytes == 0 || self.receiver.dedup_window_secs == 0 {
             return bad("receiver.max_body_bytes and dedup_window_secs must be positive".into());
         }
+        if self
+            .admin
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
+            return bad(
+                "admin.token must not be empty (leave it out to keep the status routes closed)"
+                    .into(),
+            );
+        }
         let archive = &self.archive;
         if archive.claim_check_bytes == 0 || archive.claim_check_bytes > 512 * 1024 {
             return bad(
@@ -469,6 +564,9 @@ impl Config {
             }
         }
         check_metrics_namespace(&self.metrics.namespace).map_err(ConfigError::Invalid)?;
+        if self.metrics.max_types_per_source == 0 {
+            return bad("metrics.max_types_per_source must be positive".into());
+        }
         let dimensions = &self.metrics.dimensions;
         if (1..dimensions.len()).any(|i| dimensions[..i].contains(&dimensions[i])) {
             return bad("metrics.dimensions lists a dimension twice".into());
@@ -493,7 +591,9 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let c = Config::from_toml("[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']").unwrap();
+        let c =
+            Config::from_toml("[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']")
+                .unwrap();
         assert_eq!(c.receiver.max_body_bytes, 6 << 20);
         assert!(c.archive.enabled);
         assert_eq!(c.archive.claim_check_bytes, 256 << 10);
@@ -526,19 +626,19 @@ mod tests {
         let cases = [
             ("[sources.a]\nscheme='hmac-sha256'\nsecrets=[]", "secret"),
             (
-                "[sources.a]\nscheme='nope'\nsecrets=['x']",
+                "[sources.a]\nscheme='nope'\nsecrets=['a-16-byte-secret']",
                 "unknown signature scheme",
             ),
             (
-                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\ntolerance_secs=0",
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']\ntolerance_secs=0",
                 "tolerance",
             ),
             (
-                "[sources.A]\nscheme='hmac-sha256'\nsecrets=['x']",
+                "[sources.A]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']",
                 "source names",
             ),
             (
-                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\nsecret='typo'",
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']\nsecret='typo'",
                 "unknown field",
             ),
             ("[processor]\nbatch_size=11", "batch_size"),
@@ -555,7 +655,7 @@ mod tests {
             ("[metrics]\ndimensions=['reason']", "unknown variant"),
             ("[metrics]\nnamspace='x'", "unknown field"),
             (
-                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\nencoding='hax'",
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']\nencoding='hax'",
                 "encoding",
             ),
         ];
@@ -567,7 +667,7 @@ mod tests {
 
     #[test]
     fn bad_forward_tables_are_refused_with_a_reason() {
-        let base = "[sources.a]\nscheme='hmac-sha256'\nsecrets=['x']\n[sources.a.forward]\n";
+        let base = "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']\n[sources.a.forward]\n";
         let secret = "secret='whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\n";
         let cases = [
             ("url='http://b.example/'", "allow_http"),
@@ -610,9 +710,126 @@ mod tests {
     }
 
     #[test]
+    fn weak_secrets_and_an_empty_admin_token_are_refused_naming_the_field() {
+        let cases = [
+            (
+                "[sources.gh]\nscheme='github'\nsecrets=['s3cr3t']",
+                "sources.gh: secrets[0] is shorter than 16 bytes",
+            ),
+            (
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret', 'x']",
+                "sources.a: secrets[1] is shorter than 16 bytes",
+            ),
+            (
+                "[sources.std]\nscheme='standard'\nsecrets=['whsec_YQ==']",
+                "sources.std: secrets[0] decodes to fewer than 24 bytes",
+            ),
+            ("[admin]\ntoken=''", "admin.token must not be empty"),
+            ("[admin]\ntoken='  '", "admin.token must not be empty"),
+        ];
+        for (doc, want) in cases {
+            let err = Config::from_toml(doc).unwrap_err().to_string();
+            assert!(err.contains(want), "{doc:?} gave {err:?}");
+            assert!(!err.contains("s3cr3t") && !err.contains("YQ=="), "{err}");
+        }
+        // A forward secret follows the Standard Webhooks rule, with or without its prefix.
+        let forward = |secret: &str| {
+            Config::from_toml(&format!(
+                "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']\n\
+                 [sources.a.forward]\nurl='https://b.example/'\nsecret='{secret}'"
+            ))
+        };
+        let err = forward("whsec_YQ==").unwrap_err().to_string();
+        assert!(
+            err.contains("sources.a.forward: secret decodes to fewer than 24 bytes"),
+            "{err}"
+        );
+        assert!(forward("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        assert!(forward("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
+        // So does a standard source's.
+        for secret in [
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ] {
+            let doc = format!("[sources.std]\nscheme='standard'\nsecrets=['{secret}']");
+            assert!(Config::from_toml(&doc).is_ok(), "{secret}");
+        }
+    }
+
+    #[test]
+    fn metric_types_and_source_windows_are_checked() {
+        let source = "[sources.gh]\nscheme='github'\nsecrets=['It is a Secret to Everybody']\n";
+        let ok = Config::from_toml(&format!(
+            "{source}metric_types=['push','pull_request']\ndedup_window_secs=31536000"
+        ))
+        .unwrap();
+        let gh = ok.sources.values().next().unwrap();
+        assert_eq!(
+            gh.metric_types.as_deref().unwrap(),
+            ["push", "pull_request"]
+        );
+        assert_eq!(
+            gh.dedup_window(&ok.receiver),
+            Duration::from_secs(31_536_000)
+        );
+        for (extra, want) in [
+            (
+                "metric_types=['push','push']",
+                "sources.gh.metric_types: lists \"push\" twice",
+            ),
+            ("metric_types=['']", "sources.gh.metric_types: entry 0"),
+            (
+                "dedup_window_secs=0",
+                "sources.gh.dedup_window_secs must be positive",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("{source}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{extra:?} gave {err:?}");
+        }
+        let err = Config::from_toml(&format!(
+            "{source}metric_types=['a','b','c']\n[metrics]\nmax_types_per_source=2"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("more than metrics.max_types_per_source (2)"),
+            "{err}"
+        );
+        let err = Config::from_toml("[metrics]\nmax_types_per_source=0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_types_per_source must be positive"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_timestamped_source_remembers_at_least_twice_its_tolerance() {
+        let doc = "[receiver]\ndedup_window_secs=600\n\
+                   [sources.std]\nscheme='standard'\nsecrets=['MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']\ntolerance_secs=3600\n\
+                   [sources.gh]\nscheme='github'\nsecrets=['It is a Secret to Everybody']\ntolerance_secs=3600\n\
+                   [sources.own]\nscheme='standard'\nsecrets=['MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']\ndedup_window_secs=86400";
+        let c = Config::from_toml(doc).unwrap();
+        let window =
+            |name: &str| c.sources[&SourceName::parse(name).unwrap()].dedup_window(&c.receiver);
+        assert_eq!(window("std"), Duration::from_secs(7_200));
+        assert_eq!(
+            window("gh"),
+            Duration::from_secs(600),
+            "github signs no timestamp"
+        );
+        assert_eq!(window("own"), Duration::from_secs(86_400));
+    }
+
+    #[test]
     fn secrets_do_not_print() {
-        let c =
-            Config::from_toml("[sources.a]\nscheme='hmac-sha256'\nsecrets=['hunter2']").unwrap();
+        let c = Config::from_toml(
+            "[sources.a]\nscheme='hmac-sha256'\nsecrets=['hunter2-hunter2-hunter2']",
+        )
+        .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

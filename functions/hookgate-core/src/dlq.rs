@@ -4,7 +4,17 @@
 //! again at once, so looking loses nothing. `redrive` moves messages back to the main queue one
 //! by one — send, then delete — so a crash in between leaves at worst a second copy on the
 //! queue, which the processor's ledger guard runs once. Each redriven message carries a
-//! `redriven_at` attribute, so the attempt it leads to says so in the event's history.
+//! `redriven_at` attribute, so the attempt it leads to says so in the event's history. A redrive
+//! of named ids says which of them it did not find ([`RedriveReport::not_found`]).
+//!
+//! `purge` receives and deletes message by message rather than asking SQS to `PurgeQueue`:
+//! `PurgeQueue` answers before it has finished (SQS takes up to 60 s, during which messages may
+//! still be received), says nothing of how many messages it removed, and may run once per 60 s;
+//! `ApproximateNumberOfMessages` read before it is, as its name says, approximate, and leaves
+//! out messages in flight. Receiving and deleting gives the exact number deleted and the event
+//! ids they carried ([`PurgeReport`]), on SQS and in memory alike. A message held invisible by
+//! another reader at that moment (a `list` or `redrive` running at the same time) is not
+//! received, so it is not purged: it stays in the DLQ.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -50,14 +60,18 @@ pub enum Selection {
 }
 
 impl Selection {
-    fn matches(&self, m: &ReceivedMessage) -> bool {
+    /// The listed ids `m` answers to (its message id, its event id), or `None` if it is not
+    /// selected; `Some` and empty for [`Selection::All`].
+    fn matching<'a>(&'a self, m: &ReceivedMessage) -> Option<Vec<&'a String>> {
         match self {
-            Selection::All => true,
+            Selection::All => Some(Vec::new()),
             Selection::Ids(ids) => {
-                ids.contains(&m.message_id)
-                    || m.attributes
-                        .get(attr::EVENT_ID)
-                        .is_some_and(|id| ids.contains(id))
+                let event_id = m.attributes.get(attr::EVENT_ID);
+                let named: Vec<&String> = ids
+                    .iter()
+                    .filter(|id| **id == m.message_id || Some(*id) == event_id)
+                    .collect();
+                (!named.is_empty()).then_some(named)
             }
         }
     }
@@ -70,6 +84,28 @@ pub struct RedriveReport {
     pub moved: usize,
     /// Messages left in the DLQ (not selected).
     pub left: usize,
+    /// The ids asked for ([`Selection::Ids`]) that named no message in the DLQ (neither an
+    /// event id nor a message id), sorted. Always empty for [`Selection::All`].
+    pub not_found: Vec<String>,
+}
+
+impl RedriveReport {
+    /// Whether ids were asked for and none of them was in the DLQ: nothing was redriven, and the
+    /// caller most likely named the wrong events (the CLI exits non-zero, the route answers
+    /// `404 not_in_dlq`).
+    pub fn found_none(&self) -> bool {
+        self.moved == 0 && !self.not_found.is_empty()
+    }
+}
+
+/// What `purge` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeReport {
+    /// Messages deleted from the DLQ.
+    pub purged: usize,
+    /// The event ids those messages carried (their `event_id` attribute), sorted, without
+    /// repeats; a message without one is counted in `purged` only.
+    pub event_ids: Vec<String>,
 }
 
 /// The DLQ tools over a main queue, its DLQ and the ledger.
@@ -127,6 +163,7 @@ impl DeadLetters {
         let mut report = RedriveReport::default();
         let mut left = Vec::new();
         let mut moved = std::collections::HashSet::new();
+        let mut found = BTreeSet::new();
         loop {
             let batch = self.dlq.receive(10, WAIT).await?;
             if batch.is_empty() {
@@ -140,7 +177,11 @@ impl DeadLetters {
                     .get(attr::EVENT_ID)
                     .unwrap_or(&m.message_id)
                     .clone();
-                if !selection.matches(&m) || !moved.insert(key) {
+                let named = selection.matching(&m);
+                if let Some(named) = &named {
+                    found.extend(named.iter().map(|id| id.as_str()));
+                }
+                if named.is_none() || !moved.insert(key) {
                     // Hold it until the end, so the loop does not meet it again.
                     let _ = self.dlq.change_visibility(&m.receipt_handle, HOLD).await;
                     left.push(m);
@@ -167,13 +208,40 @@ impl DeadLetters {
             }
         }
         report.left = left.len();
+        if let Selection::Ids(ids) = selection {
+            report.not_found = ids
+                .iter()
+                .filter(|id| !found.contains(id.as_str()))
+                .cloned()
+                .collect();
+        }
         self.release(&left).await;
         Ok(report)
     }
 
-    /// Deletes every message in the DLQ.
-    pub async fn purge(&self) -> Result<(), QueueError> {
-        self.dlq.purge().await
+    /// Deletes every message in the DLQ, receiving each one first, and says how many it deleted
+    /// and which events they carried (see the module's documentation for why not `PurgeQueue`).
+    /// On an error part-way, what was deleted so far stays deleted.
+    pub async fn purge(&self) -> Result<PurgeReport, QueueError> {
+        let mut purged = 0;
+        let mut event_ids = BTreeSet::new();
+        loop {
+            let batch = self.dlq.receive(10, WAIT).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                self.dlq.delete(&m.receipt_handle).await?;
+                purged += 1;
+                if let Some(id) = m.attributes.get(attr::EVENT_ID) {
+                    event_ids.insert(id.clone());
+                }
+            }
+        }
+        Ok(PurgeReport {
+            purged,
+            event_ids: event_ids.into_iter().collect(),
+        })
     }
 
     async fn hold_all(&self, limit: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
@@ -205,5 +273,121 @@ impl DeadLetters {
                 .change_visibility(&m.receipt_handle, Duration::ZERO)
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::memory::{MemoryLedger, MemoryQueue};
+
+    /// A DLQ holding one message per event id, its main queue, and the tools over both.
+    async fn dlq_holding(event_ids: &[&str]) -> (Arc<MemoryQueue>, Arc<MemoryQueue>, DeadLetters) {
+        let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+        let dlq = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+        for id in event_ids {
+            let message = OutgoingMessage {
+                body: format!("{{\"event\":\"{id}\"}}"),
+                attributes: BTreeMap::from([(attr::EVENT_ID.to_owned(), (*id).to_owned())]),
+                trace_header: None,
+            };
+            dlq.send(message).await.unwrap();
+        }
+        let tools = DeadLetters::new(queue.clone(), dlq.clone(), Arc::new(MemoryLedger::new()));
+        (queue, dlq, tools)
+    }
+
+    fn ids(ids: &[&str]) -> Selection {
+        Selection::Ids(ids.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_redrive_of_named_ids_says_which_were_not_in_the_dlq() {
+        let (queue, dlq, tools) = dlq_holding(&["demo:a", "demo:b"]).await;
+        let report = tools
+            .redrive(&ids(&["demo:a", "demo:nope", "demo:gone"]), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            report,
+            RedriveReport {
+                moved: 1,
+                left: 1,
+                not_found: vec!["demo:gone".into(), "demo:nope".into()],
+            }
+        );
+        assert!(!report.found_none(), "one of them was redriven");
+        assert_eq!((queue.len(), dlq.len()), (1, 1));
+
+        // None of them there: nothing moves, and the report says so.
+        let report = tools
+            .redrive(&ids(&["demo:x", "demo:y"]), None)
+            .await
+            .unwrap();
+        assert_eq!(report.moved, 0);
+        assert_eq!(report.not_found, ["demo:x", "demo:y"]);
+        assert!(report.found_none());
+        assert_eq!((queue.len(), dlq.len()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_id_counts_as_found_as_an_event_id_does() {
+        let (_queue, _dlq, tools) = dlq_holding(&["demo:a", "demo:b"]).await;
+        let listed = tools.list(10).await.unwrap();
+        let message_id = listed
+            .iter()
+            .find(|m| m.event_id.as_deref() == Some("demo:b"))
+            .map(|m| m.message_id.clone())
+            .unwrap();
+        let report = tools
+            .redrive(&ids(&[message_id.as_str(), "demo:a"]), None)
+            .await
+            .unwrap();
+        assert_eq!((report.moved, report.left), (2, 0));
+        assert!(report.not_found.is_empty(), "{report:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn redriving_everything_reports_nothing_missing() {
+        let (queue, _dlq, tools) = dlq_holding(&["demo:a"]).await;
+        let report = tools.redrive(&Selection::All, None).await.unwrap();
+        assert_eq!(
+            report,
+            RedriveReport {
+                moved: 1,
+                left: 0,
+                not_found: Vec::new()
+            }
+        );
+        assert!(!report.found_none());
+        assert_eq!(queue.len(), 1);
+        // An empty DLQ: nothing moved, which is not "not found".
+        let report = tools.redrive(&Selection::All, None).await.unwrap();
+        assert_eq!(report, RedriveReport::default());
+        assert!(!report.found_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_counts_what_it_deleted_and_names_the_events() {
+        let (queue, dlq, tools) = dlq_holding(&["demo:c", "demo:a", "demo:b"]).await;
+        // One message without an event id (not written by the receiver): counted, not named.
+        dlq.send(OutgoingMessage {
+            body: "stray".into(),
+            ..OutgoingMessage::default()
+        })
+        .await
+        .unwrap();
+        let report = tools.purge().await.unwrap();
+        assert_eq!(
+            report,
+            PurgeReport {
+                purged: 4,
+                event_ids: vec!["demo:a".into(), "demo:b".into(), "demo:c".into()],
+            }
+        );
+        assert!(dlq.is_empty() && queue.is_empty());
+        assert_eq!(tools.purge().await.unwrap(), PurgeReport::default());
     }
 }

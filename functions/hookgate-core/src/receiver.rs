@@ -155,6 +155,8 @@ impl From<Accepted> for Reply {
 #[derive(Debug)]
 struct Source {
     scheme: Box<dyn SignatureScheme>,
+    /// How long a claim of this source's events deduplicates.
+    dedup_window: Duration,
 }
 
 /// The receiver: verifies, deduplicates and enqueues webhook requests.
@@ -190,7 +192,14 @@ impl Receiver {
         for (name, source) in &config.sources {
             let scheme = signature::build(name, source)
                 .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
-            sources.insert(name.clone(), Source { scheme });
+            let dedup_window = source.dedup_window(&config.receiver);
+            sources.insert(
+                name.clone(),
+                Source {
+                    scheme,
+                    dedup_window,
+                },
+            );
         }
         Ok(Self {
             sources,
@@ -269,6 +278,7 @@ impl Receiver {
             info!(source = %shown.escape_debug(), error_code = r.code(), "request rejected");
         })?;
         facts.event_type = Some(verified.event_type.clone());
+        facts.type_signed = verified.type_signed;
 
         if let Some(body) = verified.respond_now {
             info!(source = %name, r#type = %verified.event_type, "provider handshake answered");
@@ -296,7 +306,7 @@ impl Receiver {
             r#type = %envelope.event_type,
             xray_trace_id = trace_header.as_deref(),
         );
-        self.enqueue_once(envelope, trace_header, now)
+        self.enqueue_once(envelope, trace_header, now, source.dedup_window)
             .instrument(span)
             .await
     }
@@ -332,6 +342,7 @@ impl Receiver {
         envelope: Envelope,
         trace_header: Option<String>,
         now: Timestamp,
+        dedup_window: Duration,
     ) -> Result<Accepted, Rejection> {
         let attributes = BTreeMap::from([
             (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
@@ -362,9 +373,7 @@ impl Receiver {
             source: envelope.source.clone(),
             event_type: envelope.event_type.clone(),
             now,
-            expires_at: now
-                .plus(Duration::from_secs(self.limits.dedup_window_secs))
-                .ceil_secs(),
+            expires_at: now.plus(dedup_window).ceil_secs(),
             timeout: Duration::from_secs(self.limits.claim_timeout_secs),
             token: uuid::Uuid::new_v4().to_string(),
         };

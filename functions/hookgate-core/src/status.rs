@@ -39,6 +39,24 @@ impl StatusApi {
         Self { ledger, access }
     }
 
+    /// Whether no caller can ever be let in: the local stack has no `[admin] token`.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.access, Access::Closed)
+    }
+
+    /// The `401 unauthorized` answer for a caller [`authorized`](Self::authorized) refused. It
+    /// says which token to send, or, when none is configured, that the routes are closed (no
+    /// token would do).
+    pub fn unauthorized(&self) -> Reply {
+        let message = if self.is_closed() {
+            "the operator routes are closed: no [admin] token is configured; set one in the \
+             configuration and send Authorization: Bearer <that token>"
+        } else {
+            "send Authorization: Bearer <admin token>"
+        };
+        Reply::error(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
     /// Whether an `Authorization` header value is enough to read status (constant time).
     pub fn authorized(&self, authorization: Option<&str>) -> bool {
         let token = match &self.access {
@@ -61,13 +79,13 @@ impl StatusApi {
     /// `GET /events/{id}`.
     pub async fn get_event(&self, authorization: Option<&str>, id: &str) -> Reply {
         if !self.authorized(authorization) {
-            return unauthorized();
+            return self.unauthorized();
         }
-        let Ok(id) = EventId::parse(id) else {
+        let Some(id) = event_id(id) else {
             return Reply::error(
                 StatusCode::BAD_REQUEST,
                 "invalid_event_id",
-                "not an event id",
+                "not an event id (event ids are <source>:<id>)",
             );
         };
         match self.ledger.get(&id).await {
@@ -94,7 +112,7 @@ impl StatusApi {
     /// [`get_event`](Self::get_event).
     pub async fn list_events(&self, authorization: Option<&str>, params: &[(&str, &str)]) -> Reply {
         if !self.authorized(authorization) {
-            return unauthorized();
+            return self.unauthorized();
         }
         let query = match parse_list_query(params) {
             Ok(query) => query,
@@ -111,12 +129,15 @@ impl StatusApi {
     }
 }
 
-fn unauthorized() -> Reply {
-    Reply::error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "send Authorization: Bearer <admin token>",
-    )
+/// `raw` as an event id, if it can be one: every id hookgate gives out is
+/// `<source name>:<the source's id>`, so an id without a valid source name before a `:` (or
+/// with nothing after it) can never name an event — a `400`, not a `404`.
+fn event_id(raw: &str) -> Option<EventId> {
+    let (source, rest) = raw.split_once(':')?;
+    if rest.is_empty() || SourceName::parse(source).is_err() {
+        return None;
+    }
+    EventId::parse(raw).ok()
 }
 
 /// The value of the parameter `name`, if given exactly once; `Err` if given more than once.
@@ -218,6 +239,63 @@ mod tests {
         );
         let r = api.get_event(Some("Bearer t0k"), "../etc").await;
         assert_eq!(r.error_code(), Some("invalid_event_id"));
+    }
+
+    #[tokio::test]
+    async fn an_id_that_can_never_be_an_event_id_is_a_bad_request() {
+        let api = StatusApi::new(Arc::new(MemoryLedger::new()), Access::AuthorizedUpstream);
+        for id in [
+            "nocolon",
+            "demo:",
+            ":abc",
+            "Demo:abc",
+            "de mo:abc",
+            "",
+            "a/b:c",
+        ] {
+            let r = api.get_event(None, id).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (StatusCode::BAD_REQUEST, Some("invalid_event_id")),
+                "{id:?}"
+            );
+        }
+        // Well-formed ids that name no event are not found.
+        for id in ["demo:1", "github:0123abcd", "shop:evt_1:part"] {
+            let r = api.get_event(None, id).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (StatusCode::NOT_FOUND, Some("event_not_found")),
+                "{id:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn without_an_admin_token_the_401_says_the_routes_are_closed() {
+        let closed = StatusApi::new(Arc::new(MemoryLedger::new()), Access::Closed);
+        assert!(closed.is_closed());
+        for reply in [
+            closed.get_event(Some("Bearer anything"), "demo:1").await,
+            closed.list_events(None, &[]).await,
+        ] {
+            assert_eq!(
+                (reply.status, reply.error_code()),
+                (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+            );
+            let message = reply.body["message"].as_str().unwrap();
+            assert!(
+                message.contains("closed") && message.contains("no [admin] token"),
+                "{message}"
+            );
+        }
+        let open = StatusApi::new(
+            Arc::new(MemoryLedger::new()),
+            Access::Bearer(Secret::new("t0k")),
+        );
+        assert!(!open.is_closed());
+        let message = open.get_event(None, "demo:1").await.body["message"].clone();
+        assert_eq!(message, "send Authorization: Bearer <admin token>");
     }
 
     use std::time::Duration;

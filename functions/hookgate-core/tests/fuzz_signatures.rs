@@ -26,22 +26,22 @@ scheme = "svix"
 secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 [sources.stripe]
 scheme = "stripe"
-secrets = ["whsec_test"]
+secrets = ["whsec_fuzz_stripe_secret_1"]
 [sources.github]
 scheme = "github"
-secrets = ["gh"]
+secrets = ["fuzz-github-secret"]
 [sources.shopify]
 scheme = "shopify"
-secrets = ["shp"]
+secrets = ["fuzz-shopify-secret"]
 [sources.slack]
 scheme = "slack"
-secrets = ["sl"]
+secrets = ["fuzz-slack-secret-1"]
 [sources.hmac]
 scheme = "hmac-sha256"
-secrets = ["k"]
+secrets = ["fuzz-generic-secret"]
 [sources.templated]
 scheme = "hmac-sha256"
-secrets = ["k"]
+secrets = ["fuzz-generic-secret"]
 timestamp_header = "x-ts"
 id_header = "x-id"
 signed_content = "{id}.{timestamp}.{body}"

@@ -13,8 +13,8 @@ use hookgate_core::event_source::to_sqs_event;
 use hookgate_core::faults::{Faults, FaultyLedger, FaultyQueue};
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
 use hookgate_core::metrics::{
-    Counter, Emf, Latency, Metrics, MetricsRegistry, Observation, UNKNOWN_SOURCE, UNKNOWN_TYPE,
-    UNVERIFIED_TYPE,
+    Counter, Emf, Latency, Metrics, MetricsRegistry, Observation, SeriesLimits, OTHER_TYPE,
+    UNKNOWN_SOURCE, UNKNOWN_TYPE, UNVERIFIED_TYPE,
 };
 use hookgate_core::queue::{attr, OutgoingMessage};
 use hookgate_core::{
@@ -31,6 +31,9 @@ fn config() -> Config {
 [sources.demo]
 scheme = "hmac-sha256"
 secrets = ["{SECRET}"]
+# The receiver's requests name their type in the unsigned x-event-type header, which counts as
+# "other" unless listed; the processor's records carry the others.
+metric_types = ["push", "charge", "ok", "flaky", "bad"]
 
 [receiver]
 max_body_bytes = 64
@@ -79,10 +82,15 @@ impl Captured {
 }
 
 fn metrics() -> (Arc<Both>, Captured) {
+    metrics_for(&config())
+}
+
+/// Both sinks, bounded as `config` says (as the local stack and the functions build them).
+fn metrics_for(config: &Config) -> (Arc<Both>, Captured) {
     let out = Captured::default();
     let both = Arc::new(Both {
-        registry: MetricsRegistry::new(),
-        emf: Emf::new(&config().metrics, out.clone()),
+        registry: MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)),
+        emf: Emf::new(&config.metrics, out.clone()).with_limits(SeriesLimits::from_config(config)),
     });
     (both, out)
 }
@@ -388,4 +396,180 @@ async fn the_processor_counts_every_record_outcome_and_times_handlers() {
     assert_eq!(processed["Processed"], 1);
     assert_eq!(processed["ReceiveToProcessedLatency"], 42_000);
     assert!(processed["DeliveryLatency"].is_u64());
+}
+
+/// A receiver for `config`, reporting to both sinks.
+fn bounded_receiver(config: &str) -> (Receiver, Arc<Both>, Captured) {
+    let config = Config::from_toml(config).unwrap();
+    let (metrics, out) = metrics_for(&config);
+    let receiver = Receiver::new(
+        &config,
+        Arc::new(MemoryLedger::new()),
+        Arc::new(MemoryQueue::new(Duration::from_secs(30))),
+    )
+    .unwrap()
+    .with_clock(Arc::new(ManualClock::new(Timestamp::from_secs(
+        1_800_000_000,
+    ))))
+    .with_metrics(metrics.clone());
+    (receiver, metrics, out)
+}
+
+fn request(source: &str, headers: &[(String, String)], body: &str) -> IncomingRequest {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    IncomingRequest {
+        method: Method::POST,
+        source: source.into(),
+        headers: map,
+        body: Bytes::copy_from_slice(body.as_bytes()),
+        trace_header: None,
+    }
+}
+
+/// The distinct `source="…",type="…"` label pairs of a `/metrics` page.
+fn series(page: &str) -> std::collections::BTreeSet<String> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let labels = l.split('{').nth(1)?.split('}').next()?;
+            let mut pairs = labels.split(',').take(2);
+            Some(format!("{},{}", pairs.next()?, pairs.next()?))
+        })
+        .collect()
+}
+
+/// The distinct `type` values of the EMF lines of `source`.
+fn emf_types(out: &Captured, source: &str) -> std::collections::BTreeSet<String> {
+    out.text()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["source"] == source)
+        .map(|l| l["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn replaying_one_captured_delivery_with_new_types_adds_no_series() {
+    // The audit's attack: one captured GitHub delivery, replayed 200 times with a different
+    // (unsigned) X-GitHub-Event each time. Each replay is a duplicate; none may add a series.
+    let (receiver, metrics, out) =
+        bounded_receiver("[sources.github]\nscheme = 'github'\nsecrets = ['gh-webhook-secret-1']");
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let mut captured = receiver.sign("github", body.as_bytes()).unwrap();
+    captured.push(("x-github-event".into(), "push".into()));
+    let first = receiver.accept(request("github", &captured, body)).await;
+    assert!(matches!(
+        first,
+        Ok(hookgate_core::receiver::Accepted::Queued(_))
+    ));
+    let page_before = metrics.registry.render();
+    for i in 0..200 {
+        let mut replay = captured.clone();
+        replay.last_mut().unwrap().1 = format!("made-up-{i}");
+        let outcome = receiver.accept(request("github", &replay, body)).await;
+        assert!(matches!(
+            outcome,
+            Ok(hookgate_core::receiver::Accepted::Duplicate(_))
+        ));
+    }
+    let page_after = metrics.registry.render();
+    assert_eq!(
+        series(&page_before),
+        series(&page_after),
+        "no new series on /metrics:\n{page_after}"
+    );
+    assert_eq!(series(&page_after).len(), 1);
+    assert!(!page_after.contains("made-up"), "{page_after}");
+    // The type header is unsigned and the source lists no types: everything counts as other.
+    let r = &metrics.registry;
+    assert_eq!(r.count(Counter::Enqueued, "github", OTHER_TYPE), 1);
+    assert_eq!(r.count(Counter::Duplicates, "github", OTHER_TYPE), 200);
+    assert_eq!(r.count(Counter::Received, "github", OTHER_TYPE), 201);
+    assert_eq!(emf_types(&out, "github"), [OTHER_TYPE.to_owned()].into());
+}
+
+#[tokio::test]
+async fn listed_types_are_counted_and_duplicates_only_under_existing_series() {
+    let (receiver, metrics, out) = bounded_receiver(
+        "[sources.github]\nscheme = 'github'\nsecrets = ['gh-webhook-secret-1']\n\
+         metric_types = ['push', 'pull_request', 'issues']",
+    );
+    let send = |body: &str, event: &str| {
+        let mut headers = receiver.sign("github", body.as_bytes()).unwrap();
+        headers.push(("x-github-event".into(), event.into()));
+        request("github", &headers, body)
+    };
+    receiver.accept(send("{\"n\":1}", "push")).await.unwrap();
+    receiver.accept(send("{\"n\":2}", "made-up")).await.unwrap();
+    // A duplicate relabelled with another listed type: that series does not exist yet.
+    receiver.accept(send("{\"n\":1}", "issues")).await.unwrap();
+    receiver.accept(send("{\"n\":1}", "push")).await.unwrap();
+    let r = &metrics.registry;
+    assert_eq!(r.count(Counter::Enqueued, "github", "push"), 1);
+    assert_eq!(r.count(Counter::Enqueued, "github", OTHER_TYPE), 1);
+    assert_eq!(r.count(Counter::Duplicates, "github", OTHER_TYPE), 1);
+    assert_eq!(r.count(Counter::Duplicates, "github", "push"), 1);
+    assert_eq!(r.count(Counter::Received, "github", "issues"), 0);
+    assert_eq!(
+        emf_types(&out, "github"),
+        ["push".to_owned(), OTHER_TYPE.to_owned()].into()
+    );
+}
+
+#[tokio::test]
+async fn the_series_cap_holds_on_both_sinks() {
+    // Signed types (the body's) are trusted, but no more than the cap of them per source.
+    let (receiver, metrics, out) = bounded_receiver(
+        "[sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['local-demo-s3cr3t']\n\
+         [sources.other]\nscheme = 'hmac-sha256'\nsecrets = ['local-demo-s3cr3t']\n\
+         [metrics]\nmax_types_per_source = 5",
+    );
+    for source in ["demo", "other"] {
+        for i in 0..20 {
+            let body = format!("{{\"type\":\"type-{i}\"}}");
+            let headers = receiver.sign(source, body.as_bytes()).unwrap();
+            let outcome = receiver.accept(request(source, &headers, &body)).await;
+            assert!(matches!(
+                outcome,
+                Ok(hookgate_core::receiver::Accepted::Queued(_))
+            ));
+        }
+    }
+    let page = metrics.registry.render();
+    for source in ["demo", "other"] {
+        let mut want: std::collections::BTreeSet<String> =
+            (0..5).map(|i| format!("type-{i}")).collect();
+        want.insert(OTHER_TYPE.to_owned());
+        let received: std::collections::BTreeSet<String> = page
+            .lines()
+            .filter(|l| {
+                l.starts_with(&format!(
+                    "hookgate_events_received_total{{source=\"{source}\""
+                ))
+            })
+            .map(|l| {
+                l.split("type=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(received, want, "{source}: {page}");
+        assert_eq!(emf_types(&out, source), want, "{source}");
+        assert_eq!(
+            metrics
+                .registry
+                .count(Counter::Enqueued, source, OTHER_TYPE),
+            15
+        );
+    }
 }

@@ -14,7 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 const CONFIG: &str = r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t", "old-secret"]
+secrets = ["local-demo-s3cr3t", "old-local-secret"]
 
 [receiver]
 max_body_bytes = 64
@@ -332,7 +332,7 @@ async fn the_encoded_message_must_fit_the_queue() {
 #[tokio::test]
 async fn provider_handshakes_are_answered_and_not_enqueued() {
     let config = Config::from_toml(
-        "[sources.slack]\nscheme='slack'\nsecrets=['sl']\n[sources.github]\nscheme='github'\nsecrets=['gh']",
+        "[sources.slack]\nscheme='slack'\nsecrets=['local-slack-secret']\n[sources.github]\nscheme='github'\nsecrets=['local-github-secret']",
     )
     .unwrap();
     let ledger = Arc::new(MemoryLedger::new());
@@ -387,4 +387,102 @@ async fn provider_handshakes_are_answered_and_not_enqueued() {
     let envelope = hookgate_core::Envelope::from_message(&message.body).unwrap();
     assert_eq!(envelope.headers["x-github-event"], "push");
     assert!(!envelope.headers.contains_key("x-hub-signature-256"));
+}
+
+/// A receiver for `config` on fresh in-memory ports, at 1,800,000,000 s.
+fn receiver_for(config: &str) -> (Receiver, Arc<MemoryQueue>, Arc<ManualClock>) {
+    let config = Config::from_toml(config).unwrap();
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
+    let receiver = Receiver::new(&config, Arc::new(MemoryLedger::new()), queue.clone())
+        .unwrap()
+        .with_clock(clock.clone());
+    (receiver, queue, clock)
+}
+
+fn raw_request(source: &str, headers: &[(&str, &str)], body: &[u8]) -> IncomingRequest {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    IncomingRequest {
+        method: Method::POST,
+        source: source.into(),
+        headers: map,
+        body: Bytes::copy_from_slice(body),
+        trace_header: None,
+    }
+}
+
+#[tokio::test]
+async fn a_replay_with_the_id_body_boundary_moved_is_refused_and_enqueues_nothing() {
+    // The provider signs `{id}:{body}`. An attacker who captured one request moves the boundary:
+    // the same signed bytes, so the same valid MAC, read as another id and another body.
+    let (receiver, queue, _) = receiver_for(
+        "[sources.orders]\nscheme = 'hmac-sha256'\nsecrets = ['orders-provider-key']\n\
+         id_header = 'x-id'\nsigned_content = '{id}:{body}'",
+    );
+    let body = br#"{"order":1,"total":"42.00"}"#;
+    let mac = {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac =
+            <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"orders-provider-key").unwrap();
+        mac.update(b"evt-42:");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    let captured = raw_request("orders", &[("x-signature", &mac), ("x-id", "evt-42")], body);
+    let reply = receiver.handle(captured).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(reply.body["event_id"], "orders:evt-42");
+
+    let moved = raw_request(
+        "orders",
+        &[("x-signature", &mac), ("x-id", r#"evt-42:{"order""#)],
+        br#"1,"total":"42.00"}"#,
+    );
+    let reply = receiver.handle(moved).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+    assert_eq!(reply.body["error"], "signature_malformed");
+    assert_eq!(queued_ids(&queue).await, ["orders:evt-42"]);
+}
+
+#[tokio::test]
+async fn a_source_may_remember_its_events_longer_than_the_receiver() {
+    // github signs no timestamp: a captured delivery verifies forever, so its source keeps its
+    // claims a year; the receiver's window (1 hour) applies to the others.
+    let (receiver, queue, clock) = receiver_for(
+        "[receiver]\ndedup_window_secs = 3600\n\
+         [sources.gh]\nscheme = 'github'\nsecrets = ['gh-webhook-secret-1']\ndedup_window_secs = 31536000\n\
+         [sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['local-demo-s3cr3t']",
+    );
+    let send = |source: &'static str| {
+        let headers = receiver.sign(source, b"{}").unwrap();
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        raw_request(source, &pairs, b"{}")
+    };
+    for source in ["gh", "demo"] {
+        assert_eq!(
+            receiver.handle(send(source)).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    clock.advance(Duration::from_secs(30 * 24 * 3600));
+    assert_eq!(
+        receiver.handle(send("gh")).await.body["status"],
+        "duplicate",
+        "a month later the github delivery is still remembered"
+    );
+    assert_eq!(
+        receiver.handle(send("demo")).await.status,
+        StatusCode::ACCEPTED,
+        "the demo source forgot after an hour"
+    );
+    assert_eq!(queue.len(), 3);
 }

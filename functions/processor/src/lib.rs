@@ -7,7 +7,7 @@ pub mod handlers;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use hookgate_core::metrics::{Emf, Metrics};
+use hookgate_core::metrics::{Emf, Metrics, SeriesLimits};
 use hookgate_core::{Config, Handlers, Ledger, Processor, Queue, Timestamp};
 use lambda_runtime::{Error, LambdaEvent};
 
@@ -51,7 +51,9 @@ impl App {
         }
         // Sources with a `forward` table deliver to their destination (your routes win).
         let handlers = handlers.with_forwarding(&config)?;
-        let metrics = Arc::new(Emf::from_env(&config.metrics)?);
+        let metrics = Arc::new(
+            Emf::from_env(&config.metrics)?.with_limits(SeriesLimits::from_config(&config)),
+        );
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
         Ok(Self::new(&config, backend.ledger, backend.queue, handlers).with_metrics(metrics))
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 mod base64_body;
 
-use hookgate_core::metrics::{Emf, Metrics};
+use hookgate_core::metrics::{Emf, Metrics, SeriesLimits};
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::{Config, IncomingRequest, Ledger, Queue, Receiver, Reply};
 use lambda_http::http::{Method, StatusCode};
@@ -49,7 +49,9 @@ impl App {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = hookgate_aws::sdk_config().await;
         let config = hookgate_aws::load_config(&sdk).await?;
-        let metrics = Arc::new(Emf::from_env(&config.metrics)?);
+        let metrics = Arc::new(
+            Emf::from_env(&config.metrics)?.with_limits(SeriesLimits::from_config(&config)),
+        );
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
         Ok(Self::new(&config, backend.ledger, backend.queue)?.with_metrics(metrics))
     }

@@ -40,7 +40,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 [sources.standard]
 scheme = "standard"
 secrets = ["whsec_aG9va2dhdGUtbG9jYWwtc3RhbmRhcmQtc2VjcmV0ISE="]

@@ -20,7 +20,7 @@ fn config() -> Config {
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
-secrets = ["s3cr3t"]
+secrets = ["local-demo-s3cr3t"]
 [sources.stripe]
 scheme = "stripe"
 secrets = ["whsec_local_stripe_secret"]

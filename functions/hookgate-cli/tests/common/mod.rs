@@ -46,17 +46,22 @@ pub fn serve(config: &str, aws: Option<&MotoResources>) -> Served {
         .args(["serve", "--addr", "127.0.0.1:0", "--config"])
         .arg(&path)
         .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("NO_COLOR", "1");
     if let Some(aws) = aws {
         command.arg("--backend").arg("aws").envs(aws.env());
     }
+    start(command)
+}
+
+/// Starts `command` (a `hookgate serve …`) and waits for its first line on stdout, the address
+/// it listens on. Panics, with what it wrote to stderr, if it does not start.
+pub fn start(mut command: Command) -> Served {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let stderr = Arc::new(Mutex::new(String::new()));
     let lines = BufReader::new(child.stderr.take().unwrap());
     let kept = stderr.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in lines.lines().map_while(Result::ok) {
             let mut all = kept.lock().unwrap();
             all.push_str(&line);
@@ -67,16 +72,60 @@ pub fn serve(config: &str, aws: Option<&MotoResources>) -> Served {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("hookgate listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
+    let Some(base) = line.trim().strip_prefix("hookgate listening on ") else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = reader.join();
+        panic!(
+            "unexpected first line: {line:?}; stderr: {}",
+            stderr.lock().unwrap()
+        );
+    };
     Served {
+        base: base.to_owned(),
         child,
-        base,
         stderr,
     }
+}
+
+/// `hookgate` with nothing of this process's environment but `PATH`: no AWS or HOOKGATE
+/// variable, `HOME` an empty directory (no AWS profile), the EC2 metadata endpoint off (the
+/// credential chain must not go looking for it), and plain log lines.
+pub fn hookgate_clean() -> Command {
+    let home = std::env::temp_dir().join(format!("hookgate-home-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&home).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    command
+}
+
+/// Runs `command` to its end, or kills it after `limit` and panics (a command that should
+/// have refused to start must not hang the test).
+pub fn output_within(command: &mut Command, limit: std::time::Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// Posts `body` to `{base}/webhooks/{source}`, signed as `config` says that source's provider

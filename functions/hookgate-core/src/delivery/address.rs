@@ -7,6 +7,14 @@
 //! is not refuses the whole delivery. The check runs inside the HTTP client's resolver, on the
 //! very addresses it then connects to, so a name cannot pass the check and then re-resolve
 //! elsewhere (DNS rebinding).
+//!
+//! Refused: IPv4 unspecified, loopback, private, link-local, shared (CGN), IETF protocol,
+//! benchmarking, documentation, multicast, broadcast and reserved; IPv6 unspecified, loopback,
+//! unique-local, link-local, site-local (`fec0::/10`), multicast, documentation, discard-only
+//! (`100::/64`), benchmarking (`2001:2::/48`), IPv4-compatible, and Teredo (`2001::/32`)
+//! outright. The IPv6 forms that carry an IPv4 address — mapped (`::ffff:0:0/96`), translated
+//! (`::ffff:0:0:0/96`), NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) and 6to4 (`2002::/16`) — are
+//! judged by that IPv4 address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -52,10 +60,25 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         return v4_reason(v4);
     }
     let seg = ip.segments();
+    let [.., a, b, c, d] = ip.octets();
     if seg[0] == 0x64 && seg[1] == 0xff9b {
         // NAT64 (64:ff9b::/96 and the local-use 64:ff9b:1::/48): the last 32 bits are IPv4.
-        let [.., a, b, c, d] = ip.octets();
         return v4_reason(Ipv4Addr::new(a, b, c, d));
+    }
+    if seg[..5] == [0, 0, 0, 0, 0xffff] && seg[5] == 0 {
+        // IPv4-translated (::ffff:0:0/96, RFC 2765): the last 32 bits are IPv4.
+        return v4_reason(Ipv4Addr::new(a, b, c, d));
+    }
+    if seg[0] == 0x2002 {
+        // 6to4 (2002::/16): the next 32 bits are the IPv4 address of the tunnel's end, which a
+        // 6to4 relay reaches; 2002:7f00:1:: is 127.0.0.1.
+        let [_, _, a, b, c, d, ..] = ip.octets();
+        return v4_reason(Ipv4Addr::new(a, b, c, d)).map(|_| "a 6to4 address of a non-public IPv4");
+    }
+    if seg[0] == 0x2001 && seg[1] == 0 {
+        // Teredo (2001::/32) embeds a server address and an obfuscated client address and port;
+        // nothing a webhook destination needs, so it is refused outright.
+        return Some("a Teredo tunnel address");
     }
     if ip.is_unspecified() {
         Some("an unspecified address")
@@ -65,6 +88,12 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         Some("a private (unique local) address")
     } else if seg[0] & 0xffc0 == 0xfe80 {
         Some("a link-local address")
+    } else if seg[0] & 0xffc0 == 0xfec0 {
+        Some("a site-local (deprecated private) address")
+    } else if seg[..4] == [0x100, 0, 0, 0] {
+        Some("a discard-only address")
+    } else if seg[0] == 0x2001 && seg[1] == 0x2 && seg[2] == 0 {
+        Some("a benchmarking address")
     } else if seg[0] & 0xff00 == 0xff00 {
         Some("a multicast address")
     } else if seg[0] == 0x2001 && seg[1] == 0x0db8 {
@@ -174,6 +203,41 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forms_that_carry_or_reach_a_non_public_ipv4_are_refused() {
+        for (ip, want) in [
+            // IPv4-translated, ::ffff:0:0/96.
+            ("::ffff:0:127.0.0.1", "a loopback address"),
+            (
+                "::ffff:0:a9fe:a9fe",
+                "a link-local address (the cloud metadata range)",
+            ),
+            ("::ffff:0:10.1.2.3", "a private address"),
+            // Site-local, fec0::/10.
+            ("fec0::1", "a site-local (deprecated private) address"),
+            ("feff:ffff::1", "a site-local (deprecated private) address"),
+            // 6to4, 2002::/16, with the IPv4 address in bits 16-47.
+            ("2002:7f00:1::", "a 6to4 address of a non-public IPv4"),
+            ("2002:a9fe:a9fe::1", "a 6to4 address of a non-public IPv4"),
+            ("2002:c0a8:101:1::1", "a 6to4 address of a non-public IPv4"),
+            ("2002:0a00:0001::", "a 6to4 address of a non-public IPv4"),
+            // Teredo, 2001::/32, refused whatever it embeds: here the obfuscated client
+            // 127.0.0.1 (0x7f000001 ^ 0xffffffff = 0x80fffffe) and a public server.
+            (
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                "a Teredo tunnel address",
+            ),
+            (
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+                "a Teredo tunnel address",
+            ),
+            ("100::1", "a discard-only address"),
+            ("2001:2::1", "a benchmarking address"),
+        ] {
+            assert_eq!(reason(ip), Some(want), "{ip}");
+        }
+    }
+
+    #[test]
     fn public_addresses_pass() {
         for ip in [
             "1.1.1.1",
@@ -187,6 +251,11 @@ mod tests {
             "2a05:d018::1",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            // The same forms around a public IPv4 address, and addresses next to the ranges.
+            "::ffff:0:8.8.8.8",
+            "2002:808:808::1",
+            "2001:4860:4860::8888",
+            "2003::1",
         ] {
             assert_eq!(reason(ip), None, "{ip} is public");
         }

@@ -61,9 +61,10 @@ pub enum DestinationError {
     /// The URL does not parse, has no host, or uses another scheme.
     #[error("url: {0}")]
     Url(String),
-    /// The secret is not `whsec_<base64>`.
-    #[error("secret is not a Standard Webhooks secret (expected \"whsec_\" followed by base64)")]
-    Secret,
+    /// The secret is not a Standard Webhooks secret (`whsec_<base64>`, the prefix optional), or
+    /// decodes to fewer than 24 bytes. The message never shows the secret.
+    #[error("{0}")]
+    Secret(String),
     /// A header name or value cannot be sent, or would replace one hookgate sets.
     #[error("headers: {0}")]
     Header(String),
@@ -127,8 +128,10 @@ impl Destination {
                     .into(),
             ));
         }
-        let signer =
-            StandardWebhooks::for_signing(&c.secret).map_err(|_| DestinationError::Secret)?;
+        crate::signature::secret_policy::check_standard(&c.secret, "secret")
+            .map_err(|e| DestinationError::Secret(e.to_string()))?;
+        let signer = StandardWebhooks::for_signing(&c.secret)
+            .map_err(|e| DestinationError::Secret(e.to_string()))?;
         if c.timeout_ms == 0 || c.timeout_ms > MAX_TIMEOUT_MS {
             return Err(DestinationError::Option(format!(
                 "timeout_ms must be 1-{MAX_TIMEOUT_MS}"

@@ -13,7 +13,10 @@
 //!
 //! Each metric is written with the configured dimensions and once more without them (the
 //! dimension set `[]`), so the stack's totals — which the dashboard shows — exist whatever
-//! `[metrics] dimensions` says; `Rejected` is split by `reason` in both.
+//! `[metrics] dimensions` says; `Rejected` is split by `reason` in both. Each `type` value is a
+//! custom metric, billed monthly, so the values are bounded ([`SeriesLimits`]): an unsigned or
+//! unlisted type, a duplicate's type not seen before and types past the cap are written as
+//! `other`.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -21,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use super::{label_value, Counter, Metrics, Observation};
+use super::{label_value, Counter, Metrics, Observation, SeriesLimits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{check_metrics_namespace, ConfigError, MetricDimension, MetricsConfig};
 
@@ -33,6 +36,8 @@ pub const ENV_METRICS_NAMESPACE: &str = "HOOKGATE_METRICS_NAMESPACE";
 pub struct Emf {
     namespace: String,
     dimensions: Vec<MetricDimension>,
+    /// Which types become dimension values ([`SeriesLimits`]).
+    limits: SeriesLimits,
     clock: Arc<dyn Clock>,
     out: Mutex<Box<dyn Write + Send>>,
 }
@@ -52,6 +57,7 @@ impl Emf {
         Self {
             namespace: config.namespace.clone(),
             dimensions: config.dimensions.clone(),
+            limits: SeriesLimits::new(config.max_types_per_source),
             clock: Arc::new(SystemClock),
             out: Mutex::new(Box::new(out)),
         }
@@ -76,6 +82,13 @@ impl Emf {
         Ok(Self::stdout(&config))
     }
 
+    /// The same writer, bounding types by `limits` (see [`SeriesLimits::from_config`]: the
+    /// sources' `metric_types` and the cap).
+    pub fn with_limits(mut self, limits: SeriesLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// The same writer, stamping lines with `clock`'s time.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -93,9 +106,16 @@ impl Emf {
         if observation.is_empty() {
             return None;
         }
+        let cleaned = label_value(observation.event_type);
+        let event_type = if self.dimensions.contains(&MetricDimension::Type) {
+            self.limits.type_label(observation, &cleaned)
+        } else {
+            &cleaned
+        };
         let document = Document {
             emf: self,
             observation,
+            event_type,
             timestamp: self.clock.now().as_millis(),
         };
         serde_json::to_string(&document).ok()
@@ -119,6 +139,8 @@ impl Metrics for Emf {
 struct Document<'a> {
     emf: &'a Emf,
     observation: &'a Observation<'a>,
+    /// The `type` dimension's value, bounded.
+    event_type: &'a str,
     timestamp: i64,
 }
 
@@ -128,11 +150,12 @@ impl Serialize for Document<'_> {
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("_aws", &self.metadata())?;
         for dimension in &self.emf.dimensions {
-            let value = match dimension {
-                MetricDimension::Source => o.source,
-                MetricDimension::Type => o.event_type,
-            };
-            map.serialize_entry(dimension.name(), &label_value(value))?;
+            match dimension {
+                MetricDimension::Source => {
+                    map.serialize_entry(dimension.name(), &label_value(o.source))?
+                }
+                MetricDimension::Type => map.serialize_entry(dimension.name(), self.event_type)?,
+            }
         }
         if let Some(reason) = o.reason {
             map.serialize_entry(REASON, reason)?;
@@ -261,6 +284,7 @@ mod tests {
         let config = MetricsConfig {
             namespace: "Shop/Webhooks".into(),
             dimensions: dimensions.to_vec(),
+            ..MetricsConfig::default()
         };
         let out = Captured::default();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_123)));
@@ -271,6 +295,8 @@ mod tests {
         Observation {
             source: "github",
             event_type: "push",
+            type_signed: true,
+            adds_series: true,
             counters,
             reason: None,
             delivery_ms: None,

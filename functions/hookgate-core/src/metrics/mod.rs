@@ -10,16 +10,20 @@
 //! - [`NoMetrics`]: the default, for cores built without a port.
 //!
 //! An observation names the source, the event type and, for a refusal, its stable error code:
-//! never an event id, a header, a secret or a payload.
+//! never an event id, a header, a secret or a payload. Which types become series is bounded
+//! ([`series`]): only signed types or a source's listed `metric_types`, never a new series for a
+//! duplicate, and a cap per source.
 
 mod emf;
 mod registry;
+mod series;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 pub use emf::{Emf, ENV_METRICS_NAMESPACE};
 pub use registry::MetricsRegistry;
+pub use series::{SeriesLimits, OTHER_TYPE};
 
 use crate::clock::Timestamp;
 use crate::envelope::{Envelope, SourceName};
@@ -188,6 +192,11 @@ pub struct Observation<'a> {
     pub source: &'a str,
     /// The event type, [`UNVERIFIED_TYPE`] or [`UNKNOWN_TYPE`] when it is not known.
     pub event_type: &'a str,
+    /// Whether `event_type` comes from signed content (or is one of hookgate's own labels),
+    /// rather than from an unsigned header the sender may rewrite.
+    pub type_signed: bool,
+    /// Whether this observation may add a new `(source, type)` series: not for a duplicate.
+    pub adds_series: bool,
     /// The counters to add one to.
     pub counters: &'static [Counter],
     /// Why the request was refused (with [`Counter::Rejected`]).
@@ -222,6 +231,8 @@ pub struct RequestFacts {
     pub source: Option<SourceName>,
     /// The verified event type, once the signature checked out.
     pub event_type: Option<String>,
+    /// Whether that type comes from signed content ([`crate::signature::Verified::type_signed`]).
+    pub type_signed: bool,
 }
 
 impl RequestFacts {
@@ -239,6 +250,8 @@ impl RequestFacts {
         Observation {
             source: self.source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.as_str()),
             event_type: self.event_type.as_deref().unwrap_or(UNVERIFIED_TYPE),
+            type_signed: self.event_type.is_none() || self.type_signed,
+            adds_series: !matches!(result, Ok(Accepted::Duplicate(_))),
             counters,
             reason,
             delivery_ms: None,
@@ -252,6 +265,7 @@ impl RequestFacts {
 pub struct RecordFacts {
     source: SourceName,
     event_type: String,
+    type_signed: bool,
     received_at: Timestamp,
     /// How long the handler ran, once it has.
     pub delivery_ms: Option<u64>,
@@ -263,6 +277,7 @@ impl RecordFacts {
         Self {
             source: envelope.source.clone(),
             event_type: envelope.event_type.clone(),
+            type_signed: !type_from_kept_header(envelope),
             received_at: envelope.received_at,
             delivery_ms: None,
         }
@@ -275,6 +290,7 @@ impl RecordFacts {
         Observation {
             source: self.source.as_str(),
             event_type: &self.event_type,
+            type_signed: self.type_signed,
             receive_to_processed_ms: processed.then(|| u64::try_from(elapsed).unwrap_or(u64::MAX)),
             ..record_observation(outcome, self.delivery_ms)
         }
@@ -301,11 +317,26 @@ fn record_observation(outcome: &RecordOutcome, delivery_ms: Option<u64>) -> Obse
     Observation {
         source: UNKNOWN_SOURCE,
         event_type: UNKNOWN_TYPE,
+        type_signed: true,
+        adds_series: true,
         counters,
         reason: None,
         delivery_ms,
         receive_to_processed_ms: None,
     }
+}
+
+/// Whether the envelope's type was read from one of its headers rather than its body: the
+/// value of a kept header other than `content-type`. Every scheme that reads a type from an
+/// unsigned header keeps that header in the envelope (`X-GitHub-Event`, `X-Shopify-Topic`, the
+/// generic `type_header`), so the processor tells such a type as the receiver did, without the
+/// scheme at hand. A signed type that happens to equal a kept header's value counts as unsigned:
+/// the safe side.
+fn type_from_kept_header(envelope: &Envelope) -> bool {
+    envelope
+        .headers
+        .iter()
+        .any(|(name, value)| name != "content-type" && value.trim() == envelope.event_type)
 }
 
 /// Longest label (dimension) value written; event types are short, and CloudWatch refuses
@@ -344,6 +375,7 @@ mod tests {
         RequestFacts {
             source: source.map(|s| SourceName::parse(s).unwrap()),
             event_type: event_type.map(str::to_owned),
+            type_signed: true,
         }
     }
 
@@ -354,8 +386,19 @@ mod tests {
         let queued = known.observation(&Ok(Accepted::Queued(id.clone())));
         assert_eq!(queued.counters, [Counter::Received, Counter::Enqueued]);
         assert_eq!((queued.source, queued.event_type), ("demo", "push"));
+        assert!(queued.adds_series && queued.type_signed);
         let duplicate = known.observation(&Ok(Accepted::Duplicate(id)));
         assert_eq!(duplicate.counters, [Counter::Received, Counter::Duplicates]);
+        assert!(!duplicate.adds_series, "a duplicate never adds a series");
+        let from_header = RequestFacts {
+            type_signed: false,
+            ..facts(Some("github"), Some("push"))
+        };
+        assert!(
+            !from_header
+                .observation(&Ok(Accepted::Queued(EventId::parse("github:1").unwrap())))
+                .type_signed
+        );
         let handshake = known.observation(&Ok(Accepted::Handshake(serde_json::json!({}))));
         assert_eq!(handshake.counters, [Counter::Received]);
 
@@ -364,6 +407,7 @@ mod tests {
         assert_eq!(refused.counters, [Counter::Received, Counter::Rejected]);
         assert_eq!(refused.reason, Some("signature_mismatch"));
         assert_eq!(refused.event_type, UNVERIFIED_TYPE);
+        assert!(refused.type_signed, "(unverified) is hookgate's own label");
         let nothing = RequestFacts::default();
         let unknown = nothing.observation(&Err(Rejection::UnknownSource("nope".into())));
         assert_eq!(unknown.source, UNKNOWN_SOURCE);
@@ -381,6 +425,7 @@ mod tests {
             body: bytes::Bytes::new(),
         };
         let mut facts = RecordFacts::of(&envelope);
+        assert!(facts.type_signed, "no header names the type");
         facts.delivery_ms = Some(12);
         let now = Timestamp::from_secs(1_000).plus(Duration::from_millis(2_500));
 
@@ -421,6 +466,30 @@ mod tests {
         );
         assert_eq!(malformed.counters, [Counter::PermanentlyFailed]);
         assert!(malformed.latencies().next().is_none());
+    }
+
+    #[test]
+    fn a_type_read_from_a_kept_header_is_unsigned_for_the_processor_too() {
+        let envelope = |headers: &[(&str, &str)]| Envelope {
+            event_id: EventId::parse("github:1").unwrap(),
+            source: SourceName::parse("github").unwrap(),
+            event_type: "push".into(),
+            received_at: Timestamp::from_secs(1_000),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: bytes::Bytes::new(),
+        };
+        let from_header = envelope(&[("x-github-event", " push"), ("x-github-delivery", "d")]);
+        let observed = RecordFacts::of(&from_header);
+        assert!(
+            !observed
+                .observation(&RecordOutcome::Processed, Timestamp::from_secs(1))
+                .type_signed
+        );
+        let from_body = envelope(&[("content-type", "push"), ("webhook-id", "msg_1")]);
+        assert!(RecordFacts::of(&from_body).type_signed);
     }
 
     #[test]

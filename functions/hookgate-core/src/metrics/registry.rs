@@ -7,13 +7,14 @@
 //! `_total`), which is not what `text/plain; version=0.0.4` promises.
 //!
 //! Every series is labelled by `source` and `type` (and `reason` for rejections), whatever
-//! `[metrics] dimensions` says: locally a label costs nothing.
+//! `[metrics] dimensions` says: locally a label costs nothing, but memory and the scraper's
+//! storage do, so types are bounded as on AWS ([`SeriesLimits`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
-use super::{label_value, Counter, Latency, Metrics, Observation};
+use super::{label_value, Counter, Latency, Metrics, Observation, SeriesLimits};
 
 /// Upper bounds of the latency buckets, in milliseconds (rendered in seconds).
 const BUCKETS_MS: [u64; 16] = [
@@ -25,6 +26,7 @@ const BUCKETS_MS: [u64; 16] = [
 #[derive(Debug, Default)]
 pub struct MetricsRegistry {
     series: Mutex<BTreeMap<String, BTreeMap<String, Series>>>,
+    limits: SeriesLimits,
 }
 
 #[derive(Debug, Default)]
@@ -53,9 +55,16 @@ impl Histogram {
 }
 
 impl MetricsRegistry {
-    /// An empty registry.
+    /// An empty registry, with the default limits on types (no `metric_types`, the default
+    /// cap).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same registry, bounding types by `limits` (see [`SeriesLimits::from_config`]).
+    pub fn with_limits(mut self, limits: SeriesLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// How many times `counter` was counted for `source` and `event_type` (for `Rejected`: for
@@ -162,15 +171,16 @@ impl Metrics for MetricsRegistry {
             return;
         }
         let source = label_value(o.source);
-        let event_type = label_value(o.event_type);
+        let cleaned = label_value(o.event_type);
+        let event_type = self.limits.type_label(o, &cleaned);
         let mut all = self.lock();
         let types = match all.get_mut(source.as_ref()) {
             Some(types) => types,
             None => all.entry(source.into_owned()).or_default(),
         };
-        let s = match types.get_mut(event_type.as_ref()) {
+        let s = match types.get_mut(event_type) {
             Some(s) => s,
-            None => types.entry(event_type.into_owned()).or_default(),
+            None => types.entry(event_type.to_owned()).or_default(),
         };
         for counter in o.counters {
             s.counts[counter.index()] += 1;
@@ -221,6 +231,8 @@ mod tests {
         Observation {
             source: "demo",
             event_type: "push",
+            type_signed: true,
+            adds_series: true,
             counters,
             reason: None,
             delivery_ms: None,

@@ -15,7 +15,12 @@
 //! signature, under fresh delivery ids and have it accepted again and again. The body is the only
 //! signed content; GitHub's own redeliveries resend the same body, so they dedupe too.
 //! (`X-GitHub-Event` is unsigned as well, so it is not part of the key: a replay relabelled as
-//! another event type still dedupes against the original.)
+//! another event type still dedupes against the original, and metrics count it as `other` unless
+//! the source lists it in `metric_types`.)
+//!
+//! Replays: GitHub signs no timestamp, so a captured delivery verifies forever, and once its
+//! claim has left the ledger (`dedup_window_secs`, 7 days by default) it is a new event. Give the
+//! source a longer `dedup_window_secs` to close that window for longer.
 
 use hmac::Mac;
 
@@ -96,8 +101,10 @@ impl SignatureScheme for GitHub {
             return Err(SignatureError::Mismatch);
         }
         let event_id = EventId::from_body_mac(source, &given);
-        let event_type = event_type_header(request.headers, EVENT).unwrap_or("unknown");
-        let mut verified = Verified::event(event_id, event_type);
+        let from_header = event_type_header(request.headers, EVENT);
+        let event_type = from_header.unwrap_or("unknown");
+        let mut verified =
+            Verified::event_typed_by(event_id, event_type, from_header.map(|_| EVENT));
         if event_type == "ping" {
             verified.respond_now = Some(pong(request.body));
         }
@@ -190,9 +197,15 @@ mod tests {
         let h = headers(&[(SIGNATURE, DOC_SIGNATURE.as_bytes())]);
         let v = verify(&s, &h, DOC_PAYLOAD).unwrap();
         assert_eq!(v.event_type, "unknown");
+        assert!(
+            v.type_signed,
+            "unknown is hookgate's fallback, not the sender's word"
+        );
         assert_eq!(v.respond_now, None);
         let h = headers(&[(SIGNATURE, DOC_SIGNATURE.as_bytes()), (EVENT, b"push")]);
-        assert_eq!(verify(&s, &h, DOC_PAYLOAD).unwrap().event_type, "push");
+        let v = verify(&s, &h, DOC_PAYLOAD).unwrap();
+        assert_eq!(v.event_type, "push");
+        assert!(!v.type_signed, "X-GitHub-Event is unsigned");
         let headers = s.sign(DOC_PAYLOAD, Timestamp::from_secs(0));
         assert_eq!(headers[0], (SIGNATURE.to_owned(), DOC_SIGNATURE.to_owned()));
         assert_eq!(headers[1].0, DELIVERY);

@@ -17,6 +17,21 @@
 //!   the source is built; at verify time its pieces are fed to the HMAC one after the other, so
 //!   the body is never copied.
 //!
+//! The pieces are concatenated, so the template must say where each one ends, or a captured
+//! request could be replayed with a boundary moved — `X-Id: evt-42:{"order"` and the body
+//! shortened by the same bytes, under `"{id}:{body}"` — and pass as a new event under the same
+//! valid MAC. A template is therefore accepted only when the signed bytes split back into their
+//! pieces one way only ([`SignedContent::parse`]):
+//!
+//! - every two placeholders are separated by literal text (`"{id}{body}"` is refused);
+//! - the body may hold anything, so a placeholder before `{body}` is delimited by the first
+//!   character of the text after it, and one after `{body}` by the last character of the text
+//!   before it;
+//! - a timestamp is digits, so its delimiter must not be a digit (refused at load otherwise);
+//! - an id may hold almost anything, so an id that contains its delimiter (a `:` under
+//!   `"{id}:{body}"`) is refused at verify time (`signature_malformed`): its boundary would be
+//!   ambiguous.
+//!
 //! Dedup key: only signed content may name the event, so an unsigned header can neither split one
 //! event into two nor merge two into one.
 //! - When `{id}` is signed, the provider's id is the key ([`EventId::from_provider`]).
@@ -54,9 +69,13 @@ enum Piece {
     Id,
 }
 
-/// The parsed `signed_content` template.
+/// The parsed `signed_content` template: its pieces, and the character that ends the id where
+/// the template signs one (an id containing it is refused, see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SignedContent(Vec<Piece>);
+struct SignedContent {
+    pieces: Vec<Piece>,
+    id_delimiter: Option<char>,
+}
 
 impl SignedContent {
     /// Parses `template`; `{timestamp}` and `{id}` are allowed only when their header is set.
@@ -112,17 +131,83 @@ impl SignedContent {
         if id == 1 && !has_id {
             return Err(bad("{id} needs id_header".into()));
         }
-        Ok(Self(pieces))
+        let id_delimiter = Self::delimiters(&pieces).map_err(bad)?;
+        Ok(Self {
+            pieces,
+            id_delimiter,
+        })
+    }
+
+    /// Checks that the signed bytes split back into the pieces one way only, and returns the
+    /// character that delimits the id, if the template signs one.
+    ///
+    /// The body may hold anything, so the pieces before it are read from the left, each ending
+    /// at the first occurrence of the next text's first character, and the pieces after it from
+    /// the right, each starting after the last occurrence of the previous text's last
+    /// character. That is unique when no placeholder touches another and no placeholder can
+    /// contain its delimiter: a timestamp is digits, so its delimiter must not be one; an id is
+    /// checked at verify time.
+    fn delimiters(pieces: &[Piece]) -> Result<Option<char>, String> {
+        let body_at = pieces.iter().position(|p| *p == Piece::Body).unwrap_or(0);
+        let mut id_delimiter = None;
+        for (i, piece) in pieces.iter().enumerate() {
+            let name = match piece {
+                Piece::Literal(_) => continue,
+                Piece::Body => "{body}",
+                Piece::Timestamp => "{timestamp}",
+                Piece::Id => "{id}",
+            };
+            let before = i.checked_sub(1).map(|j| &pieces[j]);
+            let after = pieces.get(i + 1);
+            for neighbour in [before, after].into_iter().flatten() {
+                if !matches!(neighbour, Piece::Literal(_)) {
+                    return Err(format!(
+                        "{name} touches another placeholder, so the boundary between them \
+                         could be moved; put literal text between them"
+                    ));
+                }
+            }
+            if *piece == Piece::Body {
+                continue;
+            }
+            // Before the body: ended by the next text's first character; after the body:
+            // started after the previous text's last character.
+            let delimiter = if i < body_at {
+                match after {
+                    Some(Piece::Literal(text)) => first_char(text),
+                    _ => None,
+                }
+            } else {
+                match before {
+                    Some(Piece::Literal(text)) => last_char(text),
+                    _ => None,
+                }
+            };
+            let Some(delimiter) = delimiter else {
+                return Err(format!("{name} needs literal text between it and {{body}}"));
+            };
+            match piece {
+                Piece::Timestamp if delimiter.is_ascii_digit() => {
+                    return Err(format!(
+                        "{{timestamp}} is delimited by the digit {delimiter:?}, which a timestamp \
+                         may contain; use a separator that is not a digit"
+                    ))
+                }
+                Piece::Id => id_delimiter = Some(delimiter),
+                _ => {}
+            }
+        }
+        Ok(id_delimiter)
     }
 
     fn signs_id(&self) -> bool {
-        self.0.contains(&Piece::Id)
+        self.pieces.contains(&Piece::Id)
     }
 
     /// The byte slices the HMAC covers, in order; nothing is copied. A placeholder whose value
     /// is absent (not possible once `parse` has accepted the template) signs as empty.
     fn parts<'a>(&'a self, body: &'a [u8], timestamp: &'a str, id: &'a str) -> Vec<&'a [u8]> {
-        self.0
+        self.pieces
             .iter()
             .map(|piece| match piece {
                 Piece::Literal(text) => &text[..],
@@ -209,16 +294,28 @@ impl HmacSha256 {
         })
     }
 
-    fn event_type(&self, request: &SignedRequest<'_>) -> String {
+    /// The event type, and whether it came from the (unsigned) type header.
+    fn event_type(&self, request: &SignedRequest<'_>) -> (String, bool) {
         if let Some(t) = event_type_header(request.headers, &self.type_header) {
-            return t.to_owned();
+            return (t.to_owned(), true);
         }
-        super::json_type(request.body)
+        let from_body = super::json_type(request.body)
             .as_deref()
             .and_then(clean_event_type)
             .map(str::to_owned)
-            .unwrap_or_else(|| "unknown".to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        (from_body, false)
     }
+}
+
+/// The first character of a literal piece (which came from a `&str`, so is UTF-8).
+fn first_char(text: &[u8]) -> Option<char> {
+    std::str::from_utf8(text).ok()?.chars().next()
+}
+
+/// The last character of a literal piece.
+fn last_char(text: &[u8]) -> Option<char> {
+    std::str::from_utf8(text).ok()?.chars().next_back()
 }
 
 /// A configured header name, lower-cased, or why it cannot be one.
@@ -256,7 +353,9 @@ impl SignatureScheme for HmacSha256 {
         let id = match &self.id_header {
             Some(name) if self.content.signs_id() => {
                 let value = header_str(request.headers, name)?.trim();
-                if value.is_empty() {
+                // An id holding its own delimiter could be split elsewhere under the same MAC.
+                let ambiguous = self.content.id_delimiter.is_some_and(|d| value.contains(d));
+                if value.is_empty() || ambiguous {
                     return Err(SignatureError::Malformed(name.clone()));
                 }
                 Some(value)
@@ -282,7 +381,9 @@ impl SignatureScheme for HmacSha256 {
             None if timestamp.is_none() => EventId::from_body_mac(source, &given),
             None => EventId::derive(source, &[request.body]),
         };
-        Ok(Verified::event(event_id, self.event_type(request)))
+        let (event_type, from_header) = self.event_type(request);
+        let header = from_header.then_some(self.type_header.as_str());
+        Ok(Verified::event_typed_by(event_id, event_type, header))
     }
 
     fn sign(&self, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
@@ -290,7 +391,11 @@ impl SignatureScheme for HmacSha256 {
             return Vec::new();
         };
         let timestamp = now.as_secs().to_string();
-        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        // An id the template can delimit: without its delimiter character.
+        let id: String = format!("msg_{}", uuid::Uuid::new_v4().simple())
+            .chars()
+            .filter(|c| Some(*c) != self.content.id_delimiter)
+            .collect();
         let parts = self.content.parts(body, &timestamp, &id);
         let tag = hmac_sha256(key, &parts).finalize().into_bytes();
         let mut headers = vec![(
@@ -452,7 +557,9 @@ mod tests {
         assert_eq!(signed[0].0, "x-hub-sig");
         assert_eq!(signed[0].1, "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=");
         let h = headers(&[("x-hub-sig", &signed[0].1), ("x-kind", "order.paid")]);
-        assert_eq!(verify(&s, &h, FOX).unwrap().event_type, "order.paid");
+        let v = verify(&s, &h, FOX).unwrap();
+        assert_eq!(v.event_type, "order.paid");
+        assert!(!v.type_signed, "a type header is unsigned");
     }
 
     #[test]
@@ -461,7 +568,9 @@ mod tests {
         let body = br#"{"type":"invoice.paid","id":1}"#;
         let signed = s.sign(body, Timestamp::from_secs(0));
         let h = headers(&[(&signed[0].0, &signed[0].1)]);
-        assert_eq!(verify(&s, &h, body).unwrap().event_type, "invoice.paid");
+        let v = verify(&s, &h, body).unwrap();
+        assert_eq!(v.event_type, "invoice.paid");
+        assert!(v.type_signed, "the body is signed");
     }
 
     // Slack's published example ("Verifying requests from Slack",
@@ -607,6 +716,31 @@ mod tests {
             ("signed_content='{body'", "never closed"),
             ("signed_content='body}'", "closes no placeholder"),
             ("signed_content='{bo{dy}'", "unknown placeholder"),
+            // Ambiguous templates: a boundary that could move under the same MAC.
+            (
+                "signed_content='{id}{body}'\nid_header='x-id'",
+                "{id} touches another placeholder",
+            ),
+            (
+                "signed_content='{body}{id}'\nid_header='x-id'",
+                "{body} touches another placeholder",
+            ),
+            (
+                "signed_content='{timestamp}{body}'\ntimestamp_header='x-ts'",
+                "{timestamp} touches another placeholder",
+            ),
+            (
+                "signed_content='{id}{timestamp}.{body}'\nid_header='x-id'\ntimestamp_header='x-ts'",
+                "{id} touches another placeholder",
+            ),
+            (
+                "signed_content='{timestamp}0{body}'\ntimestamp_header='x-ts'",
+                "delimited by the digit '0'",
+            ),
+            (
+                "signed_content='{body}.7{timestamp}'\ntimestamp_header='x-ts'",
+                "delimited by the digit '7'",
+            ),
             ("timestamp_header='bad header'", "not a header name"),
             ("id_header='x-signature'", "must differ"),
             (
@@ -628,8 +762,18 @@ mod tests {
                 5,
             ),
             ("signed_content='<{body}>'", 3),
+            ("signed_content='{id}:{body}'\nid_header='x-id'", 3),
+            (
+                "signed_content='{timestamp}.{id}.{body}'\ntimestamp_header='x-ts'\nid_header='x-id'",
+                5,
+            ),
+            (
+                "signed_content='{body}|{id}|{timestamp}'\ntimestamp_header='x-ts'\nid_header='x-id'",
+                5,
+            ),
+            ("signed_content='{timestamp}a1{body}'\ntimestamp_header='x-ts'", 3),
         ] {
-            assert_eq!(scheme(extra).content.0.len(), pieces, "{extra:?}");
+            assert_eq!(scheme(extra).content.pieces.len(), pieces, "{extra:?}");
         }
     }
 
@@ -739,6 +883,93 @@ mod tests {
         assert!(verify_at(&s, &signed_headers(&signed), b"{}", 1_700_000_000).is_ok());
         assert_eq!(s.kept_headers(), ["x-event-type", "x-ts", "x-id"]);
         assert_eq!(scheme("").kept_headers(), ["x-event-type"]);
+    }
+
+    /// The headers of a request signed under `template` by hand: `(id, timestamp)` as sent.
+    fn hand_signed(s: &HmacSha256, id: &str, timestamp: Option<&str>, body: &[u8]) -> HeaderMap {
+        let parts = s.content.parts(body, timestamp.unwrap_or(""), id);
+        let tag = hmac_sha256(b"key", &parts).finalize().into_bytes();
+        let sig = format!("sha256={}", encode_mac(&tag, Encoding::Hex));
+        let mut pairs = vec![("x-signature", sig.as_str()), ("x-id", id)];
+        pairs.extend(timestamp.map(|t| ("x-ts", t)));
+        headers(&pairs)
+    }
+
+    #[test]
+    fn a_replay_with_the_id_body_boundary_moved_is_refused() {
+        // The attack: a captured `{id}:{body}` request, replayed with part of the body moved into
+        // the id header. The signed bytes are the same, so the MAC still matches; read naively
+        // it is a new event (a new id) with a body the provider never sent.
+        let s = scheme("id_header='X-Id'\nsigned_content='{id}:{body}'");
+        let body = br#"{"order":1}"#;
+        let captured = hand_signed(&s, "evt-42", None, body);
+        let genuine = verify(&s, &captured, body).unwrap();
+        assert_eq!(genuine.event_id.as_str(), "demo:evt-42");
+
+        let mut moved = captured.clone();
+        moved.insert("x-id", HeaderValue::from_static(r#"evt-42:{"order""#));
+        assert_eq!(
+            verify(&s, &moved, b"1}").unwrap_err(),
+            SignatureError::Malformed("x-id".into()),
+            "the moved boundary must not pass as event evt-42:{{\"order\""
+        );
+        // The other way: the id shortened, its tail moved into the body.
+        let s_dash = scheme("id_header='X-Id'\nsigned_content='{id}-{body}'");
+        let captured = hand_signed(&s_dash, "evt-42", None, body);
+        assert!(
+            verify(&s_dash, &captured, body).is_err(),
+            "ids with '-' are ambiguous here"
+        );
+        let captured = hand_signed(&s_dash, "evt42", None, br#"{"a":"b-c"}"#);
+        assert!(verify(&s_dash, &captured, br#"{"a":"b-c"}"#).is_ok());
+        let mut moved = captured.clone();
+        moved.insert("x-id", HeaderValue::from_static(r#"evt42-{"a":"b"#));
+        assert_eq!(
+            verify(&s_dash, &moved, br#"c"}"#).unwrap_err().code(),
+            "signature_malformed"
+        );
+    }
+
+    #[test]
+    fn a_replay_with_the_timestamp_id_body_boundary_moved_is_refused() {
+        let s = scheme(
+            "id_header='X-Id'\ntimestamp_header='X-Ts'\nsigned_content='{timestamp}.{id}.{body}'",
+        );
+        let body = br#"{"total":"42.00"}"#;
+        let at = 1_700_000_000;
+        let captured = hand_signed(&s, "evt-42", Some("1700000000"), body);
+        assert!(verify_at(&s, &captured, body, at).is_ok());
+        let mut moved = captured.clone();
+        moved.insert("x-id", HeaderValue::from_static(r#"evt-42.{"total":"42"#));
+        assert_eq!(
+            verify_at(&s, &moved, br#"00"}"#, at).unwrap_err().code(),
+            "signature_malformed"
+        );
+        // After the body, an id is read from the right: it may not hold the text's last
+        // character either.
+        let s = scheme("id_header='X-Id'\nsigned_content='{body}#{id}'");
+        let captured = hand_signed(&s, "evt-42", None, b"a#b");
+        assert!(verify(&s, &captured, b"a#b").is_ok());
+        let mut moved = captured.clone();
+        moved.insert("x-id", HeaderValue::from_static("b#evt-42"));
+        assert_eq!(
+            verify(&s, &moved, b"a").unwrap_err().code(),
+            "signature_malformed"
+        );
+    }
+
+    #[test]
+    fn sign_makes_ids_the_template_can_delimit() {
+        for template in ["{id}_{body}", "{id}g{body}", "{id}m{body}"] {
+            let s = scheme(&format!("id_header='X-Id'\nsigned_content='{template}'"));
+            for _ in 0..20 {
+                let signed = s.sign(FOX, Timestamp::from_secs(0));
+                assert!(
+                    verify(&s, &signed_headers(&signed), FOX).is_ok(),
+                    "{template}: {signed:?}"
+                );
+            }
+        }
     }
 
     #[test]

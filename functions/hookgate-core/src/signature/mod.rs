@@ -9,6 +9,7 @@ mod body_fields;
 mod common;
 mod github;
 mod hmac_sha256;
+pub mod secret_policy;
 mod shopify;
 mod slack;
 mod standard;
@@ -62,6 +63,11 @@ pub struct Verified {
     pub event_id: EventId,
     /// The provider's event type, or `unknown`.
     pub event_type: String,
+    /// Whether `event_type` comes from signed content (the body) or is `unknown`, rather than
+    /// from an unsigned header (GitHub's `X-GitHub-Event`, Shopify's `X-Shopify-Topic`, the
+    /// generic `type_header`) that anyone replaying a request may rewrite. Metrics split only
+    /// by signed types unless the source lists its types (see [`crate::metrics`]).
+    pub type_signed: bool,
     /// A handshake the provider expects answered at once (Slack's `url_verification`,
     /// GitHub's `ping`): the receiver answers `200` with this JSON and enqueues nothing.
     pub respond_now: Option<serde_json::Value>,
@@ -73,7 +79,21 @@ impl Verified {
         Self {
             event_id,
             event_type: event_type.into(),
+            type_signed: true,
             respond_now: None,
+        }
+    }
+
+    /// An ordinary event whose type was read from the unsigned header `header`, if it was
+    /// (`None`: the type is signed, or the fallback `unknown`).
+    pub fn event_typed_by(
+        event_id: EventId,
+        event_type: impl Into<String>,
+        header: Option<&str>,
+    ) -> Self {
+        Self {
+            type_signed: header.is_none(),
+            ..Self::event(event_id, event_type)
         }
     }
 }
@@ -142,11 +162,15 @@ pub enum SchemeError {
     Option(String),
 }
 
-/// Builds the scheme a source's configuration names.
+/// Builds the scheme a source's configuration names, refusing secrets below the scheme's
+/// minimum ([`secret_policy`]).
 pub fn build(
     _name: &SourceName,
     config: &SourceConfig,
 ) -> Result<Box<dyn SignatureScheme>, SchemeError> {
+    if SCHEMES.contains(&config.scheme.as_str()) {
+        secret_policy::check(config)?;
+    }
     match config.scheme.as_str() {
         "standard" => Ok(Box::new(StandardWebhooks::from_config(config, "webhook")?)),
         "svix" => Ok(Box::new(StandardWebhooks::from_config(config, "svix")?)),

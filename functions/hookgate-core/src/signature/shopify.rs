@@ -11,6 +11,14 @@
 //! body is the only signed content, and Shopify's retries resend the same body, so they dedupe.
 //! The topic is unsigned too and so is not part of the key. The price: two deliveries of
 //! different topics with byte-identical bodies are one event here.
+//!
+//! Replays: Shopify signs no timestamp, so a captured delivery verifies forever, and once its
+//! claim has left the ledger (`dedup_window_secs`) it would be a new event. As a sanity check,
+//! a delivery whose `X-Shopify-Triggered-At` is older than the source's dedup window is refused
+//! (`timestamp_out_of_tolerance`): no genuine delivery or retry is that old (Shopify retries for
+//! hours, the window is days). The header is unsigned, so this stops a replay sent with its
+//! original headers, not one that rewrites the header; an absent or unreadable header is
+//! accepted. A longer `dedup_window_secs` on the source is the full mitigation.
 
 use hmac::Mac;
 
@@ -21,7 +29,7 @@ use super::{
     SignedRequest, Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
+use crate::config::{ReceiverConfig, SourceConfig};
 use crate::envelope::{EventId, SourceName};
 
 /// The header that carries the HMAC-SHA256, base64.
@@ -42,6 +50,8 @@ const TRIGGERED_AT: &str = "x-shopify-triggered-at";
 pub struct Shopify {
     keys: SigningKeys,
     kept_headers: Vec<String>,
+    /// The source's dedup window: a delivery triggered longer ago is refused.
+    replay_horizon: std::time::Duration,
 }
 
 impl Shopify {
@@ -53,7 +63,28 @@ impl Shopify {
             kept_headers: [TOPIC, WEBHOOK_ID, SHOP_DOMAIN, API_VERSION, TRIGGERED_AT]
                 .map(str::to_owned)
                 .to_vec(),
+            replay_horizon: config.dedup_window(&ReceiverConfig::default()),
         })
+    }
+
+    /// Refuses a delivery whose (unsigned) `X-Shopify-Triggered-At` is older than the dedup
+    /// window; an absent or unreadable header passes.
+    fn check_triggered_at(
+        &self,
+        request: &SignedRequest<'_>,
+        now: Timestamp,
+    ) -> Result<(), SignatureError> {
+        let triggered_at = request
+            .headers
+            .get(TRIGGERED_AT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Timestamp::parse_rfc3339(v.trim()));
+        match triggered_at {
+            Some(at) if now.since(at) > self.replay_horizon => {
+                Err(SignatureError::TimestampOutOfTolerance)
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -66,7 +97,7 @@ impl SignatureScheme for Shopify {
         &self,
         source: &SourceName,
         request: &SignedRequest<'_>,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<Verified, SignatureError> {
         let value = header_str(request.headers, SIGNATURE)?;
         let given = decode_mac(value, "", Encoding::Base64, SIGNATURE)?;
@@ -77,9 +108,12 @@ impl SignatureScheme for Shopify {
         ) {
             return Err(SignatureError::Mismatch);
         }
-        Ok(Verified::event(
+        self.check_triggered_at(request, now)?;
+        let topic = event_type_header(request.headers, TOPIC);
+        Ok(Verified::event_typed_by(
             EventId::from_body_mac(source, &given),
-            event_type_header(request.headers, TOPIC).unwrap_or("unknown"),
+            topic.unwrap_or("unknown"),
+            topic.map(|_| TOPIC),
         ))
     }
 
@@ -157,6 +191,7 @@ mod tests {
         ]);
         let v = verify(&s, &h, LIB_BODY).unwrap();
         assert_eq!(v.event_type, "products/create");
+        assert!(!v.type_signed, "the topic header is unsigned");
         assert_eq!(v.respond_now, None);
         let signed = s.sign(LIB_BODY, Timestamp::from_secs(1_700_000_000));
         assert_eq!(signed[0], (SIGNATURE.to_owned(), LIB_HMAC.to_owned()));
@@ -168,13 +203,10 @@ mod tests {
                 "2023-11-14T22:13:20.000Z".to_owned()
             )
         );
-        // No topic: the type is unknown.
-        assert_eq!(
-            verify(&s, &hmac_header(LIB_HMAC), LIB_BODY)
-                .unwrap()
-                .event_type,
-            "unknown"
-        );
+        // No topic: the type is unknown (hookgate's own word, not the sender's).
+        let v = verify(&s, &hmac_header(LIB_HMAC), LIB_BODY).unwrap();
+        assert_eq!(v.event_type, "unknown");
+        assert!(v.type_signed);
     }
 
     #[test]
@@ -297,6 +329,52 @@ mod tests {
                 .unwrap()
                 .event_id
         );
+    }
+
+    #[test]
+    fn a_delivery_triggered_before_the_dedup_window_is_refused() {
+        let doc = format!("scheme='shopify'\nsecrets=['{LIB_SECRET}']\ndedup_window_secs=86400");
+        let s = Shopify::from_config(&toml::from_str(&doc).unwrap()).unwrap();
+        let source = SourceName::parse("shop").unwrap();
+        let triggered = Timestamp::from_secs(1_700_000_000);
+        let at = |now: i64, triggered_at: &[u8]| {
+            let h = headers(&[
+                (SIGNATURE, LIB_HMAC.as_bytes()),
+                (TOPIC, b"products/create"),
+                (TRIGGERED_AT, triggered_at),
+            ]);
+            s.verify(
+                &source,
+                &SignedRequest {
+                    headers: &h,
+                    body: LIB_BODY,
+                },
+                Timestamp::from_secs(now),
+            )
+            .map(|_| ())
+            .map_err(|e| e.code())
+        };
+        let stamp = triggered.to_rfc3339();
+        let day = 86_400;
+        // Shopify's retries (hours later) pass; the same request a day and a second later,
+        // with its headers as captured, does not.
+        assert_eq!(at(1_700_000_000 + 4 * 3600, stamp.as_bytes()), Ok(()));
+        assert_eq!(at(1_700_000_000 + day, stamp.as_bytes()), Ok(()));
+        assert_eq!(
+            at(1_700_000_000 + day + 1, stamp.as_bytes()),
+            Err("timestamp_out_of_tolerance")
+        );
+        // Shopify's own format, nanoseconds and all.
+        assert_eq!(
+            at(1_700_000_000 + 2 * day, b"2023-11-14T22:13:20.123456789Z"),
+            Err("timestamp_out_of_tolerance")
+        );
+        // The header is unsigned: absent or unreadable, it decides nothing.
+        assert_eq!(at(1_700_000_000 + 2 * day, b"yesterday"), Ok(()));
+        assert!(verify(&s, &hmac_header(LIB_HMAC), LIB_BODY).is_ok());
+        // The default window is the receiver's (7 days).
+        let default = scheme(&[LIB_SECRET]);
+        assert_eq!(default.replay_horizon.as_secs(), 7 * day as u64);
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl StandardWebhooks {
             .secrets
             .iter()
             .enumerate()
-            .map(|(i, secret)| decode_secret(secret.expose(), i))
+            .map(|(i, secret)| decode_secret(secret.expose(), &format!("secrets[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             name: if prefix == "svix" { "svix" } else { "standard" },
@@ -111,7 +111,7 @@ impl StandardWebhooks {
     /// A `standard` scheme that signs outbound messages with `secret` (`whsec_<base64>`): the
     /// forwarding handler's signer.
     pub fn for_signing(secret: &Secret) -> Result<Self, SchemeError> {
-        let key = decode_secret(secret.expose(), 0)?;
+        let key = decode_secret(secret.expose(), "secret")?;
         let id_header = "webhook-id".to_owned();
         let timestamp_header = "webhook-timestamp".to_owned();
         Ok(Self {
@@ -152,15 +152,16 @@ impl StandardWebhooks {
     }
 }
 
-/// Decodes secret number `index` of the source: `whsec_<base64>` (or bare base64). The error
-/// names the index, never the secret.
-fn decode_secret(secret: &str, index: usize) -> Result<Vec<u8>, SchemeError> {
+/// Decodes a Standard Webhooks secret: `whsec_<base64>`, or the base64 alone (the prefix is
+/// optional, as in the official libraries). The error names `field`, never the secret. Its
+/// minimum length is checked by [`super::secret_policy`].
+pub(super) fn decode_secret(secret: &str, field: &str) -> Result<Vec<u8>, SchemeError> {
     let encoded = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
     match SECRET_B64.decode(encoded) {
         Ok(key) if !key.is_empty() => Ok(key),
         _ => Err(SchemeError::Option(format!(
-            "secrets[{index}] is not a Standard Webhooks secret (expected \"whsec_\" followed by \
-             non-empty base64)"
+            "{field} is not a Standard Webhooks secret (expected base64, optionally after \
+             \"whsec_\")"
         ))),
     }
 }

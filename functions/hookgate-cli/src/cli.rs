@@ -1,0 +1,318 @@
+//! The `hookgate` command line: every subcommand and argument, and nothing else.
+//!
+//! It lives in the library, not in `main.rs`, so the rules between arguments (which ones go
+//! together, which ones exclude each other) are tested by parsing, without running anything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+/// The repository's `events/` directory, as this binary was built from it: `hookgate events`
+/// reads and writes there whatever the current directory.
+pub const REPO_EVENTS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../events");
+
+/// `hookgate`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookgate",
+    version,
+    about = "Webhook ingestion: local stack and operator tools"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where a command's configuration comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Configuration file (TOML). Without it: HOOKGATE_CONFIG (the document itself), else
+    /// HOOKGATE_CONFIG_FILE (its path), else the bundled example (source `demo`, and one source
+    /// per scheme).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// What `sign` and `send` build: a body, signed as a source's provider would, with the headers
+/// that provider sends.
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("payload").required(true).args(["body", "example"])))]
+pub struct RequestArgs {
+    /// The source, as configured.
+    #[arg(long)]
+    pub source: String,
+    /// File holding the body ("-": standard input).
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<PathBuf>,
+    /// Use a realistic sample body of the source's provider (built in, one per scheme), with
+    /// its event type.
+    #[arg(long)]
+    pub example: bool,
+    /// The event type, in the header the source's scheme reads it from (X-GitHub-Event,
+    /// X-Shopify-Topic, the type_header of hmac-sha256). Schemes that read it from the body
+    /// (standard, svix, stripe, slack) refuse it: put it in the body.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// An extra header (repeatable); it replaces a header of the same name hookgate would send.
+    #[arg(long = "header", value_name = "NAME:VALUE", value_parser = crate::provider_request::parse_header)]
+    pub headers: Vec<(String, String)>,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run receiver and processor together on this machine.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Where events are kept: in this process, or on SQS/DynamoDB (HOOKGATE_TABLE,
+        /// HOOKGATE_QUEUE_URL, HOOKGATE_DLQ_URL; AWS_ENDPOINT_URL for moto or LocalStack).
+        #[arg(long, value_enum, default_value_t = Backend::Memory)]
+        backend: Backend,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print the headers a source's provider would send with a body: its signature, the event
+    /// type's header (--type) and any --header.
+    Sign(RequestArgs),
+    /// Sign a body as a source's provider would and POST it to a running stack.
+    Send {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Base URL of the stack (plain http: the local stack).
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        url: String,
+        /// Content type of the body.
+        #[arg(long, default_value = "application/json")]
+        content_type: String,
+    },
+    /// Dead-letter queue tools, on SQS/DynamoDB (HOOKGATE_TABLE, HOOKGATE_QUEUE_URL,
+    /// HOOKGATE_DLQ_URL; AWS_ENDPOINT_URL for moto or LocalStack). On the local stack's in-memory
+    /// backend, use its /dlq routes.
+    Dlq {
+        /// The DLQ tool.
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Write the sample Lambda events (events/*.json and env.json), signed now with the sample
+    /// configuration, for `sam local invoke` and `cargo lambda invoke`. Works from any
+    /// directory: the defaults are the repository's events/ directory this binary was built in.
+    Events {
+        /// The sample configuration [default: <repository>/events/sample-config.toml].
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where to write [default: <repository>/events].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Load test: send signed events over loopback HTTP, wait until every one is processed, and
+    /// print throughput and accept latency. By default against a local stack started in this
+    /// process on the in-memory backends; build with --release for figures that mean anything.
+    Bench {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Drive a stack already running at this base URL instead (statuses are read through
+        /// its status API with --admin-token).
+        #[arg(long)]
+        url: Option<String>,
+        /// Bearer token of the running stack's status API (default: the config's [admin] token).
+        #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", requires = "url")]
+        admin_token: Option<String>,
+        /// Requests to send, duplicates included.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Connections sending at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Percentage of the requests that repeat an event sent earlier (answered `duplicate`).
+        #[arg(long, default_value_t = 0)]
+        duplicates: u8,
+        /// The source to sign for.
+        #[arg(long, default_value = "demo")]
+        source: String,
+        /// Body size in bytes.
+        #[arg(long, default_value_t = 1024)]
+        body_bytes: usize,
+        /// Seconds to wait for every accepted event to be processed.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
+    /// environment the functions and `serve --backend aws` need (nothing, and a non-zero exit,
+    /// on failure).
+    Setup {
+        /// Table name.
+        #[arg(long, default_value = "hookgate-events")]
+        table: String,
+        /// Queue name (the DLQ is NAME-dlq).
+        #[arg(long, default_value = "hookgate-events")]
+        queue: String,
+        /// For max_receive_count and visibility_timeout_secs.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// The `dlq` tools.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead-lettered messages (id, source, type, attempts, last error); nothing is removed.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Send messages back to the main queue to be processed again: every message (--all) or
+    /// the ones named. Exits non-zero when none of the named ids is in the DLQ.
+    #[command(group(ArgGroup::new("which").required(true).args(["all", "ids"])))]
+    Redrive {
+        /// Every message.
+        #[arg(long)]
+        all: bool,
+        /// Event ids or message ids.
+        ids: Vec<String>,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Only with --all: use SQS's own StartMessageMoveTask, which moves the whole DLQ (fast,
+        /// but the events' history will not show the redrive); falls back to hookgate's move
+        /// where unsupported.
+        #[arg(long, requires = "all", conflicts_with = "ids")]
+        native: bool,
+    },
+    /// Delete every message in the DLQ; prints how many, and their event ids.
+    Purge {
+        /// Confirm.
+        #[arg(long, required = true)]
+        yes: bool,
+    },
+}
+
+/// Where the local stack keeps events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// In this process.
+    Memory,
+    /// On SQS and DynamoDB.
+    Aws,
+}
+
+/// The local stack's log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, as on Lambda.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("hookgate").chain(args.iter().copied()))
+    }
+
+    fn redrive(args: &[&str]) -> Result<(bool, Vec<String>, bool), clap::Error> {
+        let mut all_args = vec!["dlq", "redrive"];
+        all_args.extend_from_slice(args);
+        match parse(&all_args)?.command {
+            Command::Dlq {
+                command:
+                    DlqCommand::Redrive {
+                        all, ids, native, ..
+                    },
+            } => Ok((all, ids, native)),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn native_redrive_goes_with_all_only() {
+        assert_eq!(
+            redrive(&["--all", "--native"]).unwrap(),
+            (true, vec![], true)
+        );
+        assert_eq!(
+            redrive(&["demo:1", "demo:2"]).unwrap(),
+            (false, vec!["demo:1".into(), "demo:2".into()], false)
+        );
+        for refused in [
+            &["--native", "demo:1"][..],
+            &["demo:1", "--native"],
+            &["--native"],
+            &["--all", "demo:1"],
+            &["--all", "--native", "demo:1"],
+        ] {
+            let e = redrive(refused).expect_err(&format!("{refused:?} was accepted"));
+            assert_eq!(e.exit_code(), 2, "{refused:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn redrive_without_arguments_names_all() {
+        let e = redrive(&[]).unwrap_err();
+        assert!(e.to_string().contains("--all"), "{e}");
+    }
+
+    #[test]
+    fn sign_and_send_take_a_body_or_the_example_and_repeated_headers() {
+        let Command::Send { request, .. } = parse(&[
+            "send",
+            "--source",
+            "github",
+            "--example",
+            "--type",
+            "issues",
+            "--header",
+            "X-GitHub-Hook-ID: 42",
+            "--header",
+            "x-trace:a:b",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not send");
+        };
+        assert!(request.example && request.body.is_none());
+        assert_eq!(request.event_type.as_deref(), Some("issues"));
+        assert_eq!(
+            request.headers,
+            [
+                ("x-github-hook-id".to_owned(), "42".to_owned()),
+                ("x-trace".to_owned(), "a:b".to_owned())
+            ]
+        );
+        for refused in [
+            &["sign", "--source", "demo"][..],
+            &["sign", "--source", "demo", "--body", "f", "--example"],
+            &[
+                "sign",
+                "--source",
+                "demo",
+                "--example",
+                "--header",
+                "novalue",
+            ],
+            &[
+                "sign",
+                "--source",
+                "demo",
+                "--example",
+                "--header",
+                "bad name:1",
+            ],
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?} was accepted");
+        }
+    }
+}

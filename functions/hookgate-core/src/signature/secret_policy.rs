@@ -1,0 +1,175 @@
+//! The weakest signing secret each scheme accepts, checked when a source is built from the
+//! configuration — so a one-byte key fails the start, naming the field, instead of signing
+//! (or failing to protect) every request.
+//!
+//! | scheme | minimum | why |
+//! |---|---|---|
+//! | `standard`, `svix`, a `forward` secret | the base64 decodes to 24 bytes | the Standard Webhooks spec: 24–64 random bytes (`whsec_` + 32 base64 characters from Svix) |
+//! | `stripe` | 16 bytes after the `whsec_` prefix | Stripe issues `whsec_` + 32 characters; the whole string is the key, its prefix is not secret |
+//! | `github`, `shopify`, `slack`, `hmac-sha256` | 16 bytes | Slack issues 32 hex digits, Shopify a 32-hex-digit client secret (`shpss_…`); GitHub takes what you choose, and 16 bytes (128 bits) is the least an HMAC key should carry |
+//!
+//! **The `whsec_` prefix** of a Standard Webhooks secret is optional everywhere — on `standard`
+//! and `svix` sources and on `forward` secrets alike — as in the official libraries, which strip
+//! it when present: `whsec_MfKQ…` and `MfKQ…` are the same key.
+//!
+//! Scheme constructors themselves do not apply these minimums, so the published test vectors
+//! (RFC 4231's key `"key"`, stripe-dotnet's `"webhook_secret"`) can still be checked against
+//! them; everything built from a configuration goes through [`check`].
+
+use super::standard::decode_secret;
+use super::SchemeError;
+use crate::config::{Secret, SourceConfig};
+
+/// Fewest bytes of an HMAC secret used as is (`github`, `shopify`, `slack`, `hmac-sha256`, and
+/// Stripe's after its prefix).
+pub const MIN_HMAC_SECRET_BYTES: usize = 16;
+
+/// Fewest bytes a Standard Webhooks secret decodes to.
+pub const MIN_STANDARD_SECRET_BYTES: usize = 24;
+
+/// Stripe's secret prefix: constant, so it adds nothing to the key's strength.
+const STRIPE_PREFIX: &str = "whsec_";
+
+/// Refuses a source whose secrets are below its scheme's minimum. The error names the secret
+/// by its index, never by its value.
+pub fn check(config: &SourceConfig) -> Result<(), SchemeError> {
+    for (index, secret) in config.secrets.iter().enumerate() {
+        match config.scheme.as_str() {
+            "standard" | "svix" => check_standard(secret, &format!("secrets[{index}]"))?,
+            "stripe" => {
+                let value = secret.expose();
+                let random = value.strip_prefix(STRIPE_PREFIX).unwrap_or(value);
+                if random.len() < MIN_HMAC_SECRET_BYTES {
+                    return Err(SchemeError::Option(format!(
+                        "secrets[{index}] is shorter than {MIN_HMAC_SECRET_BYTES} bytes after its \
+                         whsec_ prefix, the minimum for scheme stripe (Stripe issues whsec_ and 32 \
+                         characters)"
+                    )));
+                }
+            }
+            scheme => {
+                if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
+                    return Err(SchemeError::Option(format!(
+                        "secrets[{index}] is shorter than {MIN_HMAC_SECRET_BYTES} bytes, the \
+                         minimum for scheme {scheme}"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a Standard Webhooks secret (`whsec_<base64>` or bare base64) that is not base64 or
+/// decodes to fewer than [`MIN_STANDARD_SECRET_BYTES`]; `field` names it in the error.
+pub fn check_standard(secret: &Secret, field: &str) -> Result<(), SchemeError> {
+    let key = decode_secret(secret.expose(), field)?;
+    if key.len() < MIN_STANDARD_SECRET_BYTES {
+        return Err(SchemeError::Option(format!(
+            "{field} decodes to fewer than {MIN_STANDARD_SECRET_BYTES} bytes, the Standard \
+             Webhooks minimum (whsec_ followed by the base64 of 24-64 random bytes)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(scheme: &str, secrets: &[&str]) -> SourceConfig {
+        let list: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
+        toml::from_str(&format!(
+            "scheme = {scheme:?}\nsecrets = [{}]",
+            list.join(", ")
+        ))
+        .unwrap()
+    }
+
+    /// 24 bytes, base64: the Standard Webhooks published test secret.
+    const STANDARD_24: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    #[test]
+    fn secrets_below_the_minimum_are_refused_naming_the_field() {
+        let cases = [
+            (
+                "standard",
+                vec![STANDARD_24, "whsec_YQ=="],
+                "secrets[1] decodes to fewer than 24",
+            ),
+            // 23 bytes: one short.
+            (
+                "svix",
+                vec!["whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM="],
+                "secrets[0] decodes",
+            ),
+            (
+                "svix",
+                vec!["MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM="],
+                "fewer than 24",
+            ),
+            (
+                "standard",
+                vec!["whsec_%%%"],
+                "secrets[0] is not a Standard Webhooks secret",
+            ),
+            (
+                "stripe",
+                vec!["whsec_0123456789abcde"],
+                "after its whsec_ prefix",
+            ),
+            (
+                "stripe",
+                vec!["webhook_secret"],
+                "secrets[0] is shorter than 16",
+            ),
+            (
+                "github",
+                vec!["x"],
+                "secrets[0] is shorter than 16 bytes, the minimum for scheme github",
+            ),
+            (
+                "shopify",
+                vec!["0123456789abcdef", "tiny-secret"],
+                "secrets[1]",
+            ),
+            ("slack", vec!["0123456789abcde"], "scheme slack"),
+            ("hmac-sha256", vec!["s3cr3t"], "scheme hmac-sha256"),
+        ];
+        for (scheme, secrets, want) in cases {
+            let err = check(&source(scheme, &secrets)).unwrap_err().to_string();
+            assert!(err.contains(want), "{scheme} {secrets:?}: {err}");
+            for secret in &secrets {
+                assert!(!err.contains(secret.trim_start_matches("whsec_")), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_as_providers_issue_them_pass() {
+        let cases = [
+            // The Standard Webhooks test secret, with and without its prefix.
+            ("standard", STANDARD_24),
+            ("svix", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            // 24 bytes exactly.
+            ("standard", "whsec_MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0"),
+            // A Stripe dashboard secret's shape, and the Stripe CLI's (64 hex digits).
+            ("stripe", "whsec_9sYQlA3vUGeNVqu1gcDmkr4QLVdzmYt6"),
+            (
+                "stripe",
+                "whsec_8b6f10a1b63bb1d5e0a6f9d10a1f5c9e2a6e1d3c5b7a9f0e2d4c6b8a0f1e3d5c",
+            ),
+            // GitHub's documentation secret; Slack's (32 hex digits); a Shopify client secret.
+            ("github", "It's a Secret to Everybody"),
+            ("slack", "8f742231b10e8888abcd99yyyzzz85a5"),
+            ("shopify", "shpss_0123456789abcdef0123456789abcdef"),
+            ("hmac-sha256", "0123456789abcdef"),
+        ];
+        for (scheme, secret) in cases {
+            assert!(
+                check(&source(scheme, &[secret])).is_ok(),
+                "{scheme} {secret}"
+            );
+        }
+    }
+}
