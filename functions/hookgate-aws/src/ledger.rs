@@ -824,6 +824,44 @@ impl Ledger for DynamoDbLedger {
             },
         }
     }
+
+    async fn add_history(
+        &self,
+        event_id: &EventId,
+        entry: &HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(event_id)))
+            .update_expression(
+                "SET history = list_append(if_not_exists(history, :empty), :entry) \
+                 ADD history_tokens :tokens",
+            )
+            .condition_expression(
+                "attribute_exists(event_id) AND \
+                 (attribute_not_exists(history_tokens) OR NOT contains(history_tokens, :token))",
+            )
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":entry", AttributeValue::L(vec![history_to_av(entry)]))
+            .expression_attribute_values(":tokens", AttributeValue::Ss(vec![token.to_owned()]))
+            .expression_attribute_values(":token", s(token))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.into_service_error() {
+                // Either no such event, or this entry is there already (a retried call).
+                UpdateItemError::ConditionalCheckFailedException(e) => {
+                    Ok(self.old_item(event_id, e.item).await?.is_some())
+                }
+                other => Err(unavailable_service("UpdateItem", &other)),
+            },
+        }
+    }
 }
 
 /// `t` in whole epoch seconds, rounded up (DynamoDB TTL wants seconds).

@@ -402,6 +402,17 @@ impl Ledger for FaultyLedger {
             .run("undo_replay", call, LedgerError::Unavailable)
             .await
     }
+    async fn add_history(
+        &self,
+        id: &EventId,
+        entry: &crate::ledger::HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
+        let call = || self.inner.add_history(id, entry, token);
+        self.faults
+            .run("add_history", call, LedgerError::Unavailable)
+            .await
+    }
 }
 
 /// A queue that fails as its [`Faults`] say.

@@ -621,6 +621,15 @@ pub trait Ledger: Send + Sync {
     /// Takes back a replay whose message could not be sent, if it is still this one's and the
     /// event is still `queued` under its generation (else [`LedgerError::Conflict`]).
     async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError>;
+
+    /// Appends `entry` to an event's history, once per `token` (a retried call appends
+    /// nothing more). Returns whether the event is in the ledger.
+    async fn add_history(
+        &self,
+        event_id: &EventId,
+        entry: &HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError>;
 }
 
 #[cfg(test)]

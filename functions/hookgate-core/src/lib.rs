@@ -9,6 +9,7 @@
 //! - [`receiver`]: request → verify → claim → enqueue → reply.
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
+//! - [`replay`]: running an event again from its kept payload, one or many.
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //! - [`xray`]: the X-Ray trace header the receiver hands to the processor.
@@ -34,6 +35,7 @@ pub mod pending;
 pub mod processor;
 pub mod queue;
 pub mod receiver;
+pub mod replay;
 pub mod reply;
 pub mod signature;
 pub mod status;

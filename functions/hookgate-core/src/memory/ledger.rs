@@ -15,8 +15,8 @@ use crate::clock::Timestamp;
 use crate::envelope::EventId;
 use crate::ledger::{
     newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
-    EventStatus, EventSummary, Ledger, LedgerError, ListQuery, Page, PageQuery, ReplayOutcome,
-    ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
+    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 
 #[derive(Debug, Clone)]
@@ -35,6 +35,8 @@ struct Row {
     replay_run: Option<String>,
     replayed_at: Option<Timestamp>,
     replay_previous: Option<EventStatus>,
+    /// Tokens of the history entries added with [`Ledger::add_history`].
+    history_tokens: std::collections::BTreeSet<String>,
 }
 
 impl Row {
@@ -51,6 +53,7 @@ impl Row {
             replay_run: None,
             replayed_at: None,
             replay_previous: None,
+            history_tokens: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -398,6 +401,22 @@ impl Ledger for MemoryLedger {
                 undo.event_id
             ))),
         }
+    }
+
+    async fn add_history(
+        &self,
+        event_id: &EventId,
+        entry: &HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
+        let mut rows = self.lock();
+        let Some(row) = rows.get_mut(event_id) else {
+            return Ok(false);
+        };
+        if row.history_tokens.insert(token.to_owned()) {
+            row.record.history.push(entry.clone());
+        }
+        Ok(true)
     }
 }
 
