@@ -171,7 +171,9 @@ mod tests {
     use super::*;
 
     fn config_with(source: &str) -> String {
-        format!("[sources.{source}]\nscheme = \"hmac-sha256\"\nsecrets = [\"config-choice-s3cr3t\"]\n")
+        format!(
+            "[sources.{source}]\nscheme = \"hmac-sha256\"\nsecrets = [\"config-choice-s3cr3t\"]\n"
+        )
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
