@@ -26,7 +26,13 @@ use hookgate_testkit::{budgeted_sdk_config, fresh_resources, moto_endpoint, Moto
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 fn config() -> Config {
-    Config::from_toml(
+    config_with_visibility(1)
+}
+
+/// The test configuration with a visibility timeout (the local event source's lease) of
+/// `secs`.
+fn config_with_visibility(secs: u64) -> Config {
+    Config::from_toml(&format!(
         r#"
 [sources.demo]
 scheme = "hmac-sha256"
@@ -34,12 +40,12 @@ secrets = ["local-demo-s3cr3t"]
 
 [processor]
 max_receive_count = 5
-visibility_timeout_secs = 1
+visibility_timeout_secs = {secs}
 backoff_base_ms = 200
 backoff_cap_secs = 1
 wait_time_ms = 500
 "#,
-    )
+    ))
     .unwrap()
 }
 
@@ -53,8 +59,13 @@ struct Rig {
 /// Fresh moto resources, and the backend on them through clients with hookgate's budget and
 /// the fault interceptor; `None` without moto.
 async fn rig() -> Option<Rig> {
+    rig_with_visibility(1).await
+}
+
+/// [`rig`] with a visibility timeout of `secs` on the queue and in the configuration.
+async fn rig_with_visibility(secs: u64) -> Option<Rig> {
     let endpoint = moto_endpoint()?;
-    let resources = fresh_resources(&endpoint, 5, 1).await;
+    let resources = fresh_resources(&endpoint, 5, secs).await;
     let sdk = budgeted_sdk_config(&endpoint).await;
     let faults = SdkFaults::new();
     let backend = AwsBackend::from_clients(
@@ -64,7 +75,12 @@ async fn rig() -> Option<Rig> {
         &resources.queue_url,
         Some(resources.dlq_url.clone()),
     );
-    let receiver = Receiver::new(&config(), backend.ledger.clone(), backend.queue.clone()).unwrap();
+    let receiver = Receiver::new(
+        &config_with_visibility(secs),
+        backend.ledger.clone(),
+        backend.queue.clone(),
+    )
+    .unwrap();
     Some(Rig {
         faults,
         backend,
@@ -390,8 +406,13 @@ async fn a_stalled_endpoint_fails_each_attempt_at_its_timeout() {
 
 // ------------------------------------------------------------ applied, then the answer lost
 
+/// Long enough that a lease outlasts an attempt on moto even on a loaded machine: a lease that
+/// expired mid-attempt would let a second copy run too (the documented limit, not the subject).
+const LEASE_SECS: u64 = 4;
+
 /// A processor over the rig's backend whose handler counts its runs (and fails permanently
-/// while `permanent` is set), fed by the local event source.
+/// while `permanent` is set), fed by the local event source; its lease (the visibility
+/// timeout) is [`LEASE_SECS`].
 fn counting_source(rig: &Rig, permanent: bool) -> (EventSource, Arc<AtomicU32>) {
     let runs = Arc::new(AtomicU32::new(0));
     let r = runs.clone();
@@ -406,7 +427,7 @@ fn counting_source(rig: &Rig, permanent: bool) -> (EventSource, Arc<AtomicU32>) 
         }
     });
     let processor = Processor::new(
-        &config(),
+        &config_with_visibility(LEASE_SECS),
         rig.backend.ledger.clone(),
         rig.backend.queue.clone(),
         handlers,
@@ -456,7 +477,7 @@ async fn every_write_applied_with_its_answer_lost_runs_the_handler_once() {
         ("UpdateItem", 2, 4),  // the attempt's end: before, appended twice
     ] {
         // Fresh resources each time: a second copy of an earlier event cannot come back here.
-        let rig = rig().await.expect("moto");
+        let rig = rig_with_visibility(LEASE_SECS).await.expect("moto");
         let (source, runs) = counting_source(&rig, false);
         rig.faults
             .fail_after(operation, skip, SdkFault::AppliedThenLost);
@@ -491,7 +512,7 @@ async fn every_write_applied_with_its_answer_lost_runs_the_handler_once() {
 
 #[tokio::test]
 async fn a_release_applied_with_its_answer_lost_lets_the_retry_in() {
-    let Some(rig) = rig().await else {
+    let Some(rig) = rig_with_visibility(LEASE_SECS).await else {
         eprintln!("skipped: no moto");
         return;
     };
@@ -519,7 +540,7 @@ async fn a_release_applied_with_its_answer_lost_lets_the_retry_in() {
 
 #[tokio::test]
 async fn a_move_to_the_dlq_applied_with_its_answer_lost_keeps_one_attempt() {
-    let Some(rig) = rig().await else {
+    let Some(rig) = rig_with_visibility(LEASE_SECS).await else {
         eprintln!("skipped: no moto");
         return;
     };
