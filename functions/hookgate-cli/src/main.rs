@@ -14,6 +14,7 @@ use hookgate_cli::cli::{Backend, Cli, Command, LogFormat, RequestArgs, REPO_EVEN
 use hookgate_cli::config_choice::{self, ChosenConfig};
 use hookgate_cli::local::LocalStack;
 use hookgate_cli::provider_request::{self, Payload, ProviderRequest};
+use hookgate_cli::replay_command;
 use hookgate_core::telemetry;
 use hookgate_core::{Clock, Handlers, SystemClock};
 use tracing::{info, warn};
@@ -218,6 +219,59 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !report.is_complete() {
                 bail!("not every request was accepted and processed");
             }
+        }
+        Command::Replay {
+            ids,
+            status,
+            source,
+            event_type,
+            since,
+            until,
+            dry_run,
+            limit,
+            rate,
+            url,
+            admin_token,
+            config,
+        } => {
+            let config = load_config(config.config.as_deref(), false)?.config;
+            let place =
+                replay_command::Place::from_args(url.as_deref(), admin_token, &config).await?;
+            let done = match status {
+                None => replay_command::replay_ids(&place, &ids).await?,
+                Some(status) => {
+                    let filter = replay_command::bulk_filter(
+                        status.into(),
+                        source.as_deref(),
+                        event_type.as_deref(),
+                        since.as_deref(),
+                        until.as_deref(),
+                        SystemClock.now(),
+                    )?;
+                    let options = hookgate_core::replay::BulkOptions {
+                        dry_run,
+                        limit,
+                        rate,
+                        ..Default::default()
+                    };
+                    replay_command::replay_filtered(&place, &filter, &options).await?
+                }
+            };
+            if !done {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Payload {
+            id,
+            out,
+            url,
+            admin_token,
+            config,
+        } => {
+            let config = load_config(config.config.as_deref(), false)?.config;
+            let place =
+                replay_command::Place::from_args(url.as_deref(), admin_token, &config).await?;
+            replay_command::payload(&place, &id, out.as_deref()).await?;
         }
         Command::Setup {
             table,

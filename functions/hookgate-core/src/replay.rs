@@ -116,7 +116,7 @@ impl From<LedgerError> for ReplayError {
 }
 
 /// A replay done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Replayed {
     /// The event.
     pub event_id: EventId,
