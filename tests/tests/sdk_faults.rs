@@ -60,9 +60,11 @@ async fn rig() -> Option<Rig> {
     let backend = AwsBackend::from_clients(
         faults.dynamodb_client(&sdk),
         faults.sqs_client(&sdk),
+        faults.s3_client(&sdk),
         &resources.table,
         &resources.queue_url,
         Some(resources.dlq_url.clone()),
+        Some(resources.bucket.clone()),
     );
     let receiver = Receiver::new(&config(), backend.ledger.clone(), backend.queue.clone()).unwrap();
     Some(Rig {
