@@ -121,8 +121,8 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
-    /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
-    /// environment the functions and `serve --backend aws` need.
+    /// Create the DynamoDB table, the SQS queue + DLQ and the S3 archive bucket (idempotent),
+    /// and print the environment the functions and `serve --backend aws` need.
     Setup {
         /// Table name.
         #[arg(long, default_value = "hookgate-events")]
@@ -130,6 +130,10 @@ enum Command {
         /// Queue name (the DLQ is NAME-dlq).
         #[arg(long, default_value = "hookgate-events")]
         queue: String,
+        /// Archive bucket name (S3 names are global: 3-63 lower case letters, digits, hyphens).
+        /// Default: QUEUE-archive-ACCOUNT-REGION, the account read from the queue's URL.
+        #[arg(long)]
+        bucket: Option<String>,
         /// Configuration file, for max_receive_count and visibility_timeout_secs.
         #[arg(long, env = "HOOKGATE_CONFIG_FILE")]
         config: Option<PathBuf>,
@@ -395,6 +399,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Setup {
             table,
             queue,
+            bucket,
             config,
         } => {
             let config = load_config(config.as_ref())?;
@@ -409,9 +414,20 @@ async fn main() -> anyhow::Result<()> {
                 config.processor.visibility_timeout_secs,
             )
             .await?;
+            // The archive keeps payloads as long as the ledger dedups them.
+            let retention = hookgate_aws::setup::retention_days(config.receiver.dedup_window_secs);
+            let bucket = hookgate_aws::setup::setup_archive_bucket(
+                &sdk,
+                bucket,
+                &queue,
+                &urls.queue_url,
+                retention,
+            )
+            .await?;
             println!("export HOOKGATE_TABLE={table}");
             println!("export HOOKGATE_QUEUE_URL={}", urls.queue_url);
             println!("export HOOKGATE_DLQ_URL={}", urls.dlq_url);
+            println!("export {}={bucket}", hookgate_aws::ENV_ARCHIVE_BUCKET);
         }
     }
     Ok(())
