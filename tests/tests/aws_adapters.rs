@@ -789,3 +789,46 @@ fn template_defines_the_status_index_setup_creates() {
         assert!(template.contains(&want), "template.yaml lacks {want:?}");
     }
 }
+
+#[test]
+fn template_defines_the_archive_and_queue_limits_setup_creates() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .unwrap();
+    // Both queues' maximum message size, set explicitly, as setup sets it.
+    let size = format!(
+        "MaximumMessageSize: {}",
+        hookgate_aws::setup::MAX_MESSAGE_BYTES
+    );
+    assert_eq!(template.matches(&size).count(), 2, "{size}");
+    // The bucket's settings, as create_archive_bucket applies them.
+    for want in [
+        "SSEAlgorithm: AES256".to_owned(),
+        "ObjectOwnership: BucketOwnerEnforced".to_owned(),
+        format!("- Id: {}", hookgate_aws::setup::ARCHIVE_LIFECYCLE_RULE),
+        "ExpirationInDays: !Ref ArchiveRetentionDays".to_owned(),
+        "aws:SecureTransport: \"false\"".to_owned(),
+        "HOOKGATE_ARCHIVE_BUCKET: !Ref ArchiveBucket".to_owned(),
+        "Path: /events/{id}/payload".to_owned(),
+        "Path: /events/{id}/replay".to_owned(),
+    ] {
+        assert!(template.contains(&want), "template.yaml lacks {want:?}");
+    }
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert!(
+            template.contains(&format!("{flag}: true")),
+            "template.yaml lacks {flag}: true"
+        );
+    }
+    // The functions may touch only the archive's keys: the prefix of `key_for`.
+    let key = hookgate_core::archive::key_for(&new_id());
+    let prefix = &key[..key.find('/').unwrap() + 1];
+    let resource = format!("Resource: !Sub ${{ArchiveBucket.Arn}}/{prefix}*");
+    assert_eq!(template.matches(&resource).count(), 2, "{resource}");
+}
