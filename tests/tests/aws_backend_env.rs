@@ -116,7 +116,25 @@ async fn the_archive_is_the_bucket_hookgate_archive_bucket_names() {
         body: bytes::Bytes::from_static(b"{}"),
     };
     archive.put(&envelope).await.unwrap();
-    assert_eq!(archive.get(&id).await.unwrap(), Some(envelope));
+    assert_eq!(archive.get(&id).await.unwrap(), Some(envelope.clone()));
+
+    // `{account}` and `{region}`, as `cargo lambda deploy`'s metadata names the bucket, with
+    // the queue given by name: the account comes from the URL GetQueueUrl answers.
+    let unique = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let expanded = format!("hookgate-env-{unique}-123456789012-us-east-1");
+    hookgate_aws::create_archive_bucket(&r.s3(), &expanded, 7, false)
+        .await
+        .unwrap();
+    std::env::set_var("HOOKGATE_QUEUE_URL", &r.queue_name);
+    std::env::set_var(
+        "HOOKGATE_ARCHIVE_BUCKET",
+        format!("hookgate-env-{unique}-{{account}}-{{region}}"),
+    );
+    let backend = AwsBackend::from_env_with(&sdk).await.unwrap();
+    let archive = backend.archive.expect("an archive");
+    assert_eq!(archive.bucket(), expanded);
+    archive.put(&envelope).await.unwrap();
+    assert!(archive.exists(&id).await.unwrap());
 
     std::env::set_var("HOOKGATE_ARCHIVE_BUCKET", "Not_A_Bucket");
     let err = AwsBackend::from_env_with(&sdk).await.unwrap_err();

@@ -109,8 +109,9 @@ pub struct AwsBackend {
 
 impl AwsBackend {
     /// Builds the backend from `HOOKGATE_TABLE`, `HOOKGATE_QUEUE_URL`, and the optional
-    /// `HOOKGATE_DLQ_URL` and `HOOKGATE_ARCHIVE_BUCKET`, with the SDK configuration from the
-    /// environment.
+    /// `HOOKGATE_DLQ_URL` and `HOOKGATE_ARCHIVE_BUCKET` (in which `{account}` and `{region}`
+    /// stand for the queue URL's account id and the region: see
+    /// [`setup::expand_bucket_name`]), with the SDK configuration from the environment.
     pub async fn from_env() -> Result<AwsBackend, InitError> {
         Self::from_env_with(&sdk_config().await).await
     }
@@ -122,20 +123,19 @@ impl AwsBackend {
         let table = required_var(ENV_TABLE, "DynamoDB ledger table")?;
         let queue = required_var(ENV_QUEUE_URL, "SQS queue URL")?;
         let dlq = optional_var(ENV_DLQ_URL)?;
-        let bucket = optional_var(ENV_ARCHIVE_BUCKET)?
-            .map(|b| b.trim().to_owned())
-            .map(|b| {
-                setup::check_bucket_name(&b)
-                    .map(|()| b)
-                    .map_err(|why| InitError::Invalid(ENV_ARCHIVE_BUCKET, why))
-            })
-            .transpose()?;
+        let bucket = optional_var(ENV_ARCHIVE_BUCKET)?;
         let sqs = aws_sdk_sqs::Client::new(config);
         let queue_url = resolve_queue_url(&sqs, queue).await?;
         let dlq_url = match dlq {
             Some(dlq) => Some(resolve_queue_url(&sqs, dlq).await?),
             None => None,
         };
+        let bucket = bucket
+            .map(|b| {
+                setup::expand_bucket_name(&b, &queue_url, config.region().map(|r| r.as_ref()))
+                    .map_err(|why| InitError::Invalid(ENV_ARCHIVE_BUCKET, why))
+            })
+            .transpose()?;
         Ok(Self::from_parts(config, table, queue_url, dlq_url, bucket))
     }
 

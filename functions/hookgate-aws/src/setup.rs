@@ -509,6 +509,16 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The AWS account id in an SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`,
+/// and moto's `http://HOST:PORT/ACCOUNT/NAME`), if it shows one.
+pub fn queue_url_account(queue_url: &str) -> Option<&str> {
+    let path = queue_url
+        .split_once("://")
+        .map_or(queue_url, |(_, rest)| rest);
+    let account = path.split('/').nth(1)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
 /// The archive bucket `hookgate setup` creates unless told a name:
 /// `<queue name>-archive-<account id>-<region>`, from the queue's URL (whose path starts with
 /// the account id) — bucket names are global, so the account and region make it unique, and
@@ -516,16 +526,34 @@ pub fn check_bucket_name(name: &str) -> Result<(), String> {
 /// becoming `-`. `None` when the URL shows no account id or the name would not be a valid
 /// bucket name (longer than 63 characters, say): then a name must be given.
 pub fn default_archive_bucket(queue_name: &str, queue_url: &str, region: &str) -> Option<String> {
-    let path = queue_url
-        .split_once("://")
-        .map_or(queue_url, |(_, rest)| rest);
-    let account = path.split('/').nth(1)?;
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+    let account = queue_url_account(queue_url)?;
     let queue = queue_name.to_ascii_lowercase().replace('_', "-");
     let name = format!("{queue}-archive-{account}-{region}");
     check_bucket_name(&name).ok().map(|()| name)
+}
+
+/// A bucket name as `HOOKGATE_ARCHIVE_BUCKET` may give it, with `{account}` and `{region}`
+/// replaced by the account id of the queue's URL and the SDK's region — so a configuration
+/// written before the account is known (`cargo lambda deploy`'s metadata:
+/// `hookgate-events-archive-{account}-{region}`) names the bucket `hookgate setup` made. The
+/// result must be a valid bucket name ([`check_bucket_name`]); returns why not.
+pub fn expand_bucket_name(
+    name: &str,
+    queue_url: &str,
+    region: Option<&str>,
+) -> Result<String, String> {
+    let mut expanded = name.trim().to_owned();
+    if expanded.contains("{account}") {
+        let account = queue_url_account(queue_url).ok_or_else(|| {
+            format!("{{account}} needs a queue URL holding an account id, not {queue_url}")
+        })?;
+        expanded = expanded.replace("{account}", account);
+    }
+    if expanded.contains("{region}") {
+        let region = region.ok_or("{region} needs a region (AWS_REGION)")?;
+        expanded = expanded.replace("{region}", region);
+    }
+    check_bucket_name(&expanded).map(|()| expanded)
 }
 
 /// Lifecycle expiration days that keep objects at least `window_secs`: whole days, rounded up,
@@ -834,6 +862,60 @@ mod archive_bucket_tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn bucket_names_may_hold_the_account_and_the_region() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/hookgate-events";
+        assert_eq!(
+            expand_bucket_name(
+                "hookgate-events-archive-{account}-{region}",
+                url,
+                Some("eu-west-1")
+            ),
+            Ok("hookgate-events-archive-123456789012-eu-west-1".to_owned())
+        );
+        // The same name `hookgate setup` gives by default.
+        assert_eq!(
+            default_archive_bucket("hookgate-events", url, "eu-west-1"),
+            expand_bucket_name(
+                "hookgate-events-archive-{account}-{region}",
+                url,
+                Some("eu-west-1")
+            )
+            .ok()
+        );
+        assert_eq!(
+            expand_bucket_name(" plain-name ", url, None),
+            Ok("plain-name".to_owned())
+        );
+        assert!(expand_bucket_name("a-{account}", "http://localhost:9324/queue/q", None).is_err());
+        assert!(expand_bucket_name("a-{region}", url, None).is_err());
+        assert!(expand_bucket_name("Bad_{region}", url, Some("us-east-1")).is_err());
+    }
+
+    #[test]
+    fn cargo_lambda_deploy_names_the_bucket_setup_makes_by_default() {
+        let url = "https://sqs.ap-south-1.amazonaws.com/210987654321/hookgate-events";
+        let default = default_archive_bucket("hookgate-events", url, "ap-south-1");
+        assert!(default.is_some());
+        for (krate, manifest) in [
+            ("receiver", include_str!("../../receiver/Cargo.toml")),
+            ("processor", include_str!("../../processor/Cargo.toml")),
+        ] {
+            let name = manifest
+                .split("HOOKGATE_ARCHIVE_BUCKET = \"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| {
+                    panic!("{krate}'s deploy metadata sets HOOKGATE_ARCHIVE_BUCKET")
+                });
+            assert_eq!(
+                expand_bucket_name(name, url, Some("ap-south-1")).ok(),
+                default,
+                "{krate}"
+            );
+        }
     }
 
     #[test]
