@@ -395,3 +395,51 @@ async fn s3_a_missing_bucket_is_unavailable_not_an_empty_archive() {
     let put = archive.put(&envelope_with(&id, &b"{}"[..])).await;
     assert!(matches!(put, Err(ArchiveError::Unavailable(_))), "{put:?}");
 }
+
+#[tokio::test]
+async fn s3_puts_are_path_style_checksummed_and_not_hashed_again_for_signing() {
+    // A listener on 127.0.0.1 reads the request head of one PutObject and answers 200: what the
+    // SDK sends, without moto.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection closed before the request head ended");
+            head.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&head).to_ascii_lowercase()
+    });
+    let config = hookgate_testkit::moto_sdk_config(&endpoint).await;
+    let archive =
+        hookgate_aws::S3Archive::new(hookgate_aws::archive::s3_client(&config), "b-capture");
+    let envelope = envelope_with(&new_id(), vec![b'x'; 300_000]);
+    let reference = archive.put(&envelope).await.unwrap();
+    let head = server.await.unwrap();
+
+    // Path style on a custom endpoint: the bucket in the path, not in the host name.
+    let request_line = format!("put /b-capture/{}", reference.key.replace(':', "%3a"));
+    assert!(head.starts_with(&request_line), "{head}");
+    assert!(
+        head.contains("content-type: application/vnd.hookgate.envelope\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!("x-amz-meta-sha256: {}\r\n", reference.sha256)),
+        "{head}"
+    );
+    // No second SHA-256 pass over the object for SigV4; S3 checks a CRC32 instead.
+    assert!(
+        head.contains("x-amz-content-sha256: unsigned-payload\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("x-amz-checksum-crc32: "), "{head}");
+}

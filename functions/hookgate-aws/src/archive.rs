@@ -10,9 +10,13 @@
 //!   user metadata `x-amz-meta-sha256`: the body's SHA-256 (the payload's, as
 //!   [`PayloadRef::sha256`], not the object's), so `aws s3api head-object` shows which payload
 //!   an object holds without reading it.
-//! - **Copies.** A put sends the one buffer `encode_object` builds (the SDK's body is that
-//!   buffer, shared, also across retries); a get collects the response into one `Bytes` and
-//!   the decoded body is a slice of it.
+//! - **Copies and passes.** A put sends the one buffer `encode_object` builds (the SDK's body
+//!   is that buffer, shared, also across retries); a get collects the response into one
+//!   `Bytes` and the decoded body is a slice of it. A put's payload is not signed
+//!   (`UNSIGNED-PAYLOAD`): SigV4 would otherwise hash the whole object once more with SHA-256.
+//!   Its integrity rests on TLS — the bucket policy refuses requests without it — on the
+//!   CRC32 checksum the SDK sends and S3 checks, and on the SHA-256 in the object's head line,
+//!   checked on every read.
 //! - **Not found.** S3 answers `404 NoSuchKey` for a missing object only to a caller allowed
 //!   `s3:ListBucket` on the bucket; to any other it answers `403 AccessDenied`, which this
 //!   archive must report as [`ArchiveError::Unavailable`] (it cannot tell "missing" from "not
@@ -156,6 +160,8 @@ impl Archive for S3Archive {
             .content_length(length)
             .metadata(SHA256_METADATA, &reference.sha256)
             .body(ByteStream::from(object))
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(|e| self.unavailable("PutObject", &reference.key, e))?;
