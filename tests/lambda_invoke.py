@@ -29,11 +29,13 @@ def main():
                AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_EC2_METADATA_DISABLED="true", RUST_LOG="info")
     name = "hookgate-invoke-" + uuid.uuid4().hex[:8]
-    setup = subprocess.run([HOOKGATE, "setup", "--table", name, "--queue", name],
+    # The table, the queues and the archive bucket (the name fits S3's rules: lower case).
+    setup = subprocess.run([HOOKGATE, "setup", "--table", name, "--queue", name, "--bucket", name],
                            env=env, capture_output=True, text=True, check=True).stdout
     for line in setup.splitlines():
         key, value = line.removeprefix("export ").split("=", 1)
         env[key] = value
+    assert env.get("HOOKGATE_ARCHIVE_BUCKET") == name, setup
     # As events/env.json: the sample configuration, and no DLQ for the processor.
     env.pop("HOOKGATE_DLQ_URL", None)
     with open(os.path.join(ROOT, "events", "sample-config.toml")) as f:

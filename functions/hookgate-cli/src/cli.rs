@@ -206,9 +206,9 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
-    /// environment the functions and `serve --backend aws` need (nothing, and a non-zero exit,
-    /// on failure).
+    /// Create the DynamoDB table, the SQS queue + DLQ and the S3 archive bucket (idempotent),
+    /// and print the environment the functions and `serve --backend aws` need (nothing, and a
+    /// non-zero exit, on failure).
     Setup {
         /// Table name.
         #[arg(long, default_value = "hookgate-events")]
@@ -216,6 +216,10 @@ pub enum Command {
         /// Queue name (the DLQ is NAME-dlq).
         #[arg(long, default_value = "hookgate-events")]
         queue: String,
+        /// Archive bucket name (S3 names are global: 3-63 lower case letters, digits, hyphens).
+        /// Default: QUEUE-archive-ACCOUNT-REGION, the account read from the queue's URL.
+        #[arg(long)]
+        bucket: Option<String>,
         /// For max_receive_count and visibility_timeout_secs.
         #[command(flatten)]
         config: ConfigArg,

@@ -347,6 +347,11 @@ pub fn sample_events(
             "HOOKGATE_QUEUE_URL".into(),
             json!("http://127.0.0.1:5000/123456789012/hookgate-events"),
         );
+        // The bucket `hookgate setup` makes by default on moto (account 123456789012).
+        env.insert(
+            "HOOKGATE_ARCHIVE_BUCKET".into(),
+            json!("hookgate-events-archive-123456789012-us-east-1"),
+        );
         env.insert("HOOKGATE_CONFIG".into(), json!(config_text));
         for (k, v) in extra {
             env.insert((*k).into(), json!(v));

@@ -276,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Setup {
             table,
             queue,
+            bucket,
             config,
         } => {
             let config = load_config(config.config.as_deref(), false)?.config;
@@ -290,10 +291,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.processor.visibility_timeout_secs,
             )
             .await?;
+            // The archive keeps payloads for [archive] retention_days (default: the dedup
+            // window, as long as the ledger remembers the event).
+            let retention = hookgate_aws::setup::retention_days(
+                config.archive.retention(&config.receiver).as_secs(),
+            );
+            let bucket = hookgate_aws::setup::setup_archive_bucket(
+                &sdk,
+                bucket,
+                &queue,
+                &urls.queue_url,
+                retention,
+            )
+            .await?;
             // Only once everything exists: `eval "$(hookgate setup)"` gets all or nothing.
             println!("export HOOKGATE_TABLE={table}");
             println!("export HOOKGATE_QUEUE_URL={}", urls.queue_url);
             println!("export HOOKGATE_DLQ_URL={}", urls.dlq_url);
+            println!("export {}={bucket}", hookgate_aws::ENV_ARCHIVE_BUCKET);
         }
     }
     Ok(ExitCode::SUCCESS)
