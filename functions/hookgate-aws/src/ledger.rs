@@ -733,12 +733,13 @@ impl Ledger for DynamoDbLedger {
         let result = request
             .update_expression(update)
             .condition_expression(condition)
-            .return_values(ReturnValue::UpdatedOld)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         let returned = match result {
             Ok(out) => {
-                // UPDATED_OLD: the values the write replaced, the status among them.
+                // ALL_OLD: the item as it was, its status among it. (UPDATED_OLD would do on
+                // DynamoDB, but moto leaves out attributes named through `#placeholders`.)
                 let previous = out
                     .attributes
                     .as_ref()

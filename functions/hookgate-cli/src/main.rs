@@ -114,7 +114,14 @@ async fn serve(
                 config.processor.max_receive_count,
             )
             .await?;
-            let stack = LocalStack::new(&config, aws.ledger, aws.queue, Handlers::new())?;
+            let archive = aws
+                .archive
+                .map(|a| a as std::sync::Arc<dyn hookgate_core::Archive>);
+            if archive.is_none() {
+                warn!("HOOKGATE_ARCHIVE_BUCKET is not set: payloads over the inline size are not kept, and bodies over [archive] claim_check_bytes must fit the queue");
+            }
+            let stack =
+                LocalStack::with_archive(&config, aws.ledger, aws.queue, archive, Handlers::new())?;
             match aws.dlq {
                 Some(dlq) => stack.with_dlq(dlq),
                 None => stack,

@@ -270,73 +270,6 @@ pub async fn bulk(
     summary
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_relative_absolute_or_millis() {
-        let now = Timestamp::from_secs(1_800_000_000);
-        assert_eq!(
-            parse_when("2h", now),
-            Some(now.minus(Duration::from_secs(7200)))
-        );
-        assert_eq!(
-            parse_when("90s", now),
-            Some(now.minus(Duration::from_secs(90)))
-        );
-        assert_eq!(
-            parse_when("7d", now),
-            Some(now.minus(Duration::from_secs(604_800)))
-        );
-        assert_eq!(
-            parse_when("2026-12-01T14:00:00Z", now),
-            Timestamp::parse_rfc3339("2026-12-01T14:00:00Z")
-        );
-        assert_eq!(parse_when("1000", now), Some(Timestamp::from_millis(1000)));
-        for bad in ["", "h", "2w", "-2h", "2 h", "yesterday"] {
-            assert_eq!(parse_when(bad, now), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn a_filter_is_fixed_at_its_start_and_says_how_to_resume() {
-        let now = Timestamp::from_secs(1_800_000_000);
-        let f = bulk_filter(
-            EventStatus::Failed,
-            Some("stripe"),
-            None,
-            Some("2h"),
-            None,
-            now,
-        )
-        .unwrap();
-        assert_eq!(f.until, now);
-        assert_eq!(f.since, Some(now.minus(Duration::from_secs(7200))));
-        let again = bulk_filter(
-            EventStatus::Failed,
-            Some("stripe"),
-            None,
-            Some(&f.since.unwrap().to_rfc3339()),
-            Some(&f.until.to_rfc3339()),
-            now.plus(Duration::from_secs(600)),
-        )
-        .unwrap();
-        assert_eq!(
-            again.run_id(),
-            f.run_id(),
-            "the resume command is the same run"
-        );
-        let cmd = resume_command(&f);
-        assert!(
-            cmd.contains("--status failed --source stripe --since 2027-01-15T06:00:00"),
-            "{cmd}"
-        );
-        assert!(bulk_filter(EventStatus::Failed, Some("Bad Name"), None, None, None, now).is_err());
-        assert!(bulk_filter(EventStatus::Failed, None, None, Some("soon"), None, now).is_err());
-    }
-}
-
 /// Where `replay` and `payload` work: a running stack, or the deployment's resources.
 pub enum Place {
     /// A running stack's routes.
@@ -437,4 +370,71 @@ pub async fn payload(
         None => std::io::stdout().write_all(&body)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_relative_absolute_or_millis() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        assert_eq!(
+            parse_when("2h", now),
+            Some(now.minus(Duration::from_secs(7200)))
+        );
+        assert_eq!(
+            parse_when("90s", now),
+            Some(now.minus(Duration::from_secs(90)))
+        );
+        assert_eq!(
+            parse_when("7d", now),
+            Some(now.minus(Duration::from_secs(604_800)))
+        );
+        assert_eq!(
+            parse_when("2026-12-01T14:00:00Z", now),
+            Timestamp::parse_rfc3339("2026-12-01T14:00:00Z")
+        );
+        assert_eq!(parse_when("1000", now), Some(Timestamp::from_millis(1000)));
+        for bad in ["", "h", "2w", "-2h", "2 h", "yesterday"] {
+            assert_eq!(parse_when(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_filter_is_fixed_at_its_start_and_says_how_to_resume() {
+        let now = Timestamp::from_secs(1_800_000_000);
+        let f = bulk_filter(
+            EventStatus::Failed,
+            Some("stripe"),
+            None,
+            Some("2h"),
+            None,
+            now,
+        )
+        .unwrap();
+        assert_eq!(f.until, now);
+        assert_eq!(f.since, Some(now.minus(Duration::from_secs(7200))));
+        let again = bulk_filter(
+            EventStatus::Failed,
+            Some("stripe"),
+            None,
+            Some(&f.since.unwrap().to_rfc3339()),
+            Some(&f.until.to_rfc3339()),
+            now.plus(Duration::from_secs(600)),
+        )
+        .unwrap();
+        assert_eq!(
+            again.run_id(),
+            f.run_id(),
+            "the resume command is the same run"
+        );
+        let cmd = resume_command(&f);
+        assert!(
+            cmd.contains("--status failed --source stripe --since 2027-01-15T06:00:00"),
+            "{cmd}"
+        );
+        assert!(bulk_filter(EventStatus::Failed, Some("Bad Name"), None, None, None, now).is_err());
+        assert!(bulk_filter(EventStatus::Failed, None, None, Some("soon"), None, now).is_err());
+    }
 }

@@ -232,6 +232,23 @@ impl Replayer {
             .ok_or(ReplayError::NotFound)?;
         let now = self.clock.now();
         let stale_before = now.minus(self.takeover_after);
+        // On its way: say so before looking for a payload the processor may not have kept yet.
+        // (A replay `queued` since before `stale_before` never reached the queue: the ledger
+        // lets it be taken over.)
+        let last_replay = record
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.kind == "replayed")
+            .map(|h| h.at);
+        let in_progress = match record.status {
+            EventStatus::Received | EventStatus::Processing => true,
+            EventStatus::Queued => last_replay.is_none_or(|at| at >= stale_before),
+            _ => false,
+        };
+        if in_progress {
+            return Err(ReplayError::InProgress(record.status));
+        }
         // Read the payload first: a replay that cannot be sent is not recorded.
         let envelope = self.payload(event_id).await?;
         let entry = HistoryEntry {

@@ -78,7 +78,7 @@ impl Archive for MemoryArchive {
         let mut objects = self.lock();
         objects.puts += 1;
         if let Some(retention) = self.retention {
-            if objects.puts % SWEEP_EVERY == 0 {
+            if objects.puts.is_multiple_of(SWEEP_EVERY) {
                 objects
                     .by_key
                     .retain(|_, (_, at)| at.elapsed() <= retention);
