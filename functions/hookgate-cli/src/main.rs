@@ -247,21 +247,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let done = match status {
                 None => replay_command::replay_ids(&place, &ids).await?,
                 Some(status) => {
-                    let filter = replay_command::bulk_filter(
-                        status.into(),
-                        source.as_deref(),
-                        event_type.as_deref(),
-                        since.as_deref(),
-                        until.as_deref(),
-                        SystemClock.now(),
+                    let status: hookgate_core::EventStatus = status.into();
+                    let status_text = status.to_string();
+                    let table = std::env::var(hookgate_aws::ENV_TABLE).unwrap_or_default();
+                    let typed = [
+                        status_text.as_str(),
+                        source.as_deref().unwrap_or(""),
+                        event_type.as_deref().unwrap_or(""),
+                        since.as_deref().unwrap_or(""),
+                        until.as_deref().unwrap_or(""),
+                        url.as_deref().unwrap_or(&table),
+                    ];
+                    let (filter, resumed, state) = replay_command::bulk_filter_resuming(
+                        &typed,
+                        || {
+                            replay_command::bulk_filter(
+                                status,
+                                source.as_deref(),
+                                event_type.as_deref(),
+                                since.as_deref(),
+                                until.as_deref(),
+                                SystemClock.now(),
+                            )
+                        },
+                        &replay_command::state_dir(),
                     )?;
+                    if resumed {
+                        eprintln!("hookgate: going on with the run this command started before (it was interrupted)");
+                    }
                     let options = hookgate_core::replay::BulkOptions {
                         dry_run,
                         limit,
                         rate,
                         ..Default::default()
                     };
-                    replay_command::replay_filtered(&place, &filter, &options).await?
+                    replay_command::replay_filtered(&place, &filter, &options, &state).await?
                 }
             };
             if !done {

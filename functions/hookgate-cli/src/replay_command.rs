@@ -225,6 +225,62 @@ pub fn resume_command(filter: &BulkFilter) -> String {
     command
 }
 
+/// Where an unfinished bulk run keeps its fixed times, so that the same command run again
+/// goes on with the same run (and replays nothing twice) instead of starting a new one:
+/// `$XDG_STATE_HOME/hookgate` or `~/.local/state/hookgate` (`HOOKGATE_STATE_DIR` wins).
+pub fn state_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("HOOKGATE_STATE_DIR") {
+        return dir.into();
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return std::path::Path::new(&dir).join("hookgate");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => std::path::Path::new(&home).join(".local/state/hookgate"),
+        None => std::env::temp_dir().join("hookgate-state"),
+    }
+}
+
+/// An unfinished bulk run, remembered under the command's own words.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Unfinished {
+    since: Option<i64>,
+    until: i64,
+}
+
+/// The filter for a bulk run typed as `typed` (the flags as given, and where it runs): the
+/// unfinished run's, if the same command was interrupted before, else one fixed `now` and
+/// remembered until the run ends. Returns the filter and whether it resumes.
+pub fn bulk_filter_resuming(
+    typed: &[&str],
+    make: impl FnOnce() -> anyhow::Result<BulkFilter>,
+    dir: &std::path::Path,
+) -> anyhow::Result<(BulkFilter, bool, std::path::PathBuf)> {
+    use sha2::Digest;
+    let key = hex::encode(&sha2::Sha256::digest(typed.join("\u{0}").as_bytes())[..8]);
+    let path = dir.join(format!("replay-{key}.json"));
+    let fresh = make()?;
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(unfinished) = serde_json::from_str::<Unfinished>(&text) {
+            let filter = BulkFilter {
+                since: unfinished.since.map(Timestamp::from_millis),
+                until: Timestamp::from_millis(unfinished.until),
+                ..fresh
+            };
+            return Ok((filter, true, path));
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let unfinished = Unfinished {
+        since: fresh.since.map(Timestamp::as_millis),
+        until: fresh.until.as_millis(),
+    };
+    std::fs::write(&path, serde_json::to_vec(&unfinished)?)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok((fresh, false, path))
+}
+
 /// Runs a bulk replay with progress on standard error (redrawn in place on a terminal) until
 /// done or Ctrl-C; returns the summary.
 pub async fn bulk(
@@ -263,7 +319,7 @@ pub async fn bulk(
     }
     if summary.stopped.is_some() {
         eprintln!(
-            "hookgate: stopped early; run the same again to go on (what this run replayed is skipped): {}",
+            "hookgate: stopped early; run the same command again to go on (what this run replayed is skipped), or: {}",
             resume_command(filter)
         );
     }
@@ -340,15 +396,22 @@ pub async fn replay_ids(place: &Place, ids: &[String]) -> anyhow::Result<bool> {
 }
 
 /// `hookgate replay --status …`: the bulk run; prints its summary as JSON. `Ok(false)` if it
-/// stopped early.
+/// stopped early, in which case `state` (the unfinished run, see [`bulk_filter_resuming`]) is
+/// kept for the same command to go on; a run that ends forgets it (a dry run leaves it as it
+/// found it).
 pub async fn replay_filtered(
     place: &Place,
     filter: &BulkFilter,
     options: &BulkOptions,
+    state: &std::path::Path,
 ) -> anyhow::Result<bool> {
     let summary = bulk(place.target(), filter, options).await;
     println!("{}", serde_json::to_string(&summary)?);
-    Ok(summary.stopped.is_none())
+    let done = summary.stopped.is_none();
+    if done || options.dry_run {
+        let _ = std::fs::remove_file(state);
+    }
+    Ok(done)
 }
 
 /// `hookgate payload ID`: the body, byte for byte, to `out` or standard output.
