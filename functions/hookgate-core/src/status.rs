@@ -234,13 +234,15 @@ impl StatusApi {
         };
         if let Some(page_query) = paged {
             return match self.ledger.list_page(&page_query).await {
-                Ok(page) => Reply::ok(
-                    StatusCode::OK,
-                    serde_json::json!({
-                        "events": page.events,
-                        "next_cursor": page.next.map(|c| c.encode()),
-                    }),
-                ),
+                Ok(page) => {
+                    // `next_cursor` only when there may be more: the answer of a listing that
+                    // fits one page is what it always was.
+                    let mut body = serde_json::json!({ "events": page.events });
+                    if let Some(next) = page.next {
+                        body["next_cursor"] = next.encode().into();
+                    }
+                    Reply::ok(StatusCode::OK, body)
+                }
                 Err(e) => unavailable(e),
             };
         }
