@@ -637,6 +637,48 @@ async fn bulk_replay_by_status_source_and_time_replays_each_once_even_when_run_t
     );
 }
 
+// ------------------------------------------------------------------------------------------
+// DLQ
+// ------------------------------------------------------------------------------------------
+
+async fn pointer_messages_go_through_the_dlq_and_a_purge_keeps_the_payload(b: Pipeline) {
+    use hookgate_core::dlq::{DeadLetters, Selection};
+    let rig = rig(b, "");
+    let body = noisy_body(CLAIM_CHECK + 500);
+    rig.runs.fail_permanently.store(true, Ordering::SeqCst);
+    let id = rig.accepted(&body).await;
+    rig.settle(&id, EventStatus::DeadLettered).await;
+    rig.runs.fail_permanently.store(false, Ordering::SeqCst);
+    let tools = DeadLetters::new(rig.b.queue.clone(), rig.b.dlq.clone(), rig.b.ledger.clone());
+    let listed = tools.list(10).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].event_id.as_deref(), Some(id.as_str()));
+    // Redriven, the pointer message brings the archived body back to the handler.
+    let report = tools.redrive(&Selection::All, None).await.unwrap();
+    assert_eq!(report.moved, 1, "{report:?}");
+    rig.settle(&id, EventStatus::Processed).await;
+    let runs = rig.runs.of(&id);
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1], Bytes::from(body.clone()));
+
+    // Another one dead-lettered, then purged: the ledger notes it, the payload stays, and a
+    // replay brings it back.
+    rig.runs.fail_permanently.store(true, Ordering::SeqCst);
+    let other = rig.accepted(&noisy_body(CLAIM_CHECK + 600)).await;
+    rig.settle(&other, EventStatus::DeadLettered).await;
+    rig.runs.fail_permanently.store(false, Ordering::SeqCst);
+    let purged = tools.purge().await.unwrap();
+    assert_eq!(purged.purged, 1);
+    assert_eq!(purged.event_ids, [other.to_string()]);
+    let record = rig.b.ledger.get(&other).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::DeadLettered);
+    assert_eq!(record.history.last().map(|h| h.kind.as_str()), Some("dlq_purged"));
+    assert!(rig.b.archive.exists(&other).await.unwrap(), "a purge keeps the payload");
+    rig.replayer.replay(&other, &api()).await.unwrap();
+    rig.settle(&other, EventStatus::Processed).await;
+    assert_eq!(rig.runs.of(&other).len(), 2);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -681,6 +723,7 @@ both_backends!(
     a_replay_that_crashed_half_way_is_taken_over_after_the_claim_timeout,
     replay_errors_say_why,
     bulk_replay_by_status_source_and_time_replays_each_once_even_when_run_twice,
+    pointer_messages_go_through_the_dlq_and_a_purge_keeps_the_payload,
 );
 
 /// 100,000 events matched: the bulk run reads them a page at a time — no page larger than

@@ -43,7 +43,7 @@ use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::ByteStream;
 use hookgate_core::archive::{
-    check_owner, decode_object, encode_object, key_for, Archive, ArchiveError, PayloadRef,
+    check_owner, decode_object, encode_object_and_ref, key_for, Archive, ArchiveError, PayloadRef,
 };
 use hookgate_core::envelope::{Envelope, EventId};
 
@@ -149,8 +149,8 @@ impl S3Archive {
 #[async_trait]
 impl Archive for S3Archive {
     async fn put(&self, envelope: &Envelope) -> Result<PayloadRef, ArchiveError> {
-        let reference = PayloadRef::of(envelope);
-        let object = encode_object(envelope);
+        // One SHA-256 pass serves the object's head and the reference.
+        let (object, reference) = encode_object_and_ref(envelope);
         let length = i64::try_from(object.len()).unwrap_or(i64::MAX);
         self.client
             .put_object()
