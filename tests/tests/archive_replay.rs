@@ -672,8 +672,14 @@ async fn pointer_messages_go_through_the_dlq_and_a_purge_keeps_the_payload(b: Pi
     assert_eq!(purged.event_ids, [other.to_string()]);
     let record = rig.b.ledger.get(&other).await.unwrap().unwrap();
     assert_eq!(record.status, EventStatus::DeadLettered);
-    assert_eq!(record.history.last().map(|h| h.kind.as_str()), Some("dlq_purged"));
-    assert!(rig.b.archive.exists(&other).await.unwrap(), "a purge keeps the payload");
+    assert_eq!(
+        record.history.last().map(|h| h.kind.as_str()),
+        Some("dlq_purged")
+    );
+    assert!(
+        rig.b.archive.exists(&other).await.unwrap(),
+        "a purge keeps the payload"
+    );
     rig.replayer.replay(&other, &api()).await.unwrap();
     rig.settle(&other, EventStatus::Processed).await;
     assert_eq!(rig.runs.of(&other).len(), 2);

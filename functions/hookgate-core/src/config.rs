@@ -49,7 +49,7 @@ pub struct ArchiveConfig {
     /// Bodies larger than this (default 256 KiB) are written to the archive by the receiver
     /// and travel as a pointer; smaller ones travel in the message.
     pub claim_check_bytes: usize,
-    /// A payload whose compressed envelope is at most this many bytes (default 2 KiB) is kept
+    /// A payload whose compressed envelope is at most this many bytes (default 3 KiB) is kept
     /// inline in the ledger item, in the write the processor makes anyway; a larger one is an
     /// archive object. See the README's cost table for why.
     pub inline_max_bytes: usize,
@@ -63,7 +63,7 @@ impl Default for ArchiveConfig {
         Self {
             enabled: true,
             claim_check_bytes: 256 * 1024,
-            inline_max_bytes: 2048,
+            inline_max_bytes: 3072,
             retention_days: None,
         }
     }

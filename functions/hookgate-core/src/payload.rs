@@ -4,7 +4,7 @@
 //! | body | travels in | kept |
 //! |---|---|---|
 //! | over `[archive] claim_check_bytes` (256 KiB) | a pointer message | an archive object, written by the receiver before the enqueue |
-//! | compressed envelope ≤ `inline_max_bytes` (2 KiB) | the message | inline in the ledger item, in the lease write the processor makes anyway |
+//! | compressed envelope ≤ `inline_max_bytes` (3 KiB) | the message | inline in the ledger item, in the lease write the processor makes anyway |
 //! | anything between | the message | an archive object, written by the processor when it first takes the event |
 //!
 //! Why inline at all: an S3 PUT costs $5 per million, more than the rest of an event's AWS
