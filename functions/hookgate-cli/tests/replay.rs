@@ -252,7 +252,7 @@ async fn bulk_replay_through_the_command(served: &Served) {
 
     // Interrupted (Ctrl-C) part-way at 2 replays a second, then the same command again: it goes
     // on with the same run, and every event is replayed exactly once.
-    let mut slow = command(&[&args[..], &["--rate", "2"]].concat())
+    let slow = command(&[&args[..], &["--rate", "2"]].concat())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -20,17 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Timestamp;
 use crate::envelope::{Envelope, EventId, SourceName};
 
-/// Where an archived payload is, and what it must be: what a queue message carries instead of
-/// a body too large for the queue (the claim check), and what the ledger records.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PayloadRef {
-    /// The object's key in the archive.
-    pub key: String,
-    /// The body's size in bytes.
-    pub size: u64,
-    /// The body's SHA-256, lower-case hex.
-    pub sha256: String,
-}
+pub use crate::envelope::{sha256_hex, PayloadRef};
 
 impl PayloadRef {
     /// The reference for `envelope`'s body under its event id's key.
@@ -41,16 +31,6 @@ impl PayloadRef {
             sha256: sha256_hex(&envelope.body),
         }
     }
-
-    /// Whether `body` is the body this reference names (size, then SHA-256).
-    pub fn matches(&self, body: &[u8]) -> bool {
-        body.len() as u64 == self.size && sha256_hex(body) == self.sha256
-    }
-}
-
-/// The SHA-256 of `bytes`, lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// The archive key of an event: `payloads/<2 hex digits>/<event id>`. The two digits (from a

@@ -20,7 +20,6 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::archive::PayloadRef;
 use crate::clock::Timestamp;
 
 /// The stable identity of one event, used as the dedup key in the ledger and as the
@@ -160,6 +159,31 @@ impl From<SourceName> for String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("source names are 1-64 characters from [a-z0-9_-]")]
 pub struct InvalidSourceName;
+
+/// Where a body travelling beside its message is, and what it must be: what a queue message
+/// carries instead of a body too large for the queue (the claim check), and what the ledger
+/// records. The archive (see `crate::archive`) makes and reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadRef {
+    /// The object's key in the archive.
+    pub key: String,
+    /// The body's size in bytes.
+    pub size: u64,
+    /// The body's SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+impl PayloadRef {
+    /// Whether `body` is the body this reference names (size, then SHA-256).
+    pub fn matches(&self, body: &[u8]) -> bool {
+        body.len() as u64 == self.size && sha256_hex(body) == self.sha256
+    }
+}
+
+/// The SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
 /// One accepted event.
 #[derive(Clone, Debug, PartialEq, Eq)]

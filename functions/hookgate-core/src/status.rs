@@ -642,10 +642,44 @@ mod tests {
                 ("source", "demo"),
                 ("limit", "7"),
             ],
-            &[("cursor", "whatever")],
+            &[("page", "whatever")],
+            &[
+                ("status", "failed"),
+                ("type", "order.created"),
+                ("since", "2026-12-01T14:00:00Z"),
+                ("until", "1796127039399"),
+                ("cursor", "1796127039399.demo:abc"),
+            ],
         ] {
             let r = api.list_events(None, params).await;
             assert_eq!(r.status, StatusCode::OK, "{params:?}: {}", r.body);
+        }
+        // The paged listing's parameters: each bad, or without a status.
+        for (params, code) in [
+            (
+                &[("status", "failed"), ("cursor", "whatever")][..],
+                "invalid_cursor",
+            ),
+            (
+                &[("status", "failed"), ("since", "yesterday")],
+                "invalid_time",
+            ),
+            (&[("status", "failed"), ("until", "")], "invalid_time"),
+            (&[("status", "failed"), ("type", "")], "invalid_type"),
+            (
+                &[("status", "failed"), ("type", "a"), ("type", "b")],
+                "invalid_type",
+            ),
+            (&[("cursor", "1796127039399.demo:abc")], "invalid_status"),
+            (&[("type", "order.created")], "invalid_status"),
+        ] {
+            let r = api.list_events(None, params).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{params:?}: {}",
+                r.body
+            );
         }
     }
 
@@ -695,6 +729,13 @@ mod tests {
         let ledger = FaultyLedger::new(Arc::new(MemoryLedger::new()), faults.clone());
         let api = StatusApi::new(Arc::new(ledger), Access::AuthorizedUpstream);
         faults.fail_next("list", 1);
+        let r = api.list_events(None, &[]).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("ledger_unavailable"))
+        );
+        // With a status the listing pages (`list_page`): the same answer when that fails.
+        faults.fail_next("list_page", 1);
         let r = api.list_events(None, &[("status", "failed")]).await;
         assert_eq!(
             (r.status, r.error_code()),
