@@ -5,6 +5,7 @@
 binaries, backed by SQS/DynamoDB on the moto server at $HOOKGATE_MOTO_ENDPOINT; each event
 is sent with `cargo lambda invoke --data-file` and its answer asserted. Run by tests/run.
 """
+import base64
 import json
 import os
 import socket
@@ -29,11 +30,13 @@ def main():
                AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_EC2_METADATA_DISABLED="true", RUST_LOG="info")
     name = "hookgate-invoke-" + uuid.uuid4().hex[:8]
-    setup = subprocess.run([HOOKGATE, "setup", "--table", name, "--queue", name],
+    # The table, the queues and the archive bucket (the name fits S3's rules: lower case).
+    setup = subprocess.run([HOOKGATE, "setup", "--table", name, "--queue", name, "--bucket", name],
                            env=env, capture_output=True, text=True, check=True).stdout
     for line in setup.splitlines():
         key, value = line.removeprefix("export ").split("=", 1)
         env[key] = value
+    assert env.get("HOOKGATE_ARCHIVE_BUCKET") == name, setup
     # As events/env.json: the sample configuration, and no DLQ for the processor.
     env.pop("HOOKGATE_DLQ_URL", None)
     with open(os.path.join(ROOT, "events", "sample-config.toml")) as f:
@@ -92,10 +95,11 @@ def main():
         expect_http("webhook-bad-signature.json", 401, error="signature_mismatch")
         expect_http("webhook-unknown-source.json", 404, error="unknown_source")
         expect_http("status-get.json", 404, error="event_not_found")
-        # status=queued&source=demo&limit=5, read from the table's by-status index: the two demo
-        # events queued above (webhook-demo.json, webhook-demo-base64.json), newest first.
+        # status=queued&source=demo&limit=5, read from the table's by-status index: the three demo
+        # events queued above (webhook-demo.json, webhook-demo-base64.json and
+        # webhook-demo-large.json, the last one archived and enqueued as a pointer), newest first.
         listed = expect_http("status-list.json", 200)["events"]
-        assert len(listed) == 2, listed
+        assert len(listed) == 3, listed
         assert all(e["status"] == "queued" and e["source"] == "demo" for e in listed), listed
         assert listed[0]["received_at"] >= listed[1]["received_at"], listed
         assert all("attempts" not in e for e in listed), listed
@@ -111,6 +115,26 @@ def main():
         ok = invoke("processor", "sqs-batch.json")
         assert ok.get("batchItemFailures") == [], ok
         print("ok processor sqs-batch.json: no batchItemFailures")
+        # The pointer message the receiver wrote for webhook-demo-large.json: the processor reads
+        # the body the receiver archived in the bucket, checks its size and SHA-256, and runs it.
+        pointer = invoke("processor", "sqs-batch-pointer.json")
+        assert pointer.get("batchItemFailures") == [], pointer
+        print("ok processor sqs-batch-pointer.json: the archived body read and processed")
+        checked += 1
+
+        # The first event of sqs-batch.json, processed: its payload (kept inline in the ledger
+        # by the processor), byte for byte, then a replay of it.
+        with open(os.path.join(ROOT, "events", "sqs-batch.json")) as f:
+            sent = json.load(f)["Records"][0]["body"].split("\n", 1)[1].encode()
+        answer = invoke("receiver", "status-payload.json")
+        assert answer["statusCode"] == 200, answer
+        got = answer["body"]
+        got = base64.b64decode(got) if answer.get("isBase64Encoded") else got.encode()
+        assert got == sent, (got, sent)
+        assert answer["headers"]["content-type"] == "application/json", answer
+        print("ok receiver status-payload.json: 200, the payload byte for byte")
+        checked += 1
+        expect_http("status-replay.json", 202, status="queued", generation=1)
         one = invoke("processor", "sqs-batch-one-fails.json")
         assert one.get("batchItemFailures") == [
             {"itemIdentifier": "44444444-4444-4444-8444-444444444444"}], one

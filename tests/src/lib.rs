@@ -12,7 +12,7 @@ pub mod sink;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
-use hookgate_aws::{AwsBackend, SqsQueue};
+use hookgate_aws::{AwsBackend, S3Archive, SqsQueue};
 
 /// Environment variable with moto's endpoint, e.g. `http://127.0.0.1:5123`.
 pub const ENV_MOTO_ENDPOINT: &str = "HOOKGATE_MOTO_ENDPOINT";
@@ -74,7 +74,11 @@ pub async fn budgeted_sdk_config(endpoint: &str) -> SdkConfig {
         .await
 }
 
-/// A table and a queue pair created on moto for one test, under unique names.
+/// How long the test buckets' lifecycle rule keeps objects (moto does not enforce it).
+pub const TEST_RETENTION_DAYS: u32 = 7;
+
+/// A table, a queue pair and an archive bucket created on moto for one test, under unique
+/// names.
 #[derive(Debug, Clone)]
 pub struct MotoResources {
     /// The SDK configuration pointing at moto.
@@ -87,17 +91,25 @@ pub struct MotoResources {
     pub queue_url: String,
     /// The dead-letter queue's URL.
     pub dlq_url: String,
+    /// The archive bucket's name.
+    pub bucket: String,
 }
 
 impl MotoResources {
-    /// The AWS backend on these resources (with the DLQ for `move_to_dlq`).
+    /// The AWS backend on these resources (with the DLQ for `move_to_dlq`, and the archive).
     pub fn backend(&self) -> AwsBackend {
         AwsBackend::from_parts(
             &self.config,
             &self.table,
             &self.queue_url,
             Some(self.dlq_url.clone()),
+            Some(self.bucket.clone()),
         )
+    }
+
+    /// The archive in this test's bucket.
+    pub fn archive(&self) -> S3Archive {
+        S3Archive::new(self.s3(), &self.bucket)
     }
 
     /// The dead-letter queue as a queue of its own (no DLQ of its own), to read what landed
@@ -121,6 +133,7 @@ impl MotoResources {
             (hookgate_aws::ENV_TABLE, self.table.clone()),
             (hookgate_aws::ENV_QUEUE_URL, self.queue_url.clone()),
             (hookgate_aws::ENV_DLQ_URL, self.dlq_url.clone()),
+            (hookgate_aws::ENV_ARCHIVE_BUCKET, self.bucket.clone()),
         ]
     }
 
@@ -133,10 +146,15 @@ impl MotoResources {
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.config)
     }
+
+    /// An S3 client on moto (path-style, as the archive's).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        hookgate_aws::archive::s3_client(&self.config)
+    }
 }
 
-/// Creates a fresh ledger table and queue pair on moto, named `hookgate-<uuid>`, through
-/// `hookgate_aws::setup` (as the `hookgate` command does).
+/// Creates a fresh ledger table, queue pair and archive bucket on moto, named
+/// `hookgate-…-<uuid>`, through `hookgate_aws::setup` (as the `hookgate` command does).
 ///
 /// # Panics
 /// If moto refuses to create them (a test harness failure, not a test result).
@@ -165,11 +183,21 @@ pub async fn fresh_resources(
         Ok(urls) => urls,
         Err(e) => panic!("creating queues {queue_name} on moto at {endpoint}: {e}"),
     };
+    let bucket = format!("hookgate-archive-{unique}");
+    let s3 = hookgate_aws::archive::s3_client(&config);
+    // moto is plain HTTP and enforces bucket policies: no TLS-only policy here.
+    let tls_only = !hookgate_aws::archive::plain_http_endpoint(&config);
+    if let Err(e) =
+        hookgate_aws::create_archive_bucket(&s3, &bucket, TEST_RETENTION_DAYS, tls_only).await
+    {
+        panic!("creating bucket {bucket} on moto at {endpoint}: {e}");
+    }
     MotoResources {
         config,
         table,
         queue_name,
         queue_url: urls.queue_url,
         dlq_url: urls.dlq_url,
+        bucket,
     }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookgate_core::event_source::EventSource;
-use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::memory::{MemoryArchive, MemoryLedger, MemoryQueue};
 use hookgate_core::queue::{attr, OutgoingMessage};
-use hookgate_core::{Envelope, EventId, EventRecord, EventStatus, Ledger, Queue};
+use hookgate_core::{Archive, Envelope, EventId, EventRecord, EventStatus, Ledger, Queue};
 
-/// A ledger, a queue redriving to its DLQ after `max_receive_count` receives, and the DLQ.
+/// A ledger, a queue redriving to its DLQ after `max_receive_count` receives, the DLQ, and
+/// the payload archive.
 pub struct Pipeline {
     /// The ledger.
     pub ledger: Arc<dyn Ledger>,
@@ -18,16 +19,26 @@ pub struct Pipeline {
     pub queue: Arc<dyn Queue>,
     /// Its dead-letter queue.
     pub dlq: Arc<dyn Queue>,
+    /// The payload archive.
+    pub archive: Arc<dyn Archive>,
+    /// The in-memory archive itself, on the memory backends (to damage objects in tests).
+    pub memory_archive: Option<Arc<MemoryArchive>>,
+    /// The moto resources, on moto.
+    pub moto: Option<crate::MotoResources>,
 }
 
 impl Pipeline {
     /// On the in-memory backends.
     pub fn memory(max_receive_count: u32, visibility_timeout: Duration) -> Self {
         let (queue, dlq) = MemoryQueue::with_dlq(visibility_timeout, max_receive_count);
+        let archive = Arc::new(MemoryArchive::new());
         Self {
             ledger: Arc::new(MemoryLedger::new()),
             queue,
             dlq,
+            archive: archive.clone(),
+            memory_archive: Some(archive),
+            moto: None,
         }
     }
 
@@ -40,6 +51,9 @@ impl Pipeline {
             ledger: b.ledger,
             queue: b.queue,
             dlq: Arc::new(r.dlq()),
+            archive: Arc::new(r.archive()),
+            memory_archive: None,
+            moto: Some(r),
         })
     }
 

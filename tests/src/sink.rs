@@ -97,7 +97,12 @@ impl Sink {
             then: Some(then),
             seen: Vec::new(),
         }));
-        let app = Router::new().fallback(answer).with_state(script.clone());
+        // Bodies up to Lambda's 6 MB, as a destination receiving hookgate's largest takes them
+        // (axum's default would refuse anything over 2 MB).
+        let app = Router::new()
+            .fallback(answer)
+            .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024))
+            .with_state(script.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use hookgate_aws::setup::STATUS_INDEX_ATTRIBUTES;
 use hookgate_aws::{DynamoDbLedger, SqsQueue, STATUS_INDEX};
+use hookgate_core::archive::{Archive, ArchiveError};
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
@@ -123,6 +124,173 @@ async fn setup_is_idempotent_and_configures_resources() {
 }
 
 #[tokio::test]
+async fn setup_sets_both_queues_maximum_message_size_explicitly() {
+    let endpoint = moto_or_skip!();
+    let config = moto_sdk_config(&endpoint).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let name = format!("hookgate-size-{}", uuid::Uuid::new_v4().simple());
+    // Queues that exist already with a smaller limit (moto's default is 1 MiB, so a
+    // default could not show the difference): setup sets it again, on both.
+    for queue in [name.clone(), format!("{name}-dlq")] {
+        sqs.create_queue()
+            .queue_name(&queue)
+            .attributes(QueueAttributeName::MaximumMessageSize, "1024")
+            .send()
+            .await
+            .unwrap();
+    }
+    let urls = hookgate_aws::create_queues(&sqs, &name, 3, 30)
+        .await
+        .unwrap();
+    for url in [&urls.queue_url, &urls.dlq_url] {
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::MaximumMessageSize)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            attrs.attributes().unwrap()[&QueueAttributeName::MaximumMessageSize],
+            "1048576",
+            "{url}"
+        );
+    }
+    assert_eq!(hookgate_aws::setup::MAX_MESSAGE_BYTES, 1_048_576);
+}
+
+#[tokio::test]
+async fn setup_creates_the_archive_bucket_idempotently_with_its_settings() {
+    use aws_sdk_s3::types::{ExpirationStatus, ObjectOwnership, ServerSideEncryption};
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    let s3 = r.s3();
+    // Again, on the bucket fresh_resources made, with another retention: re-applied.
+    hookgate_aws::create_archive_bucket(&s3, &r.bucket, 3, false)
+        .await
+        .unwrap();
+
+    let block = s3
+        .get_public_access_block()
+        .bucket(&r.bucket)
+        .send()
+        .await
+        .unwrap();
+    let block = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            block.block_public_acls(),
+            block.ignore_public_acls(),
+            block.block_public_policy(),
+            block.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let sse = s3
+        .get_bucket_encryption()
+        .bucket(&r.bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = &sse.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .map(|d| d.sse_algorithm()),
+        Some(&ServerSideEncryption::Aes256)
+    );
+    let ownership = s3
+        .get_bucket_ownership_controls()
+        .bucket(&r.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ownership.ownership_controls().unwrap().rules()[0].object_ownership(),
+        &ObjectOwnership::BucketOwnerEnforced
+    );
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&r.bucket)
+        .send()
+        .await
+        .unwrap();
+    let rules = lifecycle.rules();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(
+        rules[0].id(),
+        Some(hookgate_aws::setup::ARCHIVE_LIFECYCLE_RULE)
+    );
+    assert_eq!(rules[0].status(), &ExpirationStatus::Enabled);
+    assert_eq!(rules[0].expiration().and_then(|e| e.days()), Some(3));
+    // (Versioning is never turned on; moto's GetBucketVersioning answer for a bucket that
+    // never had it has a root element the SDK refuses, so it is not read here.)
+
+    // A name S3 would refuse is refused before any request.
+    let err = hookgate_aws::create_archive_bucket(&s3, "Not_A_Bucket", 7, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, hookgate_aws::SetupError::BucketName(..)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_tls_only_policy_refuses_plain_http() {
+    // moto enforces bucket policies: a bucket made with the TLS-only policy refuses the
+    // plain-HTTP requests a test makes to it, as S3 refuses requests without TLS.
+    let endpoint = moto_or_skip!();
+    let config = moto_sdk_config(&endpoint).await;
+    let s3 = hookgate_aws::archive::s3_client(&config);
+    let bucket = format!("hookgate-tls-{}", uuid::Uuid::new_v4().simple());
+    hookgate_aws::create_archive_bucket(&s3, &bucket, 7, true)
+        .await
+        .unwrap();
+    let policy = s3.get_bucket_policy().bucket(&bucket).send().await.unwrap();
+    assert!(
+        policy
+            .policy()
+            .unwrap_or_default()
+            .contains("aws:SecureTransport"),
+        "{policy:?}"
+    );
+    let archive = hookgate_aws::S3Archive::new(s3, &bucket);
+    let got = archive.get(&new_id()).await;
+    assert!(
+        matches!(got, Err(ArchiveError::Unavailable(ref m)) if m.contains("403")),
+        "got {got:?}"
+    );
+}
+
+#[tokio::test]
+async fn setup_makes_the_bucket_in_the_clients_region() {
+    let endpoint = moto_or_skip!();
+    let config = moto_sdk_config(&endpoint)
+        .await
+        .to_builder()
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    let s3 = hookgate_aws::archive::s3_client(&config);
+    let bucket = format!("hookgate-eu-{}", uuid::Uuid::new_v4().simple());
+    hookgate_aws::create_archive_bucket(&s3, &bucket, 7, false)
+        .await
+        .unwrap();
+    hookgate_aws::create_archive_bucket(&s3, &bucket, 7, false)
+        .await
+        .unwrap();
+    let location = s3
+        .get_bucket_location()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        location.location_constraint().map(|c| c.as_str()),
+        Some("eu-west-1")
+    );
+}
+
+#[tokio::test]
 async fn items_have_the_documented_layout() {
     let endpoint = moto_or_skip!();
     let r = fresh_resources(&endpoint, 3, 30).await;
@@ -179,6 +347,8 @@ async fn items_have_the_documented_layout() {
         now,
         lease_until: now.plus(Duration::from_secs(60)),
         lease_token: uuid::Uuid::new_v4().to_string(),
+        generation: 0,
+        payload: None,
     };
     ledger.start_attempt(&start).await.unwrap();
     let item = raw(&id).await;
@@ -358,7 +528,13 @@ async fn unreachable_store_is_unavailable() {
         .to_builder()
         .retry_config(RetryConfig::disabled())
         .build();
-    let backend = hookgate_aws::AwsBackend::from_parts(&config, "t", "http://127.0.0.1:1/q", None);
+    let backend = hookgate_aws::AwsBackend::from_parts(
+        &config,
+        "t",
+        "http://127.0.0.1:1/q",
+        None,
+        Some("hookgate-unreachable".into()),
+    );
 
     let got = backend.ledger.get(&new_id()).await;
     assert!(
@@ -395,6 +571,37 @@ async fn unreachable_store_is_unavailable() {
     let got = backend.queue.delete("r").await;
     assert!(
         matches!(got, Err(QueueError::Unavailable(_))),
+        "got {got:?}"
+    );
+
+    let archive = backend.archive.expect("a bucket was given");
+    let id = new_id();
+    let envelope = hookgate_core::Envelope {
+        event_id: id.clone(),
+        source: SourceName::parse("github").unwrap(),
+        event_type: "push".into(),
+        received_at: SystemClock.now(),
+        headers: BTreeMap::new(),
+        body: bytes::Bytes::from_static(b"{}"),
+    };
+    let got = archive.put(&envelope).await;
+    assert!(
+        matches!(got, Err(ArchiveError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = archive.get(&id).await;
+    assert!(
+        matches!(got, Err(ArchiveError::Unavailable(ref m)) if m.contains("dispatch failure")),
+        "got {got:?}"
+    );
+    let got = archive.exists(&id).await;
+    assert!(
+        matches!(got, Err(ArchiveError::Unavailable(_))),
+        "got {got:?}"
+    );
+    let got = archive.delete(&id).await;
+    assert!(
+        matches!(got, Err(ArchiveError::Unavailable(_))),
         "got {got:?}"
     );
 }
@@ -583,4 +790,47 @@ fn template_defines_the_status_index_setup_creates() {
     ] {
         assert!(template.contains(&want), "template.yaml lacks {want:?}");
     }
+}
+
+#[test]
+fn template_defines_the_archive_and_queue_limits_setup_creates() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .unwrap();
+    // Both queues' maximum message size, set explicitly, as setup sets it.
+    let size = format!(
+        "MaximumMessageSize: {}",
+        hookgate_aws::setup::MAX_MESSAGE_BYTES
+    );
+    assert_eq!(template.matches(&size).count(), 2, "{size}");
+    // The bucket's settings, as create_archive_bucket applies them.
+    for want in [
+        "SSEAlgorithm: AES256".to_owned(),
+        "ObjectOwnership: BucketOwnerEnforced".to_owned(),
+        format!("- Id: {}", hookgate_aws::setup::ARCHIVE_LIFECYCLE_RULE),
+        "ExpirationInDays: !Ref ArchiveRetentionDays".to_owned(),
+        "aws:SecureTransport: \"false\"".to_owned(),
+        "HOOKGATE_ARCHIVE_BUCKET: !Ref ArchiveBucket".to_owned(),
+        "Path: /events/{id}/payload".to_owned(),
+        "Path: /events/{id}/replay".to_owned(),
+    ] {
+        assert!(template.contains(&want), "template.yaml lacks {want:?}");
+    }
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert!(
+            template.contains(&format!("{flag}: true")),
+            "template.yaml lacks {flag}: true"
+        );
+    }
+    // The functions may touch only the archive's keys: the prefix of `key_for`.
+    let key = hookgate_core::archive::key_for(&new_id());
+    let prefix = &key[..key.find('/').unwrap() + 1];
+    let resource = format!("Resource: !Sub ${{ArchiveBucket.Arn}}/{prefix}*");
+    assert_eq!(template.matches(&resource).count(), 2, "{resource}");
 }

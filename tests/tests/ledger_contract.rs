@@ -11,8 +11,9 @@ use std::time::Duration;
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
-    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, EventSummary,
-    Ledger, LedgerError, ListQuery, StartOutcome,
+    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord, EventStatus,
+    EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, PageQuery, PayloadInfo,
+    PayloadStore, PayloadWrite, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
 };
 use hookgate_core::memory::MemoryLedger;
 
@@ -67,6 +68,8 @@ fn start_at(id: &EventId, received_at: Timestamp, now: Timestamp) -> AttemptStar
         now,
         lease_until: now.plus(LEASE),
         lease_token: uuid::Uuid::new_v4().to_string(),
+        generation: 0,
+        payload: None,
     }
 }
 
@@ -215,6 +218,10 @@ async fn claim_records_a_received_event(ledger: Arc<dyn Ledger>) {
             attempt_count: 0,
             attempts: vec![],
             last_error: None,
+            generation: 0,
+            replays: 0,
+            history: vec![],
+            payload: None,
         }
     );
 }
@@ -648,6 +655,10 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
             attempt_count: 2,
             attempts: vec![end1.attempt, end2.attempt],
             last_error: None,
+            generation: 0,
+            replays: 0,
+            history: vec![],
+            payload: None,
         }
     );
 }
@@ -712,6 +723,10 @@ async fn start_attempt_on_unknown_id_upserts(ledger: Arc<dyn Ledger>) {
             attempt_count: 1,
             attempts: vec![],
             last_error: None,
+            generation: 0,
+            replays: 0,
+            history: vec![],
+            payload: None,
         })
     );
     // The row now deduplicates a late claim of the same id.
@@ -1050,6 +1065,344 @@ async fn a_retried_attempt_end_is_recorded_once(ledger: Arc<dyn Ledger>) {
     assert_conflict(ledger.finish_attempt(&failed).await);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Payloads, generations, replays, history, pages
+// ---------------------------------------------------------------------------------------------
+
+fn replay_start(id: &EventId, expected: u64, now: Timestamp, run: Option<&str>) -> ReplayStart {
+    ReplayStart {
+        event_id: id.clone(),
+        expected_generation: expected,
+        token: token(),
+        run: run.map(str::to_owned),
+        now,
+        stale_before: now.minus(CLAIM_TIMEOUT),
+        entry: HistoryEntry {
+            at: now,
+            kind: "replayed".into(),
+            note: "by the contract suite".into(),
+        },
+    }
+}
+
+/// An event claimed, queued, started and finished with `status` at t0 + 1..2 s.
+async fn finished(ledger: &dyn Ledger, id: &EventId, now: Timestamp, status: EventStatus) {
+    claim_and_queue(ledger, id, now).await;
+    let s1 = now.plus(secs(1));
+    ledger.start_attempt(&start_at(id, now, s1)).await.unwrap();
+    let error = (status != EventStatus::Processed).then_some("boom");
+    ledger
+        .finish_attempt(&end_at(id, 1, s1, now.plus(secs(2)), status, error))
+        .await
+        .unwrap();
+}
+
+async fn the_first_start_records_the_payload_once(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    let inline = bytes::Bytes::from_static(b"\x78\x01compressed");
+    let mut start = start_at(&id, now, now.plus(secs(1)));
+    start.payload = Some(PayloadWrite {
+        info: PayloadInfo {
+            bytes: 1234,
+            sha256: "ab".repeat(32),
+            stored: PayloadStore::Inline,
+        },
+        inline: Some(inline.clone()),
+    });
+    ledger.start_attempt(&start).await.unwrap();
+    // A later start with another payload changes nothing: the first one recorded stays.
+    let mut later = start_at(&id, now, now.plus(secs(120)));
+    later.payload = Some(PayloadWrite {
+        info: PayloadInfo {
+            bytes: 1,
+            sha256: "cd".repeat(32),
+            stored: PayloadStore::Archive,
+        },
+        inline: None,
+    });
+    ledger.start_attempt(&later).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    let info = record.payload.unwrap();
+    assert_eq!((info.bytes, info.stored), (1234, PayloadStore::Inline));
+    assert_eq!(info.sha256, "ab".repeat(32));
+    assert_eq!(ledger.inline_payload(&id).await.unwrap(), Some(inline));
+    assert_eq!(ledger.inline_payload(&new_id()).await.unwrap(), None);
+}
+
+async fn a_replay_moves_the_generation_and_supersedes_older_messages(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    finished(ledger.as_ref(), &id, now, EventStatus::Processed).await;
+    let at = now.plus(secs(10));
+    assert_eq!(
+        ledger
+            .begin_replay(&replay_start(&id, 0, at, None))
+            .await
+            .unwrap(),
+        ReplayOutcome::Started {
+            generation: 1,
+            previous: EventStatus::Processed
+        }
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.generation, record.replays),
+        (EventStatus::Queued, 1, 1)
+    );
+    assert_eq!(record.history.len(), 1);
+    assert_eq!(record.history[0].kind, "replayed");
+    // A message of generation 0 (the original, late) is superseded; one of generation 1 runs.
+    let mut stale = start_at(&id, now, at.plus(secs(1)));
+    stale.generation = 0;
+    assert_eq!(
+        ledger.start_attempt(&stale).await.unwrap(),
+        StartOutcome::Superseded { current: 1 }
+    );
+    let mut replayed = start_at(&id, now, at.plus(secs(2)));
+    replayed.generation = 1;
+    assert_eq!(
+        ledger.start_attempt(&replayed).await.unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    // While it runs, or replayed again from an old read, a replay is refused.
+    assert_eq!(
+        ledger
+            .begin_replay(&replay_start(&id, 1, at.plus(secs(3)), None))
+            .await
+            .unwrap(),
+        ReplayOutcome::InProgress(EventStatus::Processing)
+    );
+    ledger
+        .finish_attempt(&end_at(
+            &id,
+            2,
+            at.plus(secs(2)),
+            at.plus(secs(4)),
+            EventStatus::Processed,
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .begin_replay(&replay_start(&id, 0, at.plus(secs(5)), None))
+            .await
+            .unwrap(),
+        ReplayOutcome::Superseded { current: 1 }
+    );
+    assert_eq!(
+        ledger
+            .begin_replay(&replay_start(&new_id(), 0, at, None))
+            .await
+            .unwrap(),
+        ReplayOutcome::NotFound
+    );
+}
+
+async fn a_retried_replay_and_its_undo_and_a_runs_repeat(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    finished(ledger.as_ref(), &id, now, EventStatus::DeadLettered).await;
+    let at = now.plus(secs(10));
+    let replay = replay_start(&id, 0, at, Some("run-1"));
+    let started = ledger.begin_replay(&replay).await.unwrap();
+    assert_eq!(
+        started,
+        ReplayOutcome::Started {
+            generation: 1,
+            previous: EventStatus::DeadLettered
+        }
+    );
+    // The same call again (its answer lost): the same answer, nothing applied twice.
+    assert_eq!(ledger.begin_replay(&replay).await.unwrap(), started);
+    assert_eq!(ledger.get(&id).await.unwrap().unwrap().replays, 1);
+    // Taken back: dead-lettered again, generation 0, and the history says why.
+    let undo = ReplayUndo {
+        event_id: id.clone(),
+        token: replay.token.clone(),
+        generation: 1,
+        restore: EventStatus::DeadLettered,
+        entry: HistoryEntry {
+            at,
+            kind: "replay_undone".into(),
+            note: "queue down".into(),
+        },
+        now: at,
+    };
+    ledger.undo_replay(&undo).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.generation, record.replays),
+        (EventStatus::DeadLettered, 0, 0)
+    );
+    let kinds: Vec<&str> = record.history.iter().map(|h| h.kind.as_str()).collect();
+    assert_eq!(kinds, ["replayed", "replay_undone"]);
+    assert_conflict(ledger.undo_replay(&undo).await);
+    // A run that replayed it does not again; another run may.
+    ledger
+        .begin_replay(&replay_start(&id, 0, at, Some("run-2")))
+        .await
+        .unwrap();
+    let mut runs_start = start_at(&id, now, at.plus(secs(1)));
+    runs_start.generation = 1;
+    ledger.start_attempt(&runs_start).await.unwrap();
+    ledger
+        .finish_attempt(&end_at(
+            &id,
+            2,
+            at.plus(secs(1)),
+            at.plus(secs(2)),
+            EventStatus::DeadLettered,
+            Some("x"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        ledger
+            .begin_replay(&replay_start(&id, 1, at.plus(secs(3)), Some("run-2")))
+            .await
+            .unwrap(),
+        ReplayOutcome::AlreadyInRun
+    );
+    assert!(matches!(
+        ledger
+            .begin_replay(&replay_start(&id, 1, at.plus(secs(3)), Some("run-3")))
+            .await
+            .unwrap(),
+        ReplayOutcome::Started { generation: 2, .. }
+    ));
+}
+
+async fn a_replay_that_never_reached_the_queue_is_taken_over_late(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    finished(ledger.as_ref(), &id, now, EventStatus::Processed).await;
+    let at = now.plus(secs(10));
+    ledger
+        .begin_replay(&replay_start(&id, 0, at, None))
+        .await
+        .unwrap();
+    // Still queued by that replay: refused inside the claim timeout, taken over after it.
+    assert_eq!(
+        ledger
+            .begin_replay(&replay_start(&id, 1, at.plus(secs(5)), None))
+            .await
+            .unwrap(),
+        ReplayOutcome::InProgress(EventStatus::Queued)
+    );
+    assert!(matches!(
+        ledger
+            .begin_replay(&replay_start(
+                &id,
+                1,
+                at.plus(CLAIM_TIMEOUT + secs(1)),
+                None
+            ))
+            .await
+            .unwrap(),
+        ReplayOutcome::Started { generation: 2, .. }
+    ));
+}
+
+async fn history_entries_are_added_once_per_token(ledger: Arc<dyn Ledger>) {
+    let id = new_id();
+    let now = t0();
+    claim_and_queue(ledger.as_ref(), &id, now).await;
+    let entry = HistoryEntry {
+        at: now,
+        kind: "dlq_purged".into(),
+        note: "purged".into(),
+    };
+    assert!(ledger.add_history(&id, &entry, "tok-1").await.unwrap());
+    assert!(
+        ledger.add_history(&id, &entry, "tok-1").await.unwrap(),
+        "retried: no second entry"
+    );
+    assert!(ledger.add_history(&id, &entry, "tok-2").await.unwrap());
+    assert_eq!(ledger.get(&id).await.unwrap().unwrap().history.len(), 2);
+    assert!(!ledger
+        .add_history(&new_id(), &entry, "tok-1")
+        .await
+        .unwrap());
+}
+
+async fn pages_walk_a_status_by_time_type_and_cursor(ledger: Arc<dyn Ledger>) {
+    let source = unique_source();
+    let now = t0();
+    // Ten events a second apart, alternating two types.
+    let mut ids = Vec::new();
+    for n in 0..10u64 {
+        let id = new_id();
+        let at = now.plus(secs(n));
+        let mut claim = claim_at(&id, at, &token());
+        claim.source = source.clone();
+        claim.event_type = if n % 2 == 0 {
+            "even".into()
+        } else {
+            "odd".into()
+        };
+        ledger.claim(&claim).await.unwrap();
+        ids.push(id);
+    }
+    let query = |event_type: Option<&str>, since, until, limit, cursor| PageQuery {
+        status: EventStatus::Received,
+        source: Some(source.clone()),
+        event_type: event_type.map(str::to_owned),
+        since,
+        until,
+        limit,
+        cursor,
+    };
+    // Pages of 3, newest first, until the end: every event once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10 {
+        let page = ledger
+            .list_page(&query(None, None, None, 3, cursor))
+            .await
+            .unwrap();
+        assert!(page.events.len() <= 3);
+        seen.extend(page.events.iter().map(|e| e.event_id.clone()));
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut newest_first: Vec<EventId> = ids.iter().rev().cloned().collect();
+    assert_eq!(seen, newest_first);
+    // A type and a time range.
+    let page = ledger
+        .list_page(&query(
+            Some("odd"),
+            Some(now.plus(secs(2))),
+            Some(now.plus(secs(7))),
+            100,
+            None,
+        ))
+        .await
+        .unwrap();
+    let got: Vec<EventId> = page.events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(got, [ids[5].clone(), ids[3].clone()]);
+    assert_eq!(page.next, None);
+    // A cursor goes on from where a page ended, and survives the text form.
+    let first = ledger
+        .list_page(&query(None, None, None, 4, None))
+        .await
+        .unwrap();
+    let next = first.next.clone().unwrap();
+    let text = next.encode();
+    assert_eq!(Cursor::parse(&text), Some(next.clone()));
+    let second = ledger
+        .list_page(&query(None, None, None, 4, Cursor::parse(&text)))
+        .await
+        .unwrap();
+    newest_first.drain(..4);
+    let got: Vec<EventId> = second.events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(got, newest_first[..4]);
+}
+
 async fn moto_ledger() -> Option<Arc<dyn Ledger>> {
     let endpoint = hookgate_testkit::moto_endpoint()?;
     let resources = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
@@ -1083,6 +1436,12 @@ macro_rules! ledger_contract {
 }
 
 ledger_contract!(
+    the_first_start_records_the_payload_once,
+    a_replay_moves_the_generation_and_supersedes_older_messages,
+    a_retried_replay_and_its_undo_and_a_runs_repeat,
+    a_replay_that_never_reached_the_queue_is_taken_over_late,
+    history_entries_are_added_once_per_token,
+    pages_walk_a_status_by_time_type_and_cursor,
     a_retried_claim_finds_its_own_token,
     a_retried_start_takes_its_own_lease,
     a_retried_attempt_end_is_recorded_once,

@@ -71,9 +71,11 @@ async fn rig_with_visibility(secs: u64) -> Option<Rig> {
     let backend = AwsBackend::from_clients(
         faults.dynamodb_client(&sdk),
         faults.sqs_client(&sdk),
+        faults.s3_client(&sdk),
         &resources.table,
         &resources.queue_url,
         Some(resources.dlq_url.clone()),
+        Some(resources.bucket.clone()),
     );
     let receiver = Receiver::new(
         &config_with_visibility(secs),

@@ -17,11 +17,12 @@
 //! | operation timeout | 7 s | ≥ 3 × 2 s + 0.75 s of backoff: the bound on one call, retries included |
 //!
 //! One call takes at most 3 × 2 s + 0.75 s = 6.75 s ([`worst_case_call`]). The receiver
-//! makes at most [`RECEIVER_CALLS_PER_REQUEST`] calls in a row (claim, enqueue, then mark
-//! queued or release the claim), so a warm request has its answer within 20.25 s; a cold start
-//! adds the configuration read (one more call): 27 s, inside API Gateway's 30 s. The receiver
-//! function's timeout (the template's `ReceiverTimeout`, 29 s by default) must stay above the
-//! warm figure, or Lambda cuts the receiver off before its own `503`.
+//! makes at most [`RECEIVER_CALLS_PER_REQUEST`] calls in a row (claim, archive the body of a
+//! claim-checked event, enqueue, then mark queued or release the claim), so a warm request has
+//! its answer within 27 s; a cold start adds the configuration read, on a budget of its own
+//! ([`config_read_timeouts`]: 2 attempts of 0.6 s, 1.5 s in all): 28.5 s, inside API Gateway's
+//! 30 s. The receiver function's timeout (the template's `ReceiverTimeout`, 29 s by default)
+//! must stay above the warm figure, or Lambda cuts the receiver off before its own `503`.
 //! [`worst_case_request`] computes it; unit tests hold both bounds.
 //!
 //! SQS `ReceiveMessage` (the local stack's poller) long-polls for up to 20 s: its attempt
@@ -47,10 +48,16 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// AWS calls the receiver makes, one after another, for one request at most: `PutItem`
-/// (claim), `SendMessage`, then `UpdateItem` (mark queued) or `DeleteItem` (release).
-pub const RECEIVER_CALLS_PER_REQUEST: u32 = 3;
-/// AWS calls a cold start adds before the first request: `GetSecretValue` (configuration).
-pub const COLD_START_CALLS: u32 = 1;
+/// (claim), `PutObject` (a body over the claim-check size), `SendMessage`, then `UpdateItem`
+/// (mark queued) or `DeleteItem` (release).
+pub const RECEIVER_CALLS_PER_REQUEST: u32 = 4;
+/// Tries of the cold start's configuration read.
+pub const CONFIG_READ_ATTEMPTS: u32 = 2;
+/// Longest wait for one try of the configuration read (Secrets Manager answers in tens of
+/// milliseconds in-region; a cold start that cannot read it fails, and the provider retries).
+pub const CONFIG_READ_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(600);
+/// Longest wait for the configuration read, both tries and the backoff included.
+pub const CONFIG_READ_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// API Gateway's longest integration timeout (HTTP API).
 pub const API_GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -108,7 +115,19 @@ pub fn worst_case_call() -> Duration {
 /// The longest a webhook request can wait on AWS: the receiver's calls in a row, plus a cold
 /// start's.
 pub fn worst_case_request() -> Duration {
-    worst_case_call() * (RECEIVER_CALLS_PER_REQUEST + COLD_START_CALLS)
+    worst_case_call() * RECEIVER_CALLS_PER_REQUEST + CONFIG_READ_TIMEOUT
+}
+
+/// The configuration read's own, shorter budget: a cold start is on the request's clock.
+pub fn config_read_timeouts() -> (RetryConfig, TimeoutConfig) {
+    (
+        retry_config().with_max_attempts(CONFIG_READ_ATTEMPTS),
+        TimeoutConfig::builder()
+            .connect_timeout(CONFIG_READ_ATTEMPT_TIMEOUT)
+            .operation_attempt_timeout(CONFIG_READ_ATTEMPT_TIMEOUT)
+            .operation_timeout(CONFIG_READ_TIMEOUT)
+            .build(),
+    )
 }
 
 #[cfg(test)]
@@ -121,12 +140,17 @@ mod tests {
         // Every attempt fits in the operation timeout: it cuts nothing the policy allows.
         assert!(ATTEMPT_TIMEOUT * MAX_ATTEMPTS + backoff_ceiling() <= OPERATION_TIMEOUT);
         assert_eq!(worst_case_call(), Duration::from_millis(6_750));
-        assert_eq!(worst_case_request(), Duration::from_secs(27));
+        assert_eq!(worst_case_request(), Duration::from_millis(28_500));
         assert!(worst_case_request() < API_GATEWAY_TIMEOUT);
-        // Even with the operation timeout as the only bound.
+        // Even with the operation timeouts as the only bound.
         assert!(
-            OPERATION_TIMEOUT * (RECEIVER_CALLS_PER_REQUEST + COLD_START_CALLS)
+            OPERATION_TIMEOUT * RECEIVER_CALLS_PER_REQUEST + CONFIG_READ_TIMEOUT
                 < API_GATEWAY_TIMEOUT
+        );
+        // The configuration read's tries fit its own bound.
+        assert!(
+            CONFIG_READ_ATTEMPT_TIMEOUT * CONFIG_READ_ATTEMPTS + INITIAL_BACKOFF
+                <= CONFIG_READ_TIMEOUT
         );
     }
 

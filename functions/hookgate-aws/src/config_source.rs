@@ -49,9 +49,17 @@ pub async fn load_from_secret(
     secret_id: &str,
 ) -> Result<Config, ConfigSourceError> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
+    // A cold start is on the first request's clock: this read has a budget of its own.
+    let (retry, timeouts) = crate::budget::config_read_timeouts();
     let out = client
         .get_secret_value()
         .secret_id(secret_id)
+        .customize()
+        .config_override(
+            aws_sdk_secretsmanager::config::Builder::default()
+                .retry_config(retry)
+                .timeout_config(timeouts),
+        )
         .send()
         .await
         .map_err(|e| ConfigSourceError::Fetch {

@@ -20,7 +20,10 @@
 //! // … PutItem now takes three attempts: faults.attempts("PutItem") == 3
 //! ```
 //!
-//! Operations are named as the SDK names them (`PutItem`, `UpdateItem`, `SendMessage`, …).
+//! Operations are named as the SDK names them (`PutItem`, `UpdateItem`, `SendMessage`,
+//! `PutObject`, …). An error answer is in the protocol of the service called: JSON for DynamoDB
+//! and SQS, XML for S3 ([`SdkFaults::s3_client`]), so the SDK reads its code as it reads the
+//! service's own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +55,8 @@ pub enum SdkFault {
     ProvisionedThroughputExceeded,
     /// `503 ServiceUnavailable`.
     ServiceUnavailable,
+    /// `503 SlowDown`: S3's answer to too high a request rate.
+    SlowDown,
     /// `500 InternalServerError`.
     InternalServerError,
     /// No answer at all: the attempt runs into its timeout.
@@ -63,11 +68,14 @@ pub enum SdkFault {
 
 /// The header marking a request the HTTP client must answer itself (never sent).
 const MARK: &str = "x-hookgate-injected-fault";
+/// The header marking a request to a service whose errors are XML (S3).
+const MARK_XML: &str = "x-hookgate-injected-fault-xml";
 
-const ALL: [SdkFault; 6] = [
+const ALL: [SdkFault; 7] = [
     SdkFault::Throttling,
     SdkFault::ProvisionedThroughputExceeded,
     SdkFault::ServiceUnavailable,
+    SdkFault::SlowDown,
     SdkFault::InternalServerError,
     SdkFault::Stall,
     SdkFault::AppliedThenLost,
@@ -82,6 +90,7 @@ impl SdkFault {
                 (400, "ProvisionedThroughputExceededException")
             }
             SdkFault::ServiceUnavailable => (503, "ServiceUnavailable"),
+            SdkFault::SlowDown => (503, "SlowDown"),
             SdkFault::InternalServerError => (500, "InternalServerError"),
             SdkFault::Stall => (0, "Stall"),
             SdkFault::AppliedThenLost => (0, "AppliedThenLost"),
@@ -92,18 +101,29 @@ impl SdkFault {
         ALL.into_iter().find(|f| f.status_and_code().1 == code)
     }
 
-    /// The answer as the JSON protocols (DynamoDB's and SQS's) give it.
-    fn response(self) -> HttpResponse {
+    /// The answer as the JSON protocols (DynamoDB's and SQS's) give it, or as S3's REST-XML
+    /// protocol does (`xml`).
+    fn response(self, xml: bool) -> HttpResponse {
         let (status, code) = self.status_and_code();
-        let body = format!(r#"{{"__type":"{code}","message":"injected by hookgate's tests"}}"#);
+        let (body, content_type) = if xml {
+            (
+                format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected by hookgate's tests</Message><RequestId>hookgate-injected</RequestId></Error>"#
+                ),
+                "application/xml",
+            )
+        } else {
+            (
+                format!(r#"{{"__type":"{code}","message":"injected by hookgate's tests"}}"#),
+                "application/x-amz-json-1.0",
+            )
+        };
         let status = StatusCode::try_from(status).unwrap_or_else(|_| {
             // Every status above is a valid one; 500 is the fallback should that change.
             StatusCode::try_from(500).expect("500 is a valid status")
         });
         let mut response = HttpResponse::new(status, SdkBody::from(body));
-        response
-            .headers_mut()
-            .insert("content-type", "application/x-amz-json-1.0");
+        response.headers_mut().insert("content-type", content_type);
         response.headers_mut().insert("x-amzn-errortype", code);
         response
             .headers_mut()
@@ -225,6 +245,17 @@ impl SdkFaults {
         )
     }
 
+    /// An S3 client on `config` with this plan, addressed as
+    /// [`crate::archive::s3_client`]'s (path style on a custom endpoint such as moto).
+    pub fn s3_client(self: &Arc<Self>, config: &SdkConfig) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            crate::archive::s3_config(config)
+                .interceptor(self.interceptor())
+                .http_client(FaultyHttpClient::over(config))
+                .build(),
+        )
+    }
+
     /// The fault for this attempt of `operation`, if any (consuming a `fail_next`).
     fn take(&self, operation: &str) -> Option<SdkFault> {
         let mut rules = lock(&self.rules);
@@ -255,7 +286,8 @@ impl SdkFaults {
 }
 
 /// The interceptor: counts every attempt, and marks the requests of the ones the plan fails
-/// (the clients of [`SdkFaults::dynamodb_client`] and [`SdkFaults::sqs_client`] answer those).
+/// (the clients of [`SdkFaults::dynamodb_client`], [`SdkFaults::sqs_client`] and
+/// [`SdkFaults::s3_client`] answer those).
 #[derive(Debug, Clone)]
 pub struct FaultInterceptor {
     faults: Arc<SdkFaults>,
@@ -263,6 +295,12 @@ pub struct FaultInterceptor {
 
 fn operation(cfg: &ConfigBag) -> Option<String> {
     cfg.load::<Metadata>().map(|m| m.name().to_owned())
+}
+
+/// Whether the service called answers errors in XML (S3's REST-XML protocol).
+fn xml_errors(cfg: &ConfigBag) -> bool {
+    cfg.load::<Metadata>()
+        .is_some_and(|m| m.service().eq_ignore_ascii_case("s3"))
 }
 
 impl Intercept for FaultInterceptor {
@@ -289,10 +327,11 @@ impl Intercept for FaultInterceptor {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(fault) = operation(cfg).and_then(|op| self.faults.take(&op)) {
-            context
-                .request_mut()
-                .headers_mut()
-                .insert(MARK, fault.status_and_code().1);
+            let headers = context.request_mut().headers_mut();
+            headers.insert(MARK, fault.status_and_code().1);
+            if xml_errors(cfg) {
+                headers.insert(MARK_XML, "1");
+            }
         }
         Ok(())
     }
@@ -337,12 +376,14 @@ struct FaultyConnector {
 
 impl HttpConnector for FaultyConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let xml = request.headers().get(MARK_XML).is_some();
         match request.headers().get(MARK).and_then(SdkFault::from_code) {
             None => self.inner.call(request),
             Some(SdkFault::Stall) => HttpConnectorFuture::new(std::future::pending()),
             Some(SdkFault::AppliedThenLost) => {
                 let mut request = request;
                 request.headers_mut().remove(MARK);
+                request.headers_mut().remove(MARK_XML);
                 let sent = self.inner.call(request);
                 HttpConnectorFuture::new(async move {
                     // The service answers, and so has applied the request; the answer is lost.
@@ -353,7 +394,7 @@ impl HttpConnector for FaultyConnector {
                     ))
                 })
             }
-            Some(fault) => HttpConnectorFuture::ready(Ok(fault.response())),
+            Some(fault) => HttpConnectorFuture::ready(Ok(fault.response(xml))),
         }
     }
 }
@@ -393,16 +434,22 @@ mod tests {
 
     #[test]
     fn answers_carry_the_status_and_code() {
-        let r = SdkFault::Throttling.response();
+        let r = SdkFault::Throttling.response(false);
         assert_eq!(r.status().as_u16(), 400);
         assert_eq!(
             r.headers().get("x-amzn-errortype"),
             Some("ThrottlingException")
         );
-        let r = SdkFault::ServiceUnavailable.response();
+        let r = SdkFault::ServiceUnavailable.response(false);
         assert_eq!(r.status().as_u16(), 503);
         let body = std::str::from_utf8(r.body().bytes().unwrap_or_default()).unwrap_or("");
         assert!(body.contains(r#""__type":"ServiceUnavailable""#), "{body}");
+        // S3's errors are XML.
+        let r = SdkFault::SlowDown.response(true);
+        assert_eq!(r.status().as_u16(), 503);
+        assert_eq!(r.headers().get("content-type"), Some("application/xml"));
+        let body = std::str::from_utf8(r.body().bytes().unwrap_or_default()).unwrap_or("");
+        assert!(body.contains("<Code>SlowDown</Code>"), "{body}");
         for fault in ALL {
             assert_eq!(SdkFault::from_code(fault.status_and_code().1), Some(fault));
         }

@@ -21,6 +21,11 @@
 //! | `finished_attempt` | N | the highest attempt whose end is recorded |
 //! | `attempts` | L of M | `attempt`, `at` (ms), `duration_ms`, `success` (BOOL), `error`, `note`, `url` (S, optional), `status_code` (N, optional) |
 //! | `last_error` | S | only when the last attempt failed |
+//! | `generation`, `replays` | N | one more per replay (absent: 0); a message of an older generation is superseded |
+//! | `history` | L of M | `at` (ms), `kind`, `note`: replays, their undoing, DLQ purges |
+//! | `payload_bytes`, `payload_sha256`, `payload_stored` | N, S, S | the payload, once the processor took the event: `inline` or `archive` |
+//! | `payload` | B | the compressed envelope, when `inline` |
+//! | `replay_token`, `replay_run`, `replayed_at`, `replay_previous` | S, S, N, S | the last replay |
 //!
 //! **Retried writes.** The SDK sends a write again when its answer is lost (a timeout, a dropped
 //! connection), so a condition may fail against the item the first attempt wrote. Each write
@@ -47,11 +52,14 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use bytes::Bytes;
 use hookgate_core::clock::Timestamp;
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
-    newest_first, Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus,
-    EventSummary, Ledger, LedgerError, ListQuery, StartOutcome,
+    newest_first, page_matches, Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor,
+    EventRecord, EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
+    PageQuery, PayloadInfo, PayloadStore, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
+    MAX_LIST_LIMIT,
 };
 use tokio::task::JoinSet;
 
@@ -87,6 +95,19 @@ mod a {
     pub const LEASE_UNTIL: &str = "lease_until";
     pub const LEASE_TOKEN: &str = "lease_token";
     pub const FINISHED_ATTEMPT: &str = "finished_attempt";
+    pub const GENERATION: &str = "generation";
+    pub const REPLAYS: &str = "replays";
+    pub const HISTORY: &str = "history";
+    pub const PAYLOAD: &str = "payload";
+    pub const PAYLOAD_BYTES: &str = "payload_bytes";
+    pub const PAYLOAD_SHA256: &str = "payload_sha256";
+    pub const PAYLOAD_STORED: &str = "payload_stored";
+    pub const REPLAY_TOKEN: &str = "replay_token";
+    pub const REPLAY_RUN: &str = "replay_run";
+    pub const REPLAYED_AT: &str = "replayed_at";
+    pub const REPLAY_PREVIOUS: &str = "replay_previous";
+    // Inside one `history` entry.
+    pub const KIND: &str = "kind";
     // Inside one `attempts` entry.
     pub const ATTEMPT: &str = "attempt";
     pub const AT: &str = "at";
@@ -341,22 +362,42 @@ impl Ledger for DynamoDbLedger {
     }
 
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
-        let result = self
+        let mut update = String::from(
+            "SET #status = :processing, lease_until = :lease_until, lease_token = :lease_token, \
+             attempt_count = if_not_exists(attempt_count, :zero) + :one, \
+             updated_at = :now, generation = :generation, \
+             #source = if_not_exists(#source, :source), \
+             event_type = if_not_exists(event_type, :event_type), \
+             received_at = if_not_exists(received_at, :received_at), \
+             expires_at = if_not_exists(expires_at, :expires_at)",
+        );
+        let mut payload_values: Vec<(&str, AttributeValue)> = Vec::new();
+        if let Some(p) = &start.payload {
+            update.push_str(
+                ", payload_bytes = if_not_exists(payload_bytes, :payload_bytes), \
+                 payload_sha256 = if_not_exists(payload_sha256, :payload_sha256), \
+                 payload_stored = if_not_exists(payload_stored, :payload_stored)",
+            );
+            payload_values.push((":payload_bytes", n(p.info.bytes)));
+            payload_values.push((":payload_sha256", s(&p.info.sha256)));
+            payload_values.push((":payload_stored", s(p.info.stored.as_str())));
+            if let Some(inline) = &p.inline {
+                update.push_str(", payload = if_not_exists(payload, :payload)");
+                payload_values.push((
+                    ":payload",
+                    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(inline.to_vec())),
+                ));
+            }
+        }
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(&start.event_id)))
-            .update_expression(
-                "SET #status = :processing, lease_until = :lease_until, lease_token = :lease_token, \
-                 attempt_count = if_not_exists(attempt_count, :zero) + :one, \
-                 updated_at = :now, \
-                 #source = if_not_exists(#source, :source), \
-                 event_type = if_not_exists(event_type, :event_type), \
-                 received_at = if_not_exists(received_at, :received_at), \
-                 expires_at = if_not_exists(expires_at, :expires_at)",
-            )
+            .update_expression(update)
             .condition_expression(
                 "attribute_not_exists(event_id) OR (#status <> :processed AND \
+                 (attribute_not_exists(generation) OR generation <= :generation) AND \
                  (#status <> :processing OR attribute_not_exists(lease_until) \
                  OR lease_until < :now))",
             )
@@ -373,10 +414,13 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_values(":event_type", s(&start.event_type))
             .expression_attribute_values(":received_at", n(start.received_at.as_millis()))
             .expression_attribute_values(":expires_at", n(ttl_secs(start.expires_at)))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
+            .expression_attribute_values(":generation", n(start.generation))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        for (name, value) in payload_values {
+            request = request.expression_attribute_values(name, value);
+        }
+        let result = request.send().await;
         let returned = match result {
             Ok(out) => {
                 let new = out.attributes.ok_or_else(|| {
@@ -400,8 +444,10 @@ impl Ledger for DynamoDbLedger {
                 start.event_id
             )));
         };
+        let current = opt_n::<u64>(&old, a::GENERATION)?.unwrap_or(0);
         match status_of(&old)? {
             EventStatus::Processed => Ok(StartOutcome::AlreadyProcessed),
+            _ if current > start.generation => Ok(StartOutcome::Superseded { current }),
             // Our own lease, taken by an attempt whose answer was lost.
             EventStatus::Processing
                 if opt_s(&old, a::LEASE_TOKEN)? == Some(start.lease_token.as_str()) =>
@@ -514,6 +560,309 @@ impl Ledger for DynamoDbLedger {
         }
         Ok(newest_first(found, limit))
     }
+    async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError> {
+        let limit = query.limit.clamp(1, MAX_LIST_LIMIT);
+        let filtered = query.source.is_some() || query.event_type.is_some();
+        let mut found: Vec<EventSummary> = Vec::new();
+        let mut start = query.cursor.as_ref().map(|c| {
+            HashMap::from([
+                (a::STATUS.to_owned(), s(query.status.as_str())),
+                (a::RECEIVED_AT.to_owned(), n(c.received_at.as_millis())),
+                (a::EVENT_ID.to_owned(), s(c.event_id.as_str())),
+            ])
+        });
+        let mut next = None;
+        for _ in 0..self.max_pages {
+            // Unfiltered, every entry read is listed: read no more than are still wanted.
+            let page = if filtered {
+                self.page_items
+            } else {
+                limit - found.len()
+            };
+            let mut key = String::from("#status = :status");
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .projection_expression(
+                    "event_id, #source, event_type, #status, received_at, updated_at, \
+                     attempt_count, last_error",
+                )
+                .expression_attribute_names("#status", a::STATUS)
+                .expression_attribute_names("#source", a::SOURCE)
+                .expression_attribute_values(":status", s(query.status.as_str()))
+                .scan_index_forward(false)
+                .limit(i32::try_from(page).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            // The time range is the index's sort key: DynamoDB reads only that stretch.
+            match (query.since, query.until) {
+                (Some(since), Some(until)) => {
+                    key.push_str(" AND received_at BETWEEN :since AND :until_incl");
+                    request = request
+                        .expression_attribute_values(":since", n(since.as_millis()))
+                        .expression_attribute_values(":until_incl", n(until.as_millis() - 1));
+                }
+                (Some(since), None) => {
+                    key.push_str(" AND received_at >= :since");
+                    request = request.expression_attribute_values(":since", n(since.as_millis()));
+                }
+                (None, Some(until)) => {
+                    key.push_str(" AND received_at < :until");
+                    request = request.expression_attribute_values(":until", n(until.as_millis()));
+                }
+                (None, None) => {}
+            }
+            let mut filter = Vec::new();
+            if let Some(source) = &query.source {
+                filter.push("#source = :source");
+                request = request.expression_attribute_values(":source", s(source.as_str()));
+            }
+            if let Some(event_type) = &query.event_type {
+                filter.push("event_type = :event_type");
+                request = request.expression_attribute_values(":event_type", s(event_type));
+            }
+            if !filter.is_empty() {
+                request = request.filter_expression(filter.join(" AND "));
+            }
+            let out = request
+                .key_condition_expression(key)
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            for item in out.items() {
+                let summary = summary_from_item(item)?;
+                if page_matches(query, &summary) {
+                    found.push(summary);
+                }
+            }
+            next = out.last_evaluated_key.filter(|k| !k.is_empty());
+            if found.len() >= limit || next.is_none() {
+                break;
+            }
+            start = next.clone();
+        }
+        if found.len() > limit {
+            // A filtered page read more than asked: go on from the last one listed.
+            found.truncate(limit);
+            next = found.last().map(|last| {
+                HashMap::from([
+                    (a::RECEIVED_AT.to_owned(), n(last.received_at.as_millis())),
+                    (a::EVENT_ID.to_owned(), s(last.event_id.as_str())),
+                ])
+            });
+        }
+        let next = match next {
+            None => None,
+            Some(key) => Some(Cursor {
+                received_at: Timestamp::from_millis(req_n(&key, a::RECEIVED_AT)?),
+                event_id: EventId::parse(req_s(&key, a::EVENT_ID)?)
+                    .map_err(|e| corrupt(a::EVENT_ID, &e.to_string()))?,
+            }),
+        };
+        Ok(Page {
+            events: found,
+            next,
+        })
+    }
+
+    async fn inline_payload(&self, event_id: &EventId) -> Result<Option<Bytes>, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(event_id)))
+            .projection_expression("payload")
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        match out.item.as_ref().and_then(|item| item.get(a::PAYLOAD)) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::B(blob)) => Ok(Some(Bytes::copy_from_slice(blob.as_ref()))),
+            Some(_) => Err(corrupt(a::PAYLOAD, "not binary")),
+        }
+    }
+
+    async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
+        let mut update = String::from(
+            "SET replay_previous = #status, #status = :queued, generation = :next, \
+             replays = if_not_exists(replays, :zero) + :one, updated_at = :now, \
+             history = list_append(if_not_exists(history, :empty), :entry), \
+             replay_token = :token, replayed_at = :now",
+        );
+        let mut condition = String::from(
+            "attribute_exists(event_id) AND \
+             (generation = :expected OR (attribute_not_exists(generation) AND :expected = :zero)) AND \
+             (#status IN (:processed, :failed, :dead_lettered) OR \
+              (#status = :queued AND replayed_at < :stale))",
+        );
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&replay.event_id)))
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
+            .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
+            .expression_attribute_values(":failed", s(EventStatus::Failed.as_str()))
+            .expression_attribute_values(":dead_lettered", s(EventStatus::DeadLettered.as_str()))
+            .expression_attribute_values(":expected", n(replay.expected_generation))
+            .expression_attribute_values(":next", n(replay.expected_generation + 1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(replay.now.as_millis()))
+            .expression_attribute_values(":stale", n(replay.stale_before.as_millis()))
+            .expression_attribute_values(":token", s(&replay.token))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![history_to_av(&replay.entry)]),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match &replay.run {
+            Some(run) => {
+                update.push_str(", replay_run = :run");
+                condition.push_str(" AND (attribute_not_exists(replay_run) OR replay_run <> :run)");
+                request = request.expression_attribute_values(":run", s(run));
+            }
+            None => update.push_str(" REMOVE replay_run, lease_until, lease_token"),
+        }
+        if replay.run.is_some() {
+            update.push_str(" REMOVE lease_until, lease_token");
+        }
+        let result = request
+            .update_expression(update)
+            .condition_expression(condition)
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        let returned = match result {
+            Ok(out) => {
+                // ALL_OLD: the item as it was, its status among it. (UPDATED_OLD would do on
+                // DynamoDB, but moto leaves out attributes named through `#placeholders`.)
+                let previous = out
+                    .attributes
+                    .as_ref()
+                    .map(status_of)
+                    .transpose()?
+                    .unwrap_or(EventStatus::Processed);
+                return Ok(ReplayOutcome::Started {
+                    generation: replay.expected_generation + 1,
+                    previous,
+                });
+            }
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("UpdateItem", &other)),
+            },
+        };
+        let Some(old) = self.old_item(&replay.event_id, returned).await? else {
+            return Ok(ReplayOutcome::NotFound);
+        };
+        let status = status_of(&old)?;
+        let current = opt_n::<u64>(&old, a::GENERATION)?.unwrap_or(0);
+        if opt_s(&old, a::REPLAY_TOKEN)? == Some(replay.token.as_str()) {
+            // This replay, applied by an attempt whose answer was lost.
+            let previous = opt_s(&old, a::REPLAY_PREVIOUS)?
+                .and_then(EventStatus::parse)
+                .unwrap_or(EventStatus::Processed);
+            return Ok(ReplayOutcome::Started {
+                generation: current,
+                previous,
+            });
+        }
+        if replay.run.is_some() && opt_s(&old, a::REPLAY_RUN)? == replay.run.as_deref() {
+            return Ok(ReplayOutcome::AlreadyInRun);
+        }
+        let stale_replay = status == EventStatus::Queued
+            && opt_n::<i64>(&old, a::REPLAYED_AT)?
+                .is_some_and(|at| at < replay.stale_before.as_millis());
+        Ok(match status {
+            EventStatus::Processed | EventStatus::Failed | EventStatus::DeadLettered => {
+                ReplayOutcome::Superseded { current }
+            }
+            _ if stale_replay => ReplayOutcome::Superseded { current },
+            other => ReplayOutcome::InProgress(other),
+        })
+    }
+
+    async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&undo.event_id)))
+            .update_expression(
+                "SET #status = :restore, generation = :previous, replays = replays - :one, \
+                 updated_at = :now, history = list_append(if_not_exists(history, :empty), :entry) \
+                 REMOVE replay_token, replay_run, replayed_at, replay_previous",
+            )
+            .condition_expression(
+                "replay_token = :token AND generation = :generation AND #status = :queued",
+            )
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":restore", s(undo.restore.as_str()))
+            .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
+            .expression_attribute_values(":generation", n(undo.generation))
+            .expression_attribute_values(":previous", n(undo.generation.saturating_sub(1)))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", n(undo.now.as_millis()))
+            .expression_attribute_values(":token", s(&undo.token))
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![history_to_av(&undo.entry)]),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Err(LedgerError::Conflict(
+                    format!("{}: not queued by this replay", undo.event_id),
+                )),
+                other => Err(unavailable_service("UpdateItem", &other)),
+            },
+        }
+    }
+
+    async fn add_history(
+        &self,
+        event_id: &EventId,
+        entry: &HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(event_id)))
+            .update_expression(
+                "SET history = list_append(if_not_exists(history, :empty), :entry) \
+                 ADD history_tokens :tokens",
+            )
+            .condition_expression(
+                "attribute_exists(event_id) AND \
+                 (attribute_not_exists(history_tokens) OR NOT contains(history_tokens, :token))",
+            )
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":entry", AttributeValue::L(vec![history_to_av(entry)]))
+            .expression_attribute_values(":tokens", AttributeValue::Ss(vec![token.to_owned()]))
+            .expression_attribute_values(":token", s(token))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.into_service_error() {
+                // Either no such event, or this entry is there already (a retried call).
+                UpdateItemError::ConditionalCheckFailedException(e) => {
+                    Ok(self.old_item(event_id, e.item).await?.is_some())
+                }
+                other => Err(unavailable_service("UpdateItem", &other)),
+            },
+        }
+    }
 }
 
 /// `t` in whole epoch seconds, rounded up (DynamoDB TTL wants seconds).
@@ -576,6 +925,38 @@ fn attempt_to_av(attempt: &Attempt) -> AttributeValue {
         m.insert(a::STATUS_CODE.to_owned(), n(code));
     }
     AttributeValue::M(m)
+}
+
+fn history_to_av(entry: &HistoryEntry) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        (a::AT.to_owned(), n(entry.at.as_millis())),
+        (a::KIND.to_owned(), s(&entry.kind)),
+        (a::NOTE.to_owned(), s(&entry.note)),
+    ]))
+}
+
+fn history_from_av(av: &AttributeValue) -> Result<HistoryEntry, LedgerError> {
+    let AttributeValue::M(m) = av else {
+        return Err(corrupt(a::HISTORY, "an entry is not a map"));
+    };
+    Ok(HistoryEntry {
+        at: Timestamp::from_millis(req_n(m, a::AT)?),
+        kind: req_s(m, a::KIND)?.to_owned(),
+        note: req_s(m, a::NOTE)?.to_owned(),
+    })
+}
+
+fn payload_from_item(item: &Item) -> Result<Option<PayloadInfo>, LedgerError> {
+    let Some(stored) = opt_s(item, a::PAYLOAD_STORED)? else {
+        return Ok(None);
+    };
+    let stored = PayloadStore::parse(stored)
+        .ok_or_else(|| corrupt(a::PAYLOAD_STORED, &format!("unknown place {stored:?}")))?;
+    Ok(Some(PayloadInfo {
+        bytes: req_n(item, a::PAYLOAD_BYTES)?,
+        sha256: req_s(item, a::PAYLOAD_SHA256)?.to_owned(),
+        stored,
+    }))
 }
 
 fn corrupt(name: &str, what: &str) -> LedgerError {
@@ -643,6 +1024,13 @@ fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> {
         }
         Some(_) => return Err(corrupt(a::ATTEMPTS, "not a list")),
     };
+    let history = match item.get(a::HISTORY) {
+        None | Some(AttributeValue::Null(_)) => Vec::new(),
+        Some(AttributeValue::L(list)) => {
+            list.iter().map(history_from_av).collect::<Result<_, _>>()?
+        }
+        Some(_) => return Err(corrupt(a::HISTORY, "not a list")),
+    };
     Ok(EventRecord {
         event_id: summary.event_id,
         source: summary.source,
@@ -654,6 +1042,10 @@ fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> {
         attempt_count: summary.attempt_count,
         attempts,
         last_error: summary.last_error,
+        generation: opt_n(item, a::GENERATION)?.unwrap_or(0),
+        replays: opt_n(item, a::REPLAYS)?.unwrap_or(0),
+        history,
+        payload: payload_from_item(item)?,
     })
 }
 

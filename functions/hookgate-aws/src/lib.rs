@@ -1,10 +1,12 @@
-//! hookgate's AWS adapters: the ports of `hookgate-core` on DynamoDB and SQS.
+//! hookgate's AWS adapters: the ports of `hookgate-core` on DynamoDB, SQS and S3.
 //!
 //! This crate exists to keep the AWS SDK out of the domain: `hookgate-core` decides, these
-//! types only translate each port call into one conditional DynamoDB write or one SQS request.
+//! types only translate each port call into one conditional DynamoDB write, one SQS request or
+//! one S3 request.
 //!
 //! - [`ledger`]: [`DynamoDbLedger`], the `Ledger` port on a DynamoDB table.
 //! - [`queue`]: [`SqsQueue`], the `Queue` port on an SQS queue with a dead-letter queue.
+//! - [`archive`]: [`S3Archive`], the `Archive` port on an S3 bucket.
 //! - [`config_source`]: the functions' configuration, from Secrets Manager.
 //! - [`budget`]: the SDK's bounded retry and timeout budget.
 //! - `faults` (feature `fault-injection`, for tests): an SDK interceptor that answers chosen
@@ -14,10 +16,12 @@
 //!   the queue's redrive policy).
 //! - [`redrive`]: `hookgate dlq redrive` on SQS, where SQS's own move task may only move
 //!   everything.
-//! - [`setup`]: idempotent creation of the table and the queue pair (tests, local stacks, CLI).
-//! - [`AwsBackend`]: both adapters built from one SDK configuration, as the Lambda functions
+//! - [`setup`]: idempotent creation of the table, the queue pair and the archive bucket (tests,
+//!   local stacks, CLI).
+//! - [`AwsBackend`]: the adapters built from one SDK configuration, as the Lambda functions
 //!   build them from their environment.
 
+pub mod archive;
 pub mod budget;
 pub mod config_source;
 pub mod error_text;
@@ -33,10 +37,13 @@ use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
+pub use archive::S3Archive;
 pub use config_source::{load_config, ConfigSourceError, ENV_CONFIG_SECRET_ID};
 pub use ledger::DynamoDbLedger;
 pub use queue::SqsQueue;
-pub use setup::{create_queues, create_table, QueueUrls, SetupError, STATUS_INDEX};
+pub use setup::{
+    create_archive_bucket, create_queues, create_table, QueueUrls, SetupError, STATUS_INDEX,
+};
 
 /// Environment variable naming the ledger table.
 pub const ENV_TABLE: &str = "HOOKGATE_TABLE";
@@ -44,6 +51,8 @@ pub const ENV_TABLE: &str = "HOOKGATE_TABLE";
 pub const ENV_QUEUE_URL: &str = "HOOKGATE_QUEUE_URL";
 /// Environment variable holding the dead-letter queue's URL (optional).
 pub const ENV_DLQ_URL: &str = "HOOKGATE_DLQ_URL";
+/// Environment variable naming the archive's S3 bucket (optional: no archive without it).
+pub const ENV_ARCHIVE_BUCKET: &str = "HOOKGATE_ARCHIVE_BUCKET";
 
 /// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`
 /// for local stand-ins such as moto), with hookgate's bounded retry and timeout [`budget`].
@@ -83,9 +92,12 @@ pub enum InitError {
     /// An environment variable is not valid Unicode.
     #[error("environment variable {0} is not valid UTF-8")]
     NotUnicode(&'static str),
+    /// An environment variable holds a value that cannot be what it names.
+    #[error("environment variable {0} is invalid: {1}")]
+    Invalid(&'static str, String),
 }
 
-/// The ledger and the queue on AWS, sharing one SDK configuration.
+/// The ledger, the queue and the archive on AWS, sharing one SDK configuration.
 #[derive(Debug, Clone)]
 pub struct AwsBackend {
     /// The DynamoDB ledger.
@@ -94,11 +106,15 @@ pub struct AwsBackend {
     pub queue: Arc<SqsQueue>,
     /// Its dead-letter queue, as a queue of its own (for the DLQ tools), when configured.
     pub dlq: Option<Arc<SqsQueue>>,
+    /// The payload archive, when a bucket is configured.
+    pub archive: Option<Arc<S3Archive>>,
 }
 
 impl AwsBackend {
-    /// Builds the backend from `HOOKGATE_TABLE`, `HOOKGATE_QUEUE_URL` and (optional)
-    /// `HOOKGATE_DLQ_URL`, with the SDK configuration from the environment.
+    /// Builds the backend from `HOOKGATE_TABLE`, `HOOKGATE_QUEUE_URL`, and the optional
+    /// `HOOKGATE_DLQ_URL` and `HOOKGATE_ARCHIVE_BUCKET` (in which `{account}` and `{region}`
+    /// stand for the queue URL's account id and the region: see
+    /// [`setup::expand_bucket_name`]), with the SDK configuration from the environment.
     pub async fn from_env() -> Result<AwsBackend, InitError> {
         Self::from_env_with(&sdk_config().await).await
     }
@@ -110,38 +126,52 @@ impl AwsBackend {
         let table = required_var(ENV_TABLE, "DynamoDB ledger table")?;
         let queue = required_var(ENV_QUEUE_URL, "SQS queue URL")?;
         let dlq = optional_var(ENV_DLQ_URL)?;
+        let bucket = optional_var(ENV_ARCHIVE_BUCKET)?;
         let sqs = aws_sdk_sqs::Client::new(config);
         let queue_url = resolve_queue_url(&sqs, queue).await?;
         let dlq_url = match dlq {
             Some(dlq) => Some(resolve_queue_url(&sqs, dlq).await?),
             None => None,
         };
-        Ok(Self::from_parts(config, table, queue_url, dlq_url))
+        let bucket = bucket
+            .map(|b| {
+                setup::expand_bucket_name(&b, &queue_url, config.region().map(|r| r.as_ref()))
+                    .map_err(|why| InitError::Invalid(ENV_ARCHIVE_BUCKET, why))
+            })
+            .transpose()?;
+        Ok(Self::from_parts(config, table, queue_url, dlq_url, bucket))
     }
 
-    /// Builds the backend from an SDK configuration and the resources' names.
+    /// Builds the backend from an SDK configuration and the resources' names (the archive's
+    /// S3 client addressed as [`archive::s3_client`] says).
     pub fn from_parts(
         config: &SdkConfig,
         table: impl Into<String>,
         queue_url: impl Into<String>,
         dlq_url: Option<String>,
+        archive_bucket: Option<String>,
     ) -> AwsBackend {
         Self::from_clients(
             aws_sdk_dynamodb::Client::new(config),
             aws_sdk_sqs::Client::new(config),
+            archive::s3_client(config),
             table,
             queue_url,
             dlq_url,
+            archive_bucket,
         )
     }
 
     /// Builds the backend from clients already built (with interceptors of their own, say).
+    /// The S3 client is used only with an `archive_bucket`.
     pub fn from_clients(
         dynamodb: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
+        s3: aws_sdk_s3::Client,
         table: impl Into<String>,
         queue_url: impl Into<String>,
         dlq_url: Option<String>,
+        archive_bucket: Option<String>,
     ) -> AwsBackend {
         AwsBackend {
             ledger: Arc::new(DynamoDbLedger::new(dynamodb, table)),
@@ -149,6 +179,7 @@ impl AwsBackend {
                 .clone()
                 .map(|url| Arc::new(SqsQueue::new(sqs.clone(), url, None))),
             queue: Arc::new(SqsQueue::new(sqs, queue_url, dlq_url)),
+            archive: archive_bucket.map(|bucket| Arc::new(S3Archive::new(s3, bucket))),
         }
     }
 }

@@ -1,13 +1,16 @@
-//! Idempotent creation of hookgate's AWS resources: the ledger table and the queue pair.
+//! Idempotent creation of hookgate's AWS resources: the ledger table, the queue pair and the
+//! archive bucket.
 //!
 //! It exists so the contract and end-to-end tests (on moto) and the `hookgate` command (against
 //! a real account or a local stand-in) create exactly the same resources: the table the
 //! [`DynamoDbLedger`](crate::DynamoDbLedger) expects (key `event_id`, TTL on `expires_at`, the
-//! status index [`STATUS_INDEX`] of `template.yaml`) and a queue whose `RedrivePolicy` sends a
-//! message to `{name}-dlq` after `max_receive_count` receives. Running it again on existing
-//! resources succeeds, adds the status index to a table created without it, and re-applies the
-//! queue settings. (On AWS proper the SAM template owns these resources; this is for local
-//! stacks and tests.)
+//! status index [`STATUS_INDEX`] of `template.yaml`), a queue whose `RedrivePolicy` sends a
+//! message to `{name}-dlq` after `max_receive_count` receives (both queues taking messages of
+//! [`MAX_MESSAGE_BYTES`], set explicitly), and the bucket of the
+//! [`S3Archive`](crate::S3Archive) with the template's settings ([`create_archive_bucket`]).
+//! Running it again on existing resources succeeds, adds the status index to a table created
+//! without it, and re-applies the queue and bucket settings. (On AWS proper the SAM template
+//! owns these resources; this is for local stacks and tests.)
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +22,8 @@ use aws_sdk_dynamodb::types::{
     GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
     ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
+use aws_sdk_s3::operation::create_bucket::CreateBucketError;
+use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 /// The ledger table's partition key.
@@ -46,6 +51,10 @@ pub const STATUS_INDEX_ATTRIBUTES: [&str; 5] = [
 /// How long the DLQ keeps a message: 14 days, SQS's maximum.
 pub const DLQ_RETENTION_SECS: u64 = 14 * 24 * 3600;
 
+/// The largest message both queues take: 1 MiB, SQS's maximum, set explicitly (never left to a
+/// service default). The same as `MaximumMessageSize` in `template.yaml`.
+pub const MAX_MESSAGE_BYTES: usize = hookgate_core::queue::SQS_MAX_MESSAGE_BYTES;
+
 /// How long to wait for a new table to become `ACTIVE`.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -71,6 +80,19 @@ pub enum SetupError {
         /// What the service or the SDK said.
         message: String,
     },
+    /// An S3 request failed.
+    #[error("S3 {op} on bucket {bucket} failed: {message}")]
+    S3 {
+        /// The operation.
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// What the service or the SDK said.
+        message: String,
+    },
+    /// The bucket name cannot be used.
+    #[error("bucket name {0:?} cannot be used: {1}")]
+    BucketName(String, String),
     /// An SQS request failed.
     #[error("SQS {op} on {queue} failed: {message}")]
     Sqs {
@@ -321,7 +343,8 @@ async fn wait_until_active(
 
 /// Creates the queue `name` and its dead-letter queue `{name}-dlq` (kept 14 days), with a
 /// `RedrivePolicy` that moves a message there after `max_receive_count` receives and the given
-/// default visibility timeout. Existing queues get these attributes set again.
+/// default visibility timeout, both taking messages of up to [`MAX_MESSAGE_BYTES`]. Existing
+/// queues get these attributes set again.
 pub async fn create_queues(
     client: &aws_sdk_sqs::Client,
     name: &str,
@@ -332,10 +355,16 @@ pub async fn create_queues(
     let dlq_url = ensure_queue(
         client,
         &dlq_name,
-        HashMap::from([(
-            QueueAttributeName::MessageRetentionPeriod,
-            DLQ_RETENTION_SECS.to_string(),
-        )]),
+        HashMap::from([
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                DLQ_RETENTION_SECS.to_string(),
+            ),
+            (
+                QueueAttributeName::MaximumMessageSize,
+                MAX_MESSAGE_BYTES.to_string(),
+            ),
+        ]),
     )
     .await?;
 
@@ -364,6 +393,10 @@ pub async fn create_queues(
             (
                 QueueAttributeName::VisibilityTimeout,
                 visibility_timeout_secs.to_string(),
+            ),
+            (
+                QueueAttributeName::MaximumMessageSize,
+                MAX_MESSAGE_BYTES.to_string(),
             ),
         ]),
     )
@@ -411,5 +444,504 @@ async fn ensure_queue(
                 .map_err(|e| sqs_err("SetQueueAttributes", name, e))?;
             Ok(url)
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The archive bucket
+// ------------------------------------------------------------------------------------------
+
+/// The ID of the archive bucket's lifecycle rule.
+pub const ARCHIVE_LIFECYCLE_RULE: &str = "hookgate-archive-retention";
+
+fn s3_err<E>(
+    op: &'static str,
+    bucket: &str,
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> SetupError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    SetupError::S3 {
+        op,
+        bucket: bucket.to_owned(),
+        message: crate::archive::describe(&err),
+    }
+}
+
+fn s3_build_err(op: &'static str, bucket: &str, err: aws_sdk_s3::error::BuildError) -> SetupError {
+    SetupError::S3 {
+        op,
+        bucket: bucket.to_owned(),
+        message: err.to_string(),
+    }
+}
+
+/// Checks `name` against S3's rules for a general purpose bucket — 3 to 63 characters, lower
+/// case letters, digits and hyphens, starting and ending with a letter or digit, none of the
+/// reserved prefixes and suffixes — and one of hookgate's: no dots, which break TLS for
+/// virtual-hosted-style requests (`a.b.s3.amazonaws.com` matches no certificate). Returns why
+/// not.
+pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err(format!("{} characters, not 3 to 63", name.len()));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "{c:?} is not a lower case letter, a digit or a hyphen"
+        ));
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !alnum(name.chars().next()) || !alnum(name.chars().last()) {
+        return Err("it must start and end with a letter or a digit".into());
+    }
+    const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const RESERVED_SUFFIXES: [&str; 4] = ["-s3alias", "--ol-s3", "--x-s3", "--table-s3"];
+    if let Some(p) = RESERVED_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Err(format!("the prefix {p} is reserved by S3"));
+    }
+    if let Some(x) = RESERVED_SUFFIXES.iter().find(|x| name.ends_with(**x)) {
+        return Err(format!("the suffix {x} is reserved by S3"));
+    }
+    Ok(())
+}
+
+/// The AWS account id in an SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`,
+/// and moto's `http://HOST:PORT/ACCOUNT/NAME`), if it shows one.
+pub fn queue_url_account(queue_url: &str) -> Option<&str> {
+    let path = queue_url
+        .split_once("://")
+        .map_or(queue_url, |(_, rest)| rest);
+    let account = path.split('/').nth(1)?;
+    (account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())).then_some(account)
+}
+
+/// The archive bucket `hookgate setup` creates unless told a name:
+/// `<queue name>-archive-<account id>-<region>`, from the queue's URL (whose path starts with
+/// the account id) — bucket names are global, so the account and region make it unique, and
+/// the queue's name keeps two stacks of one account apart. The queue name is lower-cased, `_`
+/// becoming `-`. `None` when the URL shows no account id or the name would not be a valid
+/// bucket name (longer than 63 characters, say): then a name must be given.
+pub fn default_archive_bucket(queue_name: &str, queue_url: &str, region: &str) -> Option<String> {
+    let account = queue_url_account(queue_url)?;
+    let queue = queue_name.to_ascii_lowercase().replace('_', "-");
+    let name = format!("{queue}-archive-{account}-{region}");
+    check_bucket_name(&name).ok().map(|()| name)
+}
+
+/// A bucket name as `HOOKGATE_ARCHIVE_BUCKET` may give it, with `{account}` and `{region}`
+/// replaced by the account id of the queue's URL and the SDK's region — so a configuration
+/// written before the account is known (`cargo lambda deploy`'s metadata:
+/// `hookgate-events-archive-{account}-{region}`) names the bucket `hookgate setup` made. The
+/// result must be a valid bucket name ([`check_bucket_name`]); returns why not.
+pub fn expand_bucket_name(
+    name: &str,
+    queue_url: &str,
+    region: Option<&str>,
+) -> Result<String, String> {
+    let mut expanded = name.trim().to_owned();
+    if expanded.contains("{account}") {
+        let account = queue_url_account(queue_url).ok_or_else(|| {
+            format!("{{account}} needs a queue URL holding an account id, not {queue_url}")
+        })?;
+        expanded = expanded.replace("{account}", account);
+    }
+    if expanded.contains("{region}") {
+        let region = region.ok_or("{region} needs a region (AWS_REGION)")?;
+        expanded = expanded.replace("{region}", region);
+    }
+    check_bucket_name(&expanded).map(|()| expanded)
+}
+
+/// Lifecycle expiration days that keep objects at least `window_secs`: whole days, rounded up,
+/// at least 1 (S3 counts in days; it also rounds each expiry up to the next midnight UTC).
+pub fn retention_days(window_secs: u64) -> u32 {
+    let days = window_secs.div_ceil(24 * 3600).max(1);
+    u32::try_from(days).unwrap_or(u32::MAX)
+}
+
+/// The AWS partition of `region`, for ARNs.
+fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// The bucket policy denying every request not made over TLS (`aws:SecureTransport` false),
+/// as `ArchiveBucketPolicy` in `template.yaml`.
+pub fn tls_only_policy(bucket: &str, region: &str) -> String {
+    let arn = format!("arn:{}:s3:::{bucket}", partition(region));
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [arn.clone(), format!("{arn}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } },
+        }],
+    })
+    .to_string()
+}
+
+/// Creates the archive bucket `bucket` (in the client's region) with the settings of
+/// `ArchiveBucket` in `template.yaml`: every public access blocked, object ownership enforced
+/// for the bucket owner (no ACLs), default encryption SSE-S3 (AES-256), a lifecycle rule
+/// ([`ARCHIVE_LIFECYCLE_RULE`]) expiring every object `retention_days` after it was written,
+/// versioning left off, and — with `tls_only` — the bucket policy refusing requests without
+/// TLS ([`tls_only_policy`]). Leave `tls_only` off only for a plain-HTTP stand-in
+/// ([`crate::archive::plain_http_endpoint`]), which would otherwise refuse every request (moto
+/// enforces bucket policies). A bucket of this name this account can already reach is taken as
+/// it is and gets the settings again; one that exists but cannot be reached belongs to someone
+/// else (bucket names are global), which is an error naming it.
+pub async fn create_archive_bucket(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    retention_days: u32,
+    tls_only: bool,
+) -> Result<(), SetupError> {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, BucketLocationConstraint, CreateBucketConfiguration,
+        ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectOwnership,
+        OwnershipControls, OwnershipControlsRule, PublicAccessBlockConfiguration,
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+
+    check_bucket_name(bucket).map_err(|why| SetupError::BucketName(bucket.to_owned(), why))?;
+    if retention_days == 0 {
+        return Err(SetupError::BucketName(
+            bucket.to_owned(),
+            "the retention must be at least one day".into(),
+        ));
+    }
+    let region = client
+        .config()
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .unwrap_or_else(|| "us-east-1".to_owned());
+
+    // HeadBucket first: re-creating one's own bucket in us-east-1 answers 200 and resets its
+    // ACLs, and a 403 here tells a name taken by another account apart.
+    let exists = match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => true,
+        Err(e) => match e.as_service_error() {
+            Some(HeadBucketError::NotFound(_)) => false,
+            Some(_) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+                return Err(SetupError::BucketName(
+                    bucket.to_owned(),
+                    "it exists, and this account may not use it (another account's bucket?)".into(),
+                ))
+            }
+            _ => return Err(s3_err("HeadBucket", bucket, e)),
+        },
+    };
+    if !exists {
+        let mut create = client.create_bucket().bucket(bucket);
+        if region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => tracing::info!(bucket, "created the archive bucket"),
+            Err(e) => match e.as_service_error() {
+                // Two setups racing: the other one created it.
+                Some(CreateBucketError::BucketAlreadyOwnedByYou(_)) => {}
+                Some(CreateBucketError::BucketAlreadyExists(_)) => {
+                    return Err(SetupError::BucketName(
+                        bucket.to_owned(),
+                        "another account owns a bucket of this name: choose another".into(),
+                    ))
+                }
+                _ => return Err(s3_err("CreateBucket", bucket, e)),
+            },
+        }
+    }
+
+    client
+        .put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| s3_err("PutPublicAccessBlock", bucket, e))?;
+
+    let ownership = OwnershipControlsRule::builder()
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+        .build()
+        .map_err(|e| s3_build_err("PutBucketOwnershipControls", bucket, e))?;
+    client
+        .put_bucket_ownership_controls()
+        .bucket(bucket)
+        .ownership_controls(
+            OwnershipControls::builder()
+                .rules(ownership)
+                .build()
+                .map_err(|e| s3_build_err("PutBucketOwnershipControls", bucket, e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| s3_err("PutBucketOwnershipControls", bucket, e))?;
+
+    let sse = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .map_err(|e| s3_build_err("PutBucketEncryption", bucket, e))?;
+    client
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(sse)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| s3_build_err("PutBucketEncryption", bucket, e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| s3_err("PutBucketEncryption", bucket, e))?;
+
+    let rule = LifecycleRule::builder()
+        .id(ARCHIVE_LIFECYCLE_RULE)
+        .status(ExpirationStatus::Enabled)
+        // Every object: the bucket holds the archive and nothing else.
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(
+            LifecycleExpiration::builder()
+                .days(i32::try_from(retention_days).unwrap_or(i32::MAX))
+                .build(),
+        )
+        .build()
+        .map_err(|e| s3_build_err("PutBucketLifecycleConfiguration", bucket, e))?;
+    client
+        .put_bucket_lifecycle_configuration()
+        .bucket(bucket)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| s3_build_err("PutBucketLifecycleConfiguration", bucket, e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| s3_err("PutBucketLifecycleConfiguration", bucket, e))?;
+
+    if tls_only {
+        client
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(tls_only_policy(bucket, &region))
+            .send()
+            .await
+            .map_err(|e| s3_err("PutBucketPolicy", bucket, e))?;
+    } else {
+        tracing::warn!(
+            bucket,
+            "the endpoint is plain HTTP: the TLS-only bucket policy is not applied"
+        );
+    }
+    Ok(())
+}
+
+/// What `hookgate setup` does for the archive: the bucket `bucket`, or if none is given the
+/// [`default_archive_bucket`] of the queue (`queue_name` at `queue_url`), created in
+/// `config`'s region with [`create_archive_bucket`] — the TLS-only policy unless the endpoint
+/// is plain HTTP. Returns the bucket's name.
+pub async fn setup_archive_bucket(
+    config: &aws_config::SdkConfig,
+    bucket: Option<String>,
+    queue_name: &str,
+    queue_url: &str,
+    retention_days: u32,
+) -> Result<String, SetupError> {
+    let region = config
+        .region()
+        .map(|r| r.as_ref().to_owned())
+        .unwrap_or_else(|| "us-east-1".to_owned());
+    let bucket = match bucket {
+        Some(bucket) => bucket,
+        None => default_archive_bucket(queue_name, queue_url, &region).ok_or_else(|| {
+            SetupError::BucketName(
+                format!("{queue_name}-archive-…"),
+                format!(
+                    "no default bucket name from the queue {queue_url} in {region} (no account \
+                     id in its URL, or too long): give one with --bucket"
+                ),
+            )
+        })?,
+    };
+    let client = crate::archive::s3_client(config);
+    let tls_only = !crate::archive::plain_http_endpoint(config);
+    create_archive_bucket(&client, &bucket, retention_days, tls_only).await?;
+    Ok(bucket)
+}
+
+#[cfg(test)]
+mod archive_bucket_tests {
+    use super::*;
+
+    #[test]
+    fn bucket_names_follow_s3s_rules() {
+        for ok in [
+            "abc",
+            "hookgate-archive-123456789012-us-east-1",
+            &"a".repeat(63),
+        ] {
+            assert_eq!(check_bucket_name(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ab",
+            &"a".repeat(64),
+            "Hookgate",
+            "hook_gate",
+            "hook.gate",
+            "-hookgate",
+            "hookgate-",
+            "xn--hookgate",
+            "hookgate-s3alias",
+            "hookgate--x-s3",
+            "hook gate",
+        ] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_bucket_names_the_queue_account_and_region() {
+        assert_eq!(
+            default_archive_bucket(
+                "hookgate-events",
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/hookgate-events",
+                "eu-west-1"
+            )
+            .as_deref(),
+            Some("hookgate-events-archive-123456789012-eu-west-1")
+        );
+        // moto's URLs have the same shape; upper case and `_` are made fit.
+        assert_eq!(
+            default_archive_bucket(
+                "My_Events",
+                "http://127.0.0.1:5123/123456789012/My_Events",
+                "us-east-1"
+            )
+            .as_deref(),
+            Some("my-events-archive-123456789012-us-east-1")
+        );
+        // No account id in the URL, or a name too long: none.
+        assert_eq!(
+            default_archive_bucket("q", "http://localhost:9324/queue/q", "us-east-1"),
+            None
+        );
+        let long = "q".repeat(40);
+        assert_eq!(
+            default_archive_bucket(
+                &long,
+                &format!("https://sqs.us-east-1.amazonaws.com/123456789012/{long}"),
+                "us-east-1"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn bucket_names_may_hold_the_account_and_the_region() {
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/hookgate-events";
+        assert_eq!(
+            expand_bucket_name(
+                "hookgate-events-archive-{account}-{region}",
+                url,
+                Some("eu-west-1")
+            ),
+            Ok("hookgate-events-archive-123456789012-eu-west-1".to_owned())
+        );
+        // The same name `hookgate setup` gives by default.
+        assert_eq!(
+            default_archive_bucket("hookgate-events", url, "eu-west-1"),
+            expand_bucket_name(
+                "hookgate-events-archive-{account}-{region}",
+                url,
+                Some("eu-west-1")
+            )
+            .ok()
+        );
+        assert_eq!(
+            expand_bucket_name(" plain-name ", url, None),
+            Ok("plain-name".to_owned())
+        );
+        assert!(expand_bucket_name("a-{account}", "http://localhost:9324/queue/q", None).is_err());
+        assert!(expand_bucket_name("a-{region}", url, None).is_err());
+        assert!(expand_bucket_name("Bad_{region}", url, Some("us-east-1")).is_err());
+    }
+
+    #[test]
+    fn cargo_lambda_deploy_names_the_bucket_setup_makes_by_default() {
+        let url = "https://sqs.ap-south-1.amazonaws.com/210987654321/hookgate-events";
+        let default = default_archive_bucket("hookgate-events", url, "ap-south-1");
+        assert!(default.is_some());
+        for (krate, manifest) in [
+            ("receiver", include_str!("../../receiver/Cargo.toml")),
+            ("processor", include_str!("../../processor/Cargo.toml")),
+        ] {
+            let name = manifest
+                .split("HOOKGATE_ARCHIVE_BUCKET = \"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| {
+                    panic!("{krate}'s deploy metadata sets HOOKGATE_ARCHIVE_BUCKET")
+                });
+            assert_eq!(
+                expand_bucket_name(name, url, Some("ap-south-1")).ok(),
+                default,
+                "{krate}"
+            );
+        }
+    }
+
+    #[test]
+    fn retention_rounds_up_to_whole_days() {
+        assert_eq!(retention_days(7 * 24 * 3600), 7);
+        assert_eq!(retention_days(7 * 24 * 3600 + 1), 8);
+        assert_eq!(retention_days(60), 1);
+        assert_eq!(retention_days(0), 1);
+    }
+
+    #[test]
+    fn the_policy_denies_requests_without_tls_on_the_bucket_and_its_objects() {
+        let policy: serde_json::Value =
+            serde_json::from_str(&tls_only_policy("b-1", "us-east-1")).unwrap();
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Effect"], "Deny");
+        assert_eq!(
+            statement["Condition"]["Bool"]["aws:SecureTransport"],
+            "false"
+        );
+        assert_eq!(
+            statement["Resource"],
+            serde_json::json!(["arn:aws:s3:::b-1", "arn:aws:s3:::b-1/*"])
+        );
+        let cn: serde_json::Value =
+            serde_json::from_str(&tls_only_policy("b-1", "cn-north-1")).unwrap();
+        assert_eq!(cn["Statement"][0]["Resource"][0], "arn:aws-cn:s3:::b-1");
     }
 }

@@ -145,9 +145,70 @@ pub enum Command {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
-    /// Create the DynamoDB table and the SQS queue + DLQ (idempotent), and print the
-    /// environment the functions and `serve --backend aws` need (nothing, and a non-zero exit,
-    /// on failure).
+    /// Run events again from their kept payloads, under the same event id: the ids given, or
+    /// every event of a status a filter matches (paged through the by-status index). Against a
+    /// running stack with --url, else against AWS (HOOKGATE_TABLE, HOOKGATE_QUEUE_URL,
+    /// HOOKGATE_ARCHIVE_BUCKET). A bulk run interrupted (Ctrl-C) and started again with the
+    /// command it prints replays nothing twice.
+    #[command(group(ArgGroup::new("which").required(true).args(["ids", "status"])))]
+    Replay {
+        /// Event ids.
+        ids: Vec<String>,
+        /// Replay every event with this status.
+        #[arg(long, value_enum, conflicts_with = "ids")]
+        status: Option<ReplayStatus>,
+        /// Only events of this source.
+        #[arg(long, requires = "status")]
+        source: Option<String>,
+        /// Only events of this type.
+        #[arg(long = "type", requires = "status")]
+        event_type: Option<String>,
+        /// Received at or after: a duration back from now (30m, 2h, 7d), an RFC 3339 time, or
+        /// epoch milliseconds.
+        #[arg(long, requires = "status")]
+        since: Option<String>,
+        /// Received before (as --since) [default: now, fixed when the run starts].
+        #[arg(long, requires = "status")]
+        until: Option<String>,
+        /// Count what would be replayed; replay nothing.
+        #[arg(long, requires = "status")]
+        dry_run: bool,
+        /// Replay at most this many.
+        #[arg(long, requires = "status")]
+        limit: Option<u64>,
+        /// At most this many replays per second.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// A running stack's base URL (its admin token in --admin-token).
+        #[arg(long)]
+        url: Option<String>,
+        /// The running stack's admin token.
+        #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", requires = "url")]
+        admin_token: Option<String>,
+        /// For the archive settings and the claim timeout (AWS).
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write an event's payload as the provider sent it (to standard output, or --out FILE).
+    Payload {
+        /// The event id.
+        id: String,
+        /// Where to write it [default: standard output].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// A running stack's base URL (its admin token in --admin-token).
+        #[arg(long)]
+        url: Option<String>,
+        /// The running stack's admin token.
+        #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", requires = "url")]
+        admin_token: Option<String>,
+        /// For the archive settings (AWS).
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Create the DynamoDB table, the SQS queue + DLQ and the S3 archive bucket (idempotent),
+    /// and print the environment the functions and `serve --backend aws` need (nothing, and a
+    /// non-zero exit, on failure).
     Setup {
         /// Table name.
         #[arg(long, default_value = "hookgate-events")]
@@ -155,6 +216,10 @@ pub enum Command {
         /// Queue name (the DLQ is NAME-dlq).
         #[arg(long, default_value = "hookgate-events")]
         queue: String,
+        /// Archive bucket name (S3 names are global: 3-63 lower case letters, digits, hyphens).
+        /// Default: QUEUE-archive-ACCOUNT-REGION, the account read from the queue's URL.
+        #[arg(long)]
+        bucket: Option<String>,
         /// For max_receive_count and visibility_timeout_secs.
         #[command(flatten)]
         config: ConfigArg,
@@ -194,6 +259,28 @@ pub enum DlqCommand {
         #[arg(long, required = true)]
         yes: bool,
     },
+}
+
+/// The statuses a bulk replay takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ReplayStatus {
+    /// The last attempt failed; a retry is pending.
+    Failed,
+    /// Out of attempts, or failed permanently.
+    DeadLettered,
+    /// Processed.
+    Processed,
+}
+
+impl From<ReplayStatus> for hookgate_core::EventStatus {
+    fn from(s: ReplayStatus) -> Self {
+        match s {
+            ReplayStatus::Failed => hookgate_core::EventStatus::Failed,
+            ReplayStatus::DeadLettered => hookgate_core::EventStatus::DeadLettered,
+            ReplayStatus::Processed => hookgate_core::EventStatus::Processed,
+        }
+    }
 }
 
 /// Where the local stack keeps events.

@@ -196,6 +196,66 @@ fn sample_envelope(
     Ok((envelope.to_message(), attributes))
 }
 
+/// A demo body of 300,000 bytes, over the default claim-check size: the same every time.
+fn large_body() -> Vec<u8> {
+    let mut body = String::from(r#"{"type":"catalog.exported","items":["#);
+    let mut n = 0u32;
+    while body.len() < 299_950 {
+        body.push_str(&format!(r#"{{"sku":"sku-{n:06}","price":{}}},"#, n % 997));
+        n += 1;
+    }
+    body.push_str(r#"{"end":true}]"#);
+    while body.len() < 299_999 {
+        body.push(' ');
+    }
+    body.push('}');
+    body.into_bytes()
+}
+
+/// The message the receiver core enqueues for the demo request `headers` + `body` (a pointer,
+/// for a large body), and its attributes: the core run in memory, so the sample is exactly
+/// what a deployed receiver sends.
+fn pointer_message(
+    config: &Config,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+    use hookgate_core::memory::{MemoryArchive, MemoryLedger, MemoryQueue};
+    use hookgate_core::{IncomingRequest, Queue, Receiver};
+    let queue = std::sync::Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30)));
+    let receiver = Receiver::new(
+        config,
+        std::sync::Arc::new(MemoryLedger::new()),
+        queue.clone(),
+    )?
+    .with_archive(std::sync::Arc::new(MemoryArchive::new()));
+    let mut header_map = http::HeaderMap::new();
+    for (k, v) in headers {
+        header_map.insert(
+            http::HeaderName::from_bytes(k.as_bytes())?,
+            http::HeaderValue::from_str(v)?,
+        );
+    }
+    let request = IncomingRequest {
+        method: http::Method::POST,
+        source: "demo".into(),
+        headers: header_map,
+        body: bytes::Bytes::copy_from_slice(body),
+        trace_header: None,
+    };
+    futures::executor::block_on(async {
+        receiver
+            .accept(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("the sample large body was refused: {e}"))?;
+        let mut received = queue.receive(1, std::time::Duration::ZERO).await?;
+        let message = received
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("the receiver enqueued nothing"))?;
+        Ok((message.body, message.attributes))
+    })
+}
+
 /// Sample `n` as a version 1 message, as a receiver before message version 2 wrote it (one JSON
 /// object, the body escaped inside): the processor still reads those, e.g. from a DLQ redrive.
 fn sample_envelope_v1(
@@ -274,6 +334,23 @@ pub fn sample_events(
             webhook("demo", &forged, body, false, now),
         );
 
+        // A body over the claim-check size (256 KiB): the receiver archives it and enqueues a
+        // pointer; `sqs-batch-pointer.json` is that very pointer message, as the receiver core
+        // writes it, so the processor finds the object the receiver put.
+        let large = large_body();
+        let headers = signed_headers(config, "demo", &large, now)?;
+        files.insert(
+            "webhook-demo-large.json".into(),
+            webhook("demo", &headers, &large, false, now),
+        );
+        let (pointer, pointer_attrs) = pointer_message(config, &headers, &large)?;
+        files.insert(
+            "sqs-batch-pointer.json".into(),
+            json!({ "Records": [
+                sqs_record("66666666-6666-4666-8666-666666666666", &pointer, &pointer_attrs),
+            ]}),
+        );
+
         let headers = signed_headers(config, "demo", body, now)?;
         let mut unknown = webhook("nope", &headers, body, false, now);
         unknown["pathParameters"] = json!({ "source": "nope" });
@@ -322,6 +399,30 @@ pub fn sample_events(
         "status-list.json".into(),
         http_api_v2(&list_route, &accept, b"", false, now),
     );
+    // The payload, and a replay, of the first event of `sqs-batch.json` (once processed).
+    let processed = "demo:sample00000000000000000000000001";
+    let payload_route = ApiRoute {
+        method: "GET",
+        path: format!("/events/{processed}/payload"),
+        route: "GET /events/{id}/payload",
+        params: json!({ "id": processed }),
+        query: Vec::new(),
+    };
+    files.insert(
+        "status-payload.json".into(),
+        http_api_v2(&payload_route, &accept, b"", false, now),
+    );
+    let replay_route = ApiRoute {
+        method: "POST",
+        path: format!("/events/{processed}/replay"),
+        route: "POST /events/{id}/replay",
+        params: json!({ "id": processed }),
+        query: Vec::new(),
+    };
+    files.insert(
+        "status-replay.json".into(),
+        http_api_v2(&replay_route, &accept, b"", false, now),
+    );
 
     let (one, one_attrs) = sample_envelope(1, "order.created", now)?;
     let (two, two_attrs) = sample_envelope(2, "order.paid", now)?;
@@ -346,6 +447,11 @@ pub fn sample_events(
         env.insert(
             "HOOKGATE_QUEUE_URL".into(),
             json!("http://127.0.0.1:5000/123456789012/hookgate-events"),
+        );
+        // The bucket `hookgate setup` makes by default on moto (account 123456789012).
+        env.insert(
+            "HOOKGATE_ARCHIVE_BUCKET".into(),
+            json!("hookgate-events-archive-123456789012-us-east-1"),
         );
         env.insert("HOOKGATE_CONFIG".into(), json!(config_text));
         for (k, v) in extra {

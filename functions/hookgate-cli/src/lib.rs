@@ -26,3 +26,4 @@ pub mod header_limits;
 pub mod http_server;
 pub mod local;
 pub mod provider_request;
+pub mod replay_command;

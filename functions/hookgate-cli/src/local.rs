@@ -4,8 +4,10 @@
 //! Routes:
 //! - `POST /webhooks/{source}`: the receiver (any other method: 405).
 //! - `GET /events/{id}`: the event's status and attempts, with `Authorization: Bearer <token>`.
-//! - `GET /events?status=…&source=…&limit=…`: the newest events, newest first, with the same
-//!   bearer token.
+//! - `GET /events?status=…&source=…&type=…&since=…&until=…&limit=…&cursor=…`: the newest
+//!   events, newest first, a page at a time, with the same bearer token.
+//! - `GET /events/{id}/payload`: the payload as received, with its content type; `POST
+//!   /events/{id}/replay` (`?run=ID` for a bulk run): run it again. Same bearer token.
 //! - `GET /dlq`, `POST /dlq/redrive` (`{"ids": […]}` or `{}` for all, optional `"rate"`;
 //!   `404 not_in_dlq` when none of the ids is in the DLQ), `POST /dlq/purge` (body
 //!   `{"confirm": "purge"}`, else `400 confirmation_required`; answers `{"purged": N,
@@ -37,9 +39,11 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
-use hookgate_core::memory::{MemoryLedger, MemoryQueue};
+use hookgate_core::memory::{MemoryArchive, MemoryLedger, MemoryQueue};
 use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
+use hookgate_core::replay::Replayer;
 use hookgate_core::status::{Access, StatusApi};
+use hookgate_core::Archive;
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -78,22 +82,45 @@ impl LocalStack {
         queue: Arc<dyn Queue>,
         handlers: Handlers,
     ) -> Result<Self, StackError> {
+        Self::with_archive(config, ledger, queue, None, handlers)
+    }
+
+    /// [`LocalStack::new`], keeping payloads in `archive` (and claim-checking large bodies
+    /// through it), which the payload and replay routes read.
+    pub fn with_archive(
+        config: &Config,
+        ledger: Arc<dyn Ledger>,
+        queue: Arc<dyn Queue>,
+        archive: Option<Arc<dyn Archive>>,
+        handlers: Handlers,
+    ) -> Result<Self, StackError> {
         let metrics =
             Arc::new(MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)));
-        let receiver =
+        let mut receiver =
             Receiver::new(config, ledger.clone(), queue.clone())?.with_metrics(metrics.clone());
+        if let Some(archive) = &archive {
+            receiver = receiver.with_archive(archive.clone());
+        }
         let handlers = handlers.with_forwarding(config)?;
         let access = match &config.admin.token {
             Some(token) => Access::Bearer(token.clone()),
             None => Access::Closed,
         };
+        let replayer = Arc::new(Replayer::new(
+            config,
+            ledger.clone(),
+            queue.clone(),
+            archive.clone(),
+        ));
+        let mut processor = Processor::new(config, ledger.clone(), queue.clone(), handlers)
+            .with_metrics(metrics.clone());
+        if let Some(archive) = archive {
+            processor = processor.with_archive(archive);
+        }
         Ok(Self {
             receiver: Arc::new(receiver),
-            status: Arc::new(StatusApi::new(ledger.clone(), access)),
-            processor: Arc::new(
-                Processor::new(config, ledger.clone(), queue.clone(), handlers)
-                    .with_metrics(metrics.clone()),
-            ),
+            status: Arc::new(StatusApi::new(ledger.clone(), access).with_replayer(replayer)),
+            processor: Arc::new(processor),
             queue,
             ledger,
             dead_letters: None,
@@ -132,9 +159,18 @@ impl LocalStack {
             config.processor.visibility_timeout(),
             config.processor.max_receive_count,
         );
-        Self::new(&config, Arc::new(MemoryLedger::new()), queue, handlers)
-            .unwrap_or_else(|e| panic!("a loaded config is valid: {e}"))
-            .with_dlq(dlq)
+        let archive = Arc::new(MemoryArchive::with_retention(
+            config.archive.retention(&config.receiver),
+        ));
+        Self::with_archive(
+            &config,
+            Arc::new(MemoryLedger::new()),
+            queue,
+            Some(archive),
+            handlers,
+        )
+        .unwrap_or_else(|e| panic!("a loaded config is valid: {e}"))
+        .with_dlq(dlq)
     }
 
     /// The HTTP routes.
@@ -149,6 +185,8 @@ impl LocalStack {
             .route("/webhooks/{source}", any(webhook))
             .route("/events", get(event_list))
             .route("/events/{id}", get(event_status))
+            .route("/events/{id}/payload", get(event_payload))
+            .route("/events/{id}/replay", post(event_replay))
             .route("/dlq", get(dlq_list))
             .route("/dlq/redrive", post(dlq_redrive))
             .route("/dlq/purge", post(dlq_purge))
@@ -477,4 +515,85 @@ async fn event_list(
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     json(routes.status.list_events(authorization, &params).await)
+}
+
+async fn event_payload(
+    State(routes): State<Routes>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return json(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_event_id",
+            "not an event id (event ids are <source>:<id>)",
+        ));
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match routes.status.get_payload(authorization, &id).await {
+        Ok(payload) => {
+            let content_type = axum::http::HeaderValue::from_str(&payload.content_type)
+                .unwrap_or_else(|_| {
+                    axum::http::HeaderValue::from_static("application/octet-stream")
+                });
+            let mut response = Response::new(Body::from(payload.body));
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, content_type);
+            // A payload is the provider's bytes: never rendered or sniffed as a page.
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                axum::http::HeaderValue::from_static("attachment"),
+            );
+            h.insert(
+                "x-content-type-options",
+                axum::http::HeaderValue::from_static("nosniff"),
+            );
+            if let Ok(sha) = axum::http::HeaderValue::from_str(&payload.sha256) {
+                h.insert("x-hookgate-payload-sha256", sha);
+            }
+            response
+        }
+        Err(reply) => json(reply),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReplayParams {
+    run: Option<String>,
+}
+
+async fn event_replay(
+    State(routes): State<Routes>,
+    id: Result<Path<String>, PathRejection>,
+    params: Result<Query<ReplayParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(Path(id)) = id else {
+        return json(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_event_id",
+            "not an event id (event ids are <source>:<id>)",
+        ));
+    };
+    let run = match params {
+        Ok(Query(p)) => p.run,
+        Err(e) => {
+            return json(Reply::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_run",
+                e.body_text(),
+            ))
+        }
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    json(
+        routes
+            .status
+            .replay(authorization, &id, run.as_deref())
+            .await,
+    )
 }

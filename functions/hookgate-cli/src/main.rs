@@ -14,6 +14,7 @@ use hookgate_cli::cli::{Backend, Cli, Command, LogFormat, RequestArgs, REPO_EVEN
 use hookgate_cli::config_choice::{self, ChosenConfig};
 use hookgate_cli::local::LocalStack;
 use hookgate_cli::provider_request::{self, Payload, ProviderRequest};
+use hookgate_cli::replay_command;
 use hookgate_core::telemetry;
 use hookgate_core::{Clock, Handlers, SystemClock};
 use tracing::{info, warn};
@@ -113,7 +114,14 @@ async fn serve(
                 config.processor.max_receive_count,
             )
             .await?;
-            let stack = LocalStack::new(&config, aws.ledger, aws.queue, Handlers::new())?;
+            let archive = aws
+                .archive
+                .map(|a| a as std::sync::Arc<dyn hookgate_core::Archive>);
+            if archive.is_none() {
+                warn!("HOOKGATE_ARCHIVE_BUCKET is not set: payloads over the inline size are not kept, and bodies over [archive] claim_check_bytes must fit the queue");
+            }
+            let stack =
+                LocalStack::with_archive(&config, aws.ledger, aws.queue, archive, Handlers::new())?;
             match aws.dlq {
                 Some(dlq) => stack.with_dlq(dlq),
                 None => stack,
@@ -219,9 +227,83 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("not every request was accepted and processed");
             }
         }
+        Command::Replay {
+            ids,
+            status,
+            source,
+            event_type,
+            since,
+            until,
+            dry_run,
+            limit,
+            rate,
+            url,
+            admin_token,
+            config,
+        } => {
+            let config = load_config(config.config.as_deref(), false)?.config;
+            let place =
+                replay_command::Place::from_args(url.as_deref(), admin_token, &config).await?;
+            let done = match status {
+                None => replay_command::replay_ids(&place, &ids).await?,
+                Some(status) => {
+                    let status: hookgate_core::EventStatus = status.into();
+                    let status_text = status.to_string();
+                    let table = std::env::var(hookgate_aws::ENV_TABLE).unwrap_or_default();
+                    let typed = [
+                        status_text.as_str(),
+                        source.as_deref().unwrap_or(""),
+                        event_type.as_deref().unwrap_or(""),
+                        since.as_deref().unwrap_or(""),
+                        until.as_deref().unwrap_or(""),
+                        url.as_deref().unwrap_or(&table),
+                    ];
+                    let (filter, resumed, state) = replay_command::bulk_filter_resuming(
+                        &typed,
+                        || {
+                            replay_command::bulk_filter(
+                                status,
+                                source.as_deref(),
+                                event_type.as_deref(),
+                                since.as_deref(),
+                                until.as_deref(),
+                                SystemClock.now(),
+                            )
+                        },
+                        &replay_command::state_dir(),
+                    )?;
+                    if resumed {
+                        eprintln!("hookgate: going on with the run this command started before (it was interrupted)");
+                    }
+                    let options = hookgate_core::replay::BulkOptions {
+                        dry_run,
+                        limit,
+                        rate,
+                        ..Default::default()
+                    };
+                    replay_command::replay_filtered(&place, &filter, &options, &state).await?
+                }
+            };
+            if !done {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Payload {
+            id,
+            out,
+            url,
+            admin_token,
+            config,
+        } => {
+            let config = load_config(config.config.as_deref(), false)?.config;
+            let place =
+                replay_command::Place::from_args(url.as_deref(), admin_token, &config).await?;
+            replay_command::payload(&place, &id, out.as_deref()).await?;
+        }
         Command::Setup {
             table,
             queue,
+            bucket,
             config,
         } => {
             let config = load_config(config.config.as_deref(), false)?.config;
@@ -236,10 +318,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config.processor.visibility_timeout_secs,
             )
             .await?;
+            // The archive keeps payloads for [archive] retention_days (default: the dedup
+            // window, as long as the ledger remembers the event).
+            let retention = hookgate_aws::setup::retention_days(
+                config.archive.retention(&config.receiver).as_secs(),
+            );
+            let bucket = hookgate_aws::setup::setup_archive_bucket(
+                &sdk,
+                bucket,
+                &queue,
+                &urls.queue_url,
+                retention,
+            )
+            .await?;
             // Only once everything exists: `eval "$(hookgate setup)"` gets all or nothing.
             println!("export HOOKGATE_TABLE={table}");
             println!("export HOOKGATE_QUEUE_URL={}", urls.queue_url);
             println!("export HOOKGATE_DLQ_URL={}", urls.dlq_url);
+            println!("export {}={bucket}", hookgate_aws::ENV_ARCHIVE_BUCKET);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -34,6 +34,39 @@ pub struct Config {
     /// `[metrics]`: the CloudWatch namespace and dimensions of the functions' metrics.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// `[archive]`: every payload kept for reading and replay; the claim check for large ones.
+    #[serde(default)]
+    pub archive: ArchiveConfig,
+}
+
+/// `[archive]`: where payloads are kept, and for how long (see [`crate::payload`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveConfig {
+    /// Keep every payload (default true). Off, only bodies too large for the queue go to the
+    /// archive (they must), and replay answers `payload_not_archived` for the others.
+    pub enabled: bool,
+    /// Bodies larger than this (default 256 KiB) are written to the archive by the receiver
+    /// and travel as a pointer; smaller ones travel in the message.
+    pub claim_check_bytes: usize,
+    /// A payload whose compressed envelope is at most this many bytes (default 3 KiB) is kept
+    /// inline in the ledger item, in the write the processor makes anyway; a larger one is an
+    /// archive object. See the README's cost table for why.
+    pub inline_max_bytes: usize,
+    /// How long payloads are kept, in days; at most the dedup window (an event stays
+    /// replayable as long as it is remembered). Default: the dedup window.
+    pub retention_days: Option<u64>,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            claim_check_bytes: 256 * 1024,
+            inline_max_bytes: 3072,
+            retention_days: None,
+        }
+    }
 }
 
 /// One provider endpoint: `POST /webhooks/{name}`.
@@ -169,11 +202,15 @@ fn default_tolerance_secs() -> u64 {
     300
 }
 
+/// The default largest body: 6 MiB, what Lambda accepts in one request.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
 /// `[receiver]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiverConfig {
-    /// Largest body accepted, in bytes (default 1 MiB, the SQS message maximum).
+    /// Largest body accepted, in bytes (default 6 MiB, Lambda's request payload limit; bodies
+    /// over `[archive] claim_check_bytes` travel through the archive).
     pub max_body_bytes: usize,
     /// How long a claimed event id keeps deduplicating (default 7 days: longer than any
     /// provider's retry horizon).
@@ -186,7 +223,7 @@ pub struct ReceiverConfig {
 impl Default for ReceiverConfig {
     fn default() -> Self {
         Self {
-            max_body_bytes: 1024 * 1024,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             dedup_window_secs: 7 * 24 * 3600,
             claim_timeout_secs: 60,
         }
@@ -237,6 +274,16 @@ impl Default for ProcessorConfig {
             backoff_base_ms: 1000,
             backoff_cap_secs: 900,
             deadline_margin_ms: 1000,
+        }
+    }
+}
+
+impl ArchiveConfig {
+    /// How long payloads are kept: `retention_days`, else the dedup window.
+    pub fn retention(&self, receiver: &ReceiverConfig) -> Duration {
+        match self.retention_days {
+            Some(days) => Duration::from_secs(days.saturating_mul(86_400)),
+            None => Duration::from_secs(receiver.dedup_window_secs),
         }
     }
 }
@@ -496,6 +543,26 @@ impl Config {
                     .into(),
             );
         }
+        let archive = &self.archive;
+        if archive.claim_check_bytes == 0 || archive.claim_check_bytes > 512 * 1024 {
+            return bad(
+                "archive.claim_check_bytes must be 1-524288 (bodies above it go to the archive; the queue takes 1 MiB)"
+                    .into(),
+            );
+        }
+        if archive.inline_max_bytes > 64 * 1024 {
+            return bad(
+                "archive.inline_max_bytes is at most 65536 (a ledger item holds 400 KB)".into(),
+            );
+        }
+        if let Some(days) = archive.retention_days {
+            if days == 0 || days.saturating_mul(86_400) > self.receiver.dedup_window_secs {
+                return bad(format!(
+                    "archive.retention_days must be 1 to receiver.dedup_window_secs in days ({}): an event stays replayable as long as it is remembered",
+                    self.receiver.dedup_window_secs / 86_400
+                ));
+            }
+        }
         check_metrics_namespace(&self.metrics.namespace).map_err(ConfigError::Invalid)?;
         if self.metrics.max_types_per_source == 0 {
             return bad("metrics.max_types_per_source must be positive".into());
@@ -527,7 +594,13 @@ mod tests {
         let c =
             Config::from_toml("[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']")
                 .unwrap();
-        assert_eq!(c.receiver.max_body_bytes, 1 << 20);
+        assert_eq!(c.receiver.max_body_bytes, 6 << 20);
+        assert!(c.archive.enabled);
+        assert_eq!(c.archive.claim_check_bytes, 256 << 10);
+        assert_eq!(
+            c.archive.retention(&c.receiver),
+            Duration::from_secs(604_800)
+        );
         assert_eq!(c.receiver.dedup_window_secs, 604_800);
         assert_eq!(c.processor.max_receive_count, 5);
         assert_eq!(c.sources.values().next().unwrap().tolerance_secs, 300);
@@ -569,6 +642,12 @@ mod tests {
                 "unknown field",
             ),
             ("[processor]\nbatch_size=11", "batch_size"),
+            ("[archive]\nclaim_check_bytes=0", "claim_check_bytes"),
+            ("[archive]\nclaim_check_bytes=1048576", "claim_check_bytes"),
+            ("[archive]\ninline_max_bytes=100000", "inline_max_bytes"),
+            ("[archive]\nretention_days=8", "retention_days"),
+            ("[archive]\nretention_days=0", "retention_days"),
+            ("[archive]\nretain=1", "unknown field"),
             ("[metrics]\nnamespace=''", "metrics.namespace"),
             ("[metrics]\nnamespace='AWS/Lambda'", "AWS/"),
             ("[metrics]\nnamespace='hook{gate}'", "'{'"),

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::clock::{Clock, SystemClock};
 use crate::envelope::EventId;
-use crate::ledger::Ledger;
+use crate::ledger::{HistoryEntry, Ledger};
 use crate::queue::{attr, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
 /// How long `list` and `redrive` hold DLQ messages while looking at them.
@@ -238,10 +238,36 @@ impl DeadLetters {
                 }
             }
         }
-        Ok(PurgeReport {
+        let report = PurgeReport {
             purged,
             event_ids: event_ids.into_iter().collect(),
-        })
+        };
+        self.record_purge(&report).await;
+        Ok(report)
+    }
+
+    /// Notes the purge in each purged event's history: the ledger still says `dead_lettered`
+    /// (and a provider's retry is still a duplicate), so the history says where the message
+    /// went — and the archived payload is still there to replay.
+    async fn record_purge(&self, report: &PurgeReport) {
+        let now = self.clock.now();
+        let token = uuid::Uuid::new_v4().to_string();
+        let entry = HistoryEntry {
+            at: now,
+            kind: "dlq_purged".to_owned(),
+            note: format!(
+                "its message was purged from the DLQ at {}; replay it from the archive (hookgate replay ID)",
+                now.to_rfc3339()
+            ),
+        };
+        for id in &report.event_ids {
+            let Ok(event_id) = EventId::parse(id) else {
+                continue;
+            };
+            if let Err(e) = self.ledger.add_history(&event_id, &entry, &token).await {
+                tracing::warn!(event_id = %event_id, error = %e, "could not note the purge in the event's history");
+            }
+        }
     }
 
     async fn hold_all(&self, limit: usize) -> Result<Vec<ReceivedMessage>, QueueError> {

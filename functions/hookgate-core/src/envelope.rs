@@ -4,6 +4,11 @@
 //! metadata, then the provider's raw body, byte for byte: verbatim when it is text SQS accepts,
 //! base64 otherwise, never re-serialised. Copying the body in verbatim rather than as an escaped
 //! JSON string keeps the receiver's cost for a large body near one pass of the HMAC over it.
+//!
+//! A body too large for the queue travels beside it, in the archive: the message then carries
+//! a pointer (the claim check: key, size, SHA-256) and nothing after its head line. The head
+//! also carries the event's *generation*: 0 as received, one more for each replay, so a stale
+//! copy of an older message is told apart from the replay that superseded it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -155,6 +160,31 @@ impl From<SourceName> for String {
 #[error("source names are 1-64 characters from [a-z0-9_-]")]
 pub struct InvalidSourceName;
 
+/// Where a body travelling beside its message is, and what it must be: what a queue message
+/// carries instead of a body too large for the queue (the claim check), and what the ledger
+/// records. The archive (see `crate::archive`) makes and reads them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadRef {
+    /// The object's key in the archive.
+    pub key: String,
+    /// The body's size in bytes.
+    pub size: u64,
+    /// The body's SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+impl PayloadRef {
+    /// Whether `body` is the body this reference names (size, then SHA-256).
+    pub fn matches(&self, body: &[u8]) -> bool {
+        body.len() as u64 == self.size && sha256_hex(body) == self.sha256
+    }
+}
+
+/// The SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// One accepted event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
@@ -193,6 +223,16 @@ struct WireHead {
     body: BodyForm,
     /// Its length in bytes as written, so a cut-off message is refused, not half-processed.
     body_len: usize,
+    /// The event's generation: 0 as received, one more per replay.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u64,
+    /// With `body: "archive"`: where the body is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    archive: Option<PayloadRef>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How a version 2 message carries the body.
@@ -203,6 +243,8 @@ enum BodyForm {
     Text,
     /// Standard base64: anything else (binary, or control characters SQS refuses).
     Base64,
+    /// Not in the message: in the archive, where the head's `archive` pointer says.
+    Archive,
 }
 
 /// A version 1 message: one JSON object with the body as an escaped string or base64.
@@ -234,6 +276,63 @@ pub enum EnvelopeError {
     /// The body is missing, cut off, or not valid base64.
     #[error("envelope body is missing, cut off or not valid base64")]
     Body,
+    /// The body is in the archive: read the message with [`QueuedEvent::from_message`].
+    #[error("the message points to a body in the archive")]
+    Pointer,
+}
+
+/// A queue message as the processor reads it: the envelope, its generation, and — when the
+/// body travels in the archive — the pointer to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedEvent {
+    /// The event. When `pointer` is set its body is empty: fetch it from the archive.
+    pub envelope: Envelope,
+    /// The generation this message was sent for (0 as received, one more per replay).
+    pub generation: u64,
+    /// Where the body is, when it is not in the message.
+    pub pointer: Option<PayloadRef>,
+}
+
+impl QueuedEvent {
+    /// Reads a message written by [`Envelope::to_message`], [`Envelope::encode_as`] or
+    /// [`Envelope::pointer_message`], of this version or version 1.
+    pub fn from_message(s: &str) -> Result<Self, EnvelopeError> {
+        let Some((head, body)) = s.split_once('\n') else {
+            return Ok(Self {
+                envelope: Envelope::from_message_v1(s)?,
+                generation: 0,
+                pointer: None,
+            });
+        };
+        let head: WireHead = serde_json::from_str(head)?;
+        if head.v != MESSAGE_VERSION {
+            return Err(EnvelopeError::Version(head.v));
+        }
+        let (body, pointer) = match head.body {
+            BodyForm::Archive => match (head.archive, body.is_empty()) {
+                (Some(pointer), true) => (Bytes::new(), Some(pointer)),
+                _ => return Err(EnvelopeError::Body),
+            },
+            _ if body.len() != head.body_len => return Err(EnvelopeError::Body),
+            BodyForm::Text => (Bytes::copy_from_slice(body.as_bytes()), None),
+            BodyForm::Base64 => (
+                Bytes::from(B64.decode(body).map_err(|_| EnvelopeError::Body)?),
+                None,
+            ),
+        };
+        Ok(Self {
+            envelope: Envelope {
+                event_id: head.event_id,
+                source: head.source,
+                event_type: head.event_type,
+                received_at: head.received_at,
+                headers: head.headers,
+                body,
+            },
+            generation: head.generation,
+            pointer,
+        })
+    }
 }
 
 /// An envelope encoded for the queue, its body not yet copied into the message: the size is
@@ -272,6 +371,11 @@ impl Envelope {
     /// payload) follows verbatim, so it is neither escaped nor re-parsed on either side; anything
     /// else follows as base64.
     pub fn encode(&self) -> EncodedEnvelope<'_> {
+        self.encode_as(0)
+    }
+
+    /// [`Envelope::encode`] for a given generation (a replay sends the next one).
+    pub fn encode_as(&self, generation: u64) -> EncodedEnvelope<'_> {
         let (form, body) = match std::str::from_utf8(&self.body) {
             Ok(text) if crate::queue::sqs_accepts(text) => (BodyForm::Text, Cow::Borrowed(text)),
             _ => (BodyForm::Base64, Cow::Owned(B64.encode(&self.body))),
@@ -285,6 +389,8 @@ impl Envelope {
             headers: self.headers.clone(),
             body: form,
             body_len: body.len(),
+            generation,
+            archive: None,
         };
         EncodedEnvelope {
             // Serialising a struct of strings, numbers and maps cannot fail.
@@ -298,31 +404,36 @@ impl Envelope {
         self.encode().into_message()
     }
 
+    /// The message for an event whose body is in the archive at `pointer`: the head line
+    /// (with the pointer), a newline, and nothing else. Its size does not grow with the body.
+    pub fn pointer_message(&self, pointer: &PayloadRef, generation: u64) -> String {
+        let head = WireHead {
+            v: MESSAGE_VERSION,
+            event_id: self.event_id.clone(),
+            source: self.source.clone(),
+            event_type: self.event_type.clone(),
+            received_at: self.received_at,
+            headers: self.headers.clone(),
+            body: BodyForm::Archive,
+            body_len: 0,
+            generation,
+            archive: Some(pointer.clone()),
+        };
+        // Serialising a struct of strings, numbers and maps cannot fail.
+        let mut message = serde_json::to_string(&head).unwrap_or_default();
+        message.push('\n');
+        message
+    }
+
     /// Reads a message body written by [`Envelope::to_message`], of this version or version 1.
+    /// A pointer message (body in the archive) is [`EnvelopeError::Pointer`]; read those with
+    /// [`QueuedEvent::from_message`].
     pub fn from_message(s: &str) -> Result<Self, EnvelopeError> {
-        // Version 1 messages are compact JSON, which holds no raw newline.
-        let Some((head, body)) = s.split_once('\n') else {
-            return Self::from_message_v1(s);
-        };
-        let head: WireHead = serde_json::from_str(head)?;
-        if head.v != MESSAGE_VERSION {
-            return Err(EnvelopeError::Version(head.v));
+        let queued = QueuedEvent::from_message(s)?;
+        match queued.pointer {
+            Some(_) => Err(EnvelopeError::Pointer),
+            None => Ok(queued.envelope),
         }
-        if body.len() != head.body_len {
-            return Err(EnvelopeError::Body);
-        }
-        let body = match head.body {
-            BodyForm::Text => Bytes::copy_from_slice(body.as_bytes()),
-            BodyForm::Base64 => Bytes::from(B64.decode(body).map_err(|_| EnvelopeError::Body)?),
-        };
-        Ok(Self {
-            event_id: head.event_id,
-            source: head.source,
-            event_type: head.event_type,
-            received_at: head.received_at,
-            headers: head.headers,
-            body,
-        })
     }
 
     /// Reads a version 1 message: enqueued by an earlier receiver, or kept on the DLQ since.
@@ -401,6 +512,43 @@ mod tests {
             assert_eq!(e.encode().len(), m.len());
             assert_eq!(Envelope::from_message(&m).unwrap(), e);
         }
+    }
+
+    #[test]
+    fn generations_and_pointers_round_trip() {
+        let e = envelope(b"{\"big\":true}");
+        let m = e.encode_as(3).into_message();
+        assert!(m.contains(r#""generation":3"#), "{m}");
+        let q = QueuedEvent::from_message(&m).unwrap();
+        assert_eq!(
+            (q.generation, q.pointer.as_ref(), &q.envelope),
+            (3, None, &e)
+        );
+        assert!(!e.to_message().contains("generation"), "0 is left out");
+
+        let pointer = PayloadRef::of(&e);
+        let m = e.pointer_message(&pointer, 2);
+        assert!(m.ends_with('\n') && m.matches('\n').count() == 1, "{m}");
+        assert!(crate::queue::sqs_accepts(&m));
+        let q = QueuedEvent::from_message(&m).unwrap();
+        assert_eq!(q.pointer, Some(pointer));
+        assert_eq!(q.generation, 2);
+        assert!(q.envelope.body.is_empty());
+        assert_eq!(q.envelope.event_id, e.event_id);
+        assert!(matches!(
+            Envelope::from_message(&m),
+            Err(EnvelopeError::Pointer)
+        ));
+        // A pointer message with a body after it, or without its pointer, is refused.
+        assert!(matches!(
+            QueuedEvent::from_message(&format!("{m}x")),
+            Err(EnvelopeError::Body)
+        ));
+        let no_pointer = m.replacen(r#""archive":{"#, r#""other":{"#, 1);
+        assert!(matches!(
+            QueuedEvent::from_message(&no_pointer),
+            Err(EnvelopeError::Body)
+        ));
     }
 
     #[test]

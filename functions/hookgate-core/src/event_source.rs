@@ -125,7 +125,9 @@ impl EventSource {
             // processor has already set their visibility or moved them to the DLQ).
             if !matches!(
                 result,
-                RecordOutcome::Processed | RecordOutcome::AlreadyProcessed
+                RecordOutcome::Processed
+                    | RecordOutcome::AlreadyProcessed
+                    | RecordOutcome::Superseded { .. }
             ) {
                 continue;
             }
@@ -170,7 +172,9 @@ impl BatchSummary {
         for (_, record) in &outcome.records {
             let count = match record {
                 RecordOutcome::Processed => &mut summary.processed,
-                RecordOutcome::AlreadyProcessed => &mut summary.already_processed,
+                RecordOutcome::AlreadyProcessed | RecordOutcome::Superseded { .. } => {
+                    &mut summary.already_processed
+                }
                 RecordOutcome::MovedToDlq { .. } => &mut summary.permanently_failed,
                 RecordOutcome::Failed {
                     dead_lettered: true,

@@ -1,5 +1,5 @@
-//! Fault injection for the ports: wrappers that make a `Ledger` or a `Queue` fail, or slow
-//! down, on demand.
+//! Fault injection for the ports: wrappers that make a `Ledger`, a `Queue` or an `Archive`
+//! fail, or slow down, on demand.
 //!
 //! Used by tests of both cores (and the local stack's own tests) to show what happens when
 //! DynamoDB or SQS fails at a given step. A [`Faults`] plan holds rules per operation (a port
@@ -31,11 +31,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::archive::{Archive, ArchiveError, PayloadRef};
 use crate::clock::Timestamp;
-use crate::envelope::EventId;
+use crate::envelope::{Envelope, EventId};
 use crate::ledger::{
     AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventSummary, Ledger, LedgerError,
-    ListQuery, StartOutcome,
+    ListQuery, Page, PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
 };
 use crate::queue::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
@@ -377,6 +378,41 @@ impl Ledger for FaultyLedger {
             .run("list", call, LedgerError::Unavailable)
             .await
     }
+    async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError> {
+        let call = || self.inner.list_page(query);
+        self.faults
+            .run("list_page", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn inline_payload(&self, id: &EventId) -> Result<Option<bytes::Bytes>, LedgerError> {
+        let call = || self.inner.inline_payload(id);
+        self.faults
+            .run("inline_payload", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
+        let call = || self.inner.begin_replay(replay);
+        self.faults
+            .run("begin_replay", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError> {
+        let call = || self.inner.undo_replay(undo);
+        self.faults
+            .run("undo_replay", call, LedgerError::Unavailable)
+            .await
+    }
+    async fn add_history(
+        &self,
+        id: &EventId,
+        entry: &crate::ledger::HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
+        let call = || self.inner.add_history(id, entry, token);
+        self.faults
+            .run("add_history", call, LedgerError::Unavailable)
+            .await
+    }
 }
 
 /// A queue that fails as its [`Faults`] say.
@@ -435,6 +471,48 @@ impl Queue for FaultyQueue {
     }
     fn max_message_bytes(&self) -> usize {
         self.inner.max_message_bytes()
+    }
+}
+
+/// An archive that fails as its [`Faults`] say. Operations: `archive_put`, `archive_get`,
+/// `archive_exists`, `archive_delete`.
+pub struct FaultyArchive {
+    inner: Arc<dyn Archive>,
+    faults: Arc<Faults>,
+}
+
+impl FaultyArchive {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Archive>, faults: Arc<Faults>) -> Self {
+        Self { inner, faults }
+    }
+}
+
+#[async_trait]
+impl Archive for FaultyArchive {
+    async fn put(&self, envelope: &Envelope) -> Result<PayloadRef, ArchiveError> {
+        let call = || self.inner.put(envelope);
+        self.faults
+            .run("archive_put", call, ArchiveError::Unavailable)
+            .await
+    }
+    async fn get(&self, event_id: &EventId) -> Result<Option<Envelope>, ArchiveError> {
+        let call = || self.inner.get(event_id);
+        self.faults
+            .run("archive_get", call, ArchiveError::Unavailable)
+            .await
+    }
+    async fn exists(&self, event_id: &EventId) -> Result<bool, ArchiveError> {
+        let call = || self.inner.exists(event_id);
+        self.faults
+            .run("archive_exists", call, ArchiveError::Unavailable)
+            .await
+    }
+    async fn delete(&self, event_id: &EventId) -> Result<(), ArchiveError> {
+        let call = || self.inner.delete(event_id);
+        self.faults
+            .run("archive_delete", call, ArchiveError::Unavailable)
+            .await
     }
 }
 

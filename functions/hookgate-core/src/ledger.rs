@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
@@ -146,6 +147,79 @@ pub struct EventRecord {
     /// The last attempt's error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// 0 as received; one more for each replay. Only a message of the current generation
+    /// runs the handler (see [`StartOutcome::Superseded`]).
+    #[serde(default)]
+    pub generation: u64,
+    /// How many times the event was replayed.
+    #[serde(default)]
+    pub replays: u32,
+    /// What happened to the event besides its attempts (replays, a DLQ purge), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    /// The payload's size and SHA-256, and where it is kept, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<PayloadInfo>,
+}
+
+/// Something that happened to an event other than an attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: Timestamp,
+    /// What, as a stable word: `replayed`, `replay_undone`, `dlq_purged`.
+    pub kind: String,
+    /// In words: how, by whom, why.
+    pub note: String,
+}
+
+/// Where a payload is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadStore {
+    /// Compressed, in the ledger item itself.
+    Inline,
+    /// An object in the archive.
+    Archive,
+}
+
+impl PayloadStore {
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadStore::Inline => "inline",
+            PayloadStore::Archive => "archive",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inline" => Some(PayloadStore::Inline),
+            "archive" => Some(PayloadStore::Archive),
+            _ => None,
+        }
+    }
+}
+
+/// What the ledger records about an event's payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadInfo {
+    /// The body's size in bytes.
+    pub bytes: u64,
+    /// The body's SHA-256, lower-case hex.
+    pub sha256: String,
+    /// Where it is kept.
+    pub stored: PayloadStore,
+}
+
+/// A payload to record with the start of an attempt, if none is recorded yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayloadWrite {
+    /// Its size, SHA-256 and place.
+    pub info: PayloadInfo,
+    /// With [`PayloadStore::Inline`]: the compressed envelope (see [`crate::payload`]).
+    pub inline: Option<Bytes>,
 }
 
 impl EventRecord {
@@ -288,6 +362,12 @@ pub struct AttemptStart {
     /// Unique to this start: a retried start that finds its own token on the lease knows its
     /// first attempt was applied (its answer lost), and takes the lease it already holds.
     pub lease_token: String,
+    /// The generation of the message being processed: an older one than the event's is
+    /// [`StartOutcome::Superseded`]; a newer one (a replay whose record was undone after its
+    /// message went out) becomes the event's.
+    pub generation: u64,
+    /// The payload to record, if the event has none recorded yet (the first take).
+    pub payload: Option<PayloadWrite>,
 }
 
 /// The answer to an [`AttemptStart`].
@@ -305,6 +385,143 @@ pub enum StartOutcome {
         /// When that lease ends.
         until: Timestamp,
     },
+    /// The message is of an older generation than the event: a replay superseded it.
+    /// Acknowledge it without running the handler.
+    Superseded {
+        /// The event's generation.
+        current: u64,
+    },
+}
+
+/// An operator's request to run an event again from its archived payload.
+#[derive(Clone, Debug)]
+pub struct ReplayStart {
+    /// The event.
+    pub event_id: EventId,
+    /// The generation the caller read: the replay is refused if it has changed since (two
+    /// replays racing: one wins).
+    pub expected_generation: u64,
+    /// Unique to this replay: a retried call that finds it knows its write was applied.
+    pub token: String,
+    /// The bulk replay run this belongs to, if any: an event this run replayed already is not
+    /// replayed again when the run is repeated.
+    pub run: Option<String>,
+    /// Now.
+    pub now: Timestamp,
+    /// A replay still `queued` since before this never reached the queue (it crashed): it may
+    /// be taken over.
+    pub stale_before: Timestamp,
+    /// The history entry that says when and how.
+    pub entry: HistoryEntry,
+}
+
+/// The answer to a [`ReplayStart`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// Recorded: the event is `queued` again under `generation`; send its message now.
+    Started {
+        /// The new generation.
+        generation: u64,
+        /// The status it had.
+        previous: EventStatus,
+    },
+    /// No such event (never seen, or forgotten with its dedup window).
+    NotFound,
+    /// The event is on its way (received, queued or processing): a replay would race it.
+    InProgress(EventStatus),
+    /// Its generation is no longer the one read: another replay got there first.
+    Superseded {
+        /// The generation now.
+        current: u64,
+    },
+    /// This bulk run replayed it already.
+    AlreadyInRun,
+}
+
+/// Takes back a replay whose message could not be sent: the event returns to the status and
+/// generation it had, so its pending retry (if any) is not superseded by a replay that never
+/// happened.
+#[derive(Clone, Debug)]
+pub struct ReplayUndo {
+    /// The event.
+    pub event_id: EventId,
+    /// The replay's token (only its own replay is undone).
+    pub token: String,
+    /// The generation the replay set.
+    pub generation: u64,
+    /// The status to return to.
+    pub restore: EventStatus,
+    /// The history entry that says why.
+    pub entry: HistoryEntry,
+    /// Now.
+    pub now: Timestamp,
+}
+
+/// Which events a paged listing reads: one status (a listing pages through one index
+/// partition at a time), newest first, within a time range, optionally one source and type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageQuery {
+    /// The status.
+    pub status: EventStatus,
+    /// Only this source.
+    pub source: Option<SourceName>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Received at or after this.
+    pub since: Option<Timestamp>,
+    /// Received before this.
+    pub until: Option<Timestamp>,
+    /// Events per page, at most [`MAX_LIST_LIMIT`].
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub cursor: Option<Cursor>,
+}
+
+/// Where a page ended: the last event's `received_at` and id. Opaque to callers, printable as
+/// text (`<millis>.<event id>`), so a listing can go on from it later.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    /// The last event's `received_at`.
+    pub received_at: Timestamp,
+    /// The last event's id.
+    pub event_id: EventId,
+}
+
+impl Cursor {
+    /// The cursor as text.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.received_at.as_millis(), self.event_id)
+    }
+
+    /// Parses [`Cursor::encode`]'s text.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('.')?;
+        Some(Self {
+            received_at: Timestamp::from_millis(ms.parse().ok()?),
+            event_id: EventId::parse(id).ok()?,
+        })
+    }
+}
+
+/// One page of a [`PageQuery`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The events, newest first.
+    pub events: Vec<EventSummary>,
+    /// Where the next page starts, if there may be one.
+    pub next: Option<Cursor>,
+}
+
+/// Whether `summary` passes `query`'s filters (time range, source, type): the check each
+/// ledger applies to the entries it reads, in one place.
+pub fn page_matches(query: &PageQuery, summary: &EventSummary) -> bool {
+    query.since.is_none_or(|t| summary.received_at >= t)
+        && query.until.is_none_or(|t| summary.received_at < t)
+        && query.source.as_ref().is_none_or(|s| &summary.source == s)
+        && query
+            .event_type
+            .as_deref()
+            .is_none_or(|t| summary.event_type == t)
 }
 
 /// How an attempt ended, as the ledger records it.
@@ -384,6 +601,35 @@ pub trait Ledger: Send + Sync {
     /// the table within moments (eventually consistent), and a listing filtered by source may
     /// come back short of `limit` (see `DynamoDbLedger`'s bound on pages read).
     async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError>;
+
+    /// One page of the events with `query.status`, newest first, from `query.cursor` on. Reads
+    /// at most a bounded number of index entries per call (a page may come back short, or
+    /// empty with a `next` cursor, when filters drop most of them), so memory and time stay
+    /// bounded however many events match.
+    async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError>;
+
+    /// The compressed envelope kept inline for `event_id`, if its payload is stored inline.
+    async fn inline_payload(&self, event_id: &EventId) -> Result<Option<Bytes>, LedgerError>;
+
+    /// Starts a replay: if the event is `processed`, `failed` or `dead_lettered` (or `queued`
+    /// by a replay older than `stale_before` that never reached the queue) and still at the
+    /// expected generation, it becomes `queued` under the next generation, its `replays` count
+    /// goes up and the history records it. A retried call that finds its own token is
+    /// `Started` again.
+    async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError>;
+
+    /// Takes back a replay whose message could not be sent, if it is still this one's and the
+    /// event is still `queued` under its generation (else [`LedgerError::Conflict`]).
+    async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError>;
+
+    /// Appends `entry` to an event's history, once per `token` (a retried call appends
+    /// nothing more). Returns whether the event is in the ledger.
+    async fn add_history(
+        &self,
+        event_id: &EventId,
+        entry: &HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError>;
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@
 //!
 //! - [`envelope`]: the event as it travels, and its stable id.
 //! - [`signature`]: how a provider's signature is checked.
-//! - [`ledger`] and [`queue`]: the two ports, with in-memory implementations in [`memory`].
+//! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
+//!   [`memory`].
+//! - [`payload`]: where each event's payload is kept (inline, archive, claim check).
 //! - [`receiver`]: request → verify → claim → enqueue → reply.
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
+//! - [`replay`]: running an event again from its kept payload, one or many.
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //! - [`xray`]: the X-Ray trace header the receiver hands to the processor.
@@ -14,6 +17,7 @@
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
+pub mod archive;
 pub mod backoff;
 pub mod clock;
 pub mod config;
@@ -26,16 +30,19 @@ pub mod handler;
 pub mod ledger;
 pub mod memory;
 pub mod metrics;
+pub mod payload;
 pub mod pending;
 pub mod processor;
 pub mod queue;
 pub mod receiver;
+pub mod replay;
 pub mod reply;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
 pub mod xray;
 
+pub use archive::{Archive, ArchiveError, PayloadRef};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigError, Secret};
 pub use envelope::{Envelope, EventId, SourceName};

@@ -28,16 +28,20 @@ use futures::stream::{self, StreamExt};
 use futures::FutureExt;
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::archive::{Archive, ArchiveError, PayloadRef};
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::config::ArchiveConfig;
 use crate::config::{Config, ProcessorConfig};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, QueuedEvent};
 use crate::handler::{HandlerError, Handlers};
 use crate::ledger::{
     truncate_error, Attempt, AttemptEnd, AttemptStart, EventStatus, Ledger, LedgerError,
     StartOutcome,
 };
+use crate::ledger::{PayloadStore, PayloadWrite};
 use crate::metrics::{self, Metrics, RecordFacts};
+use crate::payload::{self, Placement};
 use crate::pending::{PendingCompletion, PendingCompletions, Take};
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 use crate::xray::AWS_TRACE_HEADER;
@@ -51,6 +55,12 @@ pub enum RecordOutcome {
     Processed,
     /// The event was processed before; acknowledged without running the handler.
     AlreadyProcessed,
+    /// A replay superseded this message (it is of an older generation than the event):
+    /// acknowledged without running the handler.
+    Superseded {
+        /// The event's generation.
+        current: u64,
+    },
     /// Failed permanently and moved to the DLQ (no longer on the queue).
     MovedToDlq {
         /// Why.
@@ -74,6 +84,7 @@ impl RecordOutcome {
             self,
             RecordOutcome::Processed
                 | RecordOutcome::AlreadyProcessed
+                | RecordOutcome::Superseded { .. }
                 | RecordOutcome::MovedToDlq { .. }
         )
     }
@@ -126,6 +137,18 @@ pub struct Processor {
     metrics: Arc<dyn Metrics>,
     /// Successes the ledger could not record yet, recorded before any rerun (see [`crate::pending`]).
     pending: PendingCompletions,
+    /// Where payloads are archived (and pointer messages' bodies read), if anywhere.
+    archive: Option<Arc<dyn Archive>>,
+    archive_config: ArchiveConfig,
+}
+
+/// Why a pointer message's body could not be read.
+enum BodyError {
+    /// The archive could not be reached: try again later.
+    Unavailable(String),
+    /// The body is gone or damaged: no retry can bring it back (`payload_missing`,
+    /// `payload_corrupt`).
+    Lost(String),
 }
 
 impl std::fmt::Debug for Processor {
@@ -187,7 +210,17 @@ impl Processor {
             clock: Arc::new(SystemClock),
             metrics: metrics::noop(),
             pending: PendingCompletions::default(),
+            archive: None,
+            archive_config: config.archive.clone(),
         }
+    }
+
+    /// The same processor archiving payloads in (and reading claim-checked bodies from)
+    /// `archive`. Without one, small payloads are still kept inline in the ledger, larger ones
+    /// are not kept, and a pointer message fails as `payload_missing`.
+    pub fn with_archive(mut self, archive: Arc<dyn Archive>) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// How many successful attempts this processor has kept because the ledger could not
@@ -301,8 +334,8 @@ impl Processor {
         received: Instant,
     ) -> RecordOutcome {
         let message = received_message(record);
-        let envelope = match Envelope::from_message(&message.body) {
-            Ok(e) => e,
+        let queued = match QueuedEvent::from_message(&message.body) {
+            Ok(q) => q,
             Err(e) => {
                 error!(message_id = %message.message_id, error = %e, "record is not a hookgate envelope");
                 let error = format!("malformed record: {e}");
@@ -311,6 +344,7 @@ impl Processor {
                 return outcome;
             }
         };
+        let envelope = &queued.envelope;
         let span = tracing::info_span!(
             "event",
             event_id = %envelope.event_id,
@@ -318,12 +352,13 @@ impl Processor {
             r#type = %envelope.event_type,
             message_id = %message.message_id,
             receive_count = message.receive_count,
+            generation = queued.generation,
             attempt = tracing::field::Empty,
             xray_trace_id = message.trace_header.as_deref(),
         );
-        let mut facts = RecordFacts::of(&envelope);
+        let mut facts = RecordFacts::of(envelope);
         let outcome = self
-            .run(envelope, &message, deadline, margin, received, &mut facts)
+            .run(queued, &message, deadline, margin, received, &mut facts)
             .instrument(span)
             .await;
         let observation = facts.observation(&outcome, self.clock.now());
@@ -334,7 +369,7 @@ impl Processor {
     /// Runs one record; notes in `facts` how long its handler took.
     async fn run(
         &self,
-        envelope: Envelope,
+        queued: QueuedEvent,
         message: &ReceivedMessage,
         deadline: Timestamp,
         margin: Duration,
@@ -352,7 +387,7 @@ impl Processor {
                 .settle(message, error, Settle::Retry(Duration::ZERO), received)
                 .await;
         }
-        match self.pending.take(&envelope.event_id) {
+        match self.pending.take(&queued.envelope.event_id) {
             Take::None => {}
             Take::InFlight => {
                 let error = "its handler succeeded before; that completion is being recorded now"
@@ -370,6 +405,23 @@ impl Processor {
                 }
             }
         }
+        let payload = match self.keep_payload(&queued, message.receive_count).await {
+            Ok(payload) => payload,
+            Err(e) => {
+                warn!(error = %e, "cannot archive the payload; the handler waits for it");
+                let delay = self
+                    .backoff
+                    .delay(message.receive_count, None, &mut rand::rng());
+                return self
+                    .settle(message, e.to_string(), Settle::Retry(delay), received)
+                    .await;
+            }
+        };
+        let QueuedEvent {
+            envelope,
+            generation,
+            pointer,
+        } = queued;
         let start = AttemptStart {
             event_id: envelope.event_id.clone(),
             source: envelope.source.clone(),
@@ -379,6 +431,8 @@ impl Processor {
             now,
             lease_until: deadline,
             lease_token: uuid::Uuid::new_v4().to_string(),
+            generation,
+            payload,
         };
         let attempt = match self.ledger.start_attempt(&start).await {
             Ok(StartOutcome::Started { attempt }) => {
@@ -388,6 +442,13 @@ impl Processor {
             Ok(StartOutcome::AlreadyProcessed) => {
                 info!("already processed; acknowledged without running the handler");
                 return RecordOutcome::AlreadyProcessed;
+            }
+            Ok(StartOutcome::Superseded { current }) => {
+                info!(
+                    current,
+                    "superseded by a replay; acknowledged without running the handler"
+                );
+                return RecordOutcome::Superseded { current };
             }
             Ok(StartOutcome::Leased { until }) => {
                 info!(lease_until = %until, "leased by another consumer; backing off");
@@ -408,6 +469,40 @@ impl Processor {
             }
         };
 
+        let envelope = match pointer {
+            None => envelope,
+            Some(pointer) => match self.load_body(envelope, &pointer).await {
+                Ok(envelope) => envelope,
+                Err(BodyError::Unavailable(e)) => {
+                    warn!(error = %e, "cannot read the payload from the archive");
+                    return self
+                        .end_without_running(
+                            &start.event_id,
+                            attempt,
+                            now,
+                            e,
+                            false,
+                            message,
+                            received,
+                        )
+                        .await;
+                }
+                Err(BodyError::Lost(e)) => {
+                    error!(error = %e, "payload lost; to the DLQ");
+                    return self
+                        .end_without_running(
+                            &start.event_id,
+                            attempt,
+                            now,
+                            e,
+                            true,
+                            message,
+                            received,
+                        )
+                        .await;
+                }
+            },
+        };
         let handler = self
             .handlers
             .find(envelope.source.as_str(), &envelope.event_type);
@@ -516,6 +611,132 @@ impl Processor {
                 self.settle(message, e.message, how, received).await
             }
         }
+    }
+
+    /// Keeps the payload of an event first taken (see [`crate::payload`]): the ledger write
+    /// recording it (inline, or an archive object this puts first), or `None` when there is
+    /// nothing to record. The ledger records it only if it has none yet.
+    async fn keep_payload(
+        &self,
+        queued: &QueuedEvent,
+        receive_count: u32,
+    ) -> Result<Option<PayloadWrite>, ArchiveError> {
+        let envelope = &queued.envelope;
+        if let Some(pointer) = &queued.pointer {
+            // The receiver archived it; record what the pointer says.
+            return Ok(Some(PayloadWrite {
+                info: crate::ledger::PayloadInfo {
+                    bytes: pointer.size,
+                    sha256: pointer.sha256.clone(),
+                    stored: PayloadStore::Archive,
+                },
+                inline: None,
+            }));
+        }
+        match payload::placement(envelope, &self.archive_config) {
+            Placement::Inline(compressed) => Ok(Some(payload::write_for(
+                envelope,
+                PayloadStore::Inline,
+                Some(compressed),
+            ))),
+            Placement::Archive | Placement::ClaimCheck => {
+                let Some(archive) = &self.archive else {
+                    return Ok(None);
+                };
+                // A redelivery may find it archived by an earlier receive: a HEAD, not a PUT.
+                if receive_count > 1 && archive.exists(&envelope.event_id).await? {
+                    return Ok(Some(payload::write_for(
+                        envelope,
+                        PayloadStore::Archive,
+                        None,
+                    )));
+                }
+                archive.put(envelope).await?;
+                Ok(Some(payload::write_for(
+                    envelope,
+                    PayloadStore::Archive,
+                    None,
+                )))
+            }
+            Placement::NotKept => Ok(None),
+        }
+    }
+
+    /// The body a pointer message names, read from the archive and checked against the
+    /// pointer's size and SHA-256.
+    async fn load_body(
+        &self,
+        envelope: Envelope,
+        pointer: &PayloadRef,
+    ) -> Result<Envelope, BodyError> {
+        let Some(archive) = &self.archive else {
+            return Err(BodyError::Lost(format!(
+                "payload_missing: the body is in the archive ({}) but no archive is configured",
+                pointer.key
+            )));
+        };
+        match archive.get(&envelope.event_id).await {
+            Ok(Some(archived)) if pointer.matches(&archived.body) => Ok(Envelope {
+                body: archived.body,
+                ..envelope
+            }),
+            Ok(Some(_)) => Err(BodyError::Lost(format!(
+                "payload_corrupt: the archived body does not match the message's size {} and SHA-256 {}",
+                pointer.size, pointer.sha256
+            ))),
+            Ok(None) => Err(BodyError::Lost(format!(
+                "payload_missing: no archived payload at {}",
+                pointer.key
+            ))),
+            Err(ArchiveError::Corrupt(e)) => Err(BodyError::Lost(format!("payload_corrupt: {e}"))),
+            Err(ArchiveError::Unavailable(e)) => Err(BodyError::Unavailable(format!(
+                "archive unavailable: {e}"
+            ))),
+        }
+    }
+
+    /// Ends an attempt whose handler could not run because its body could not be read:
+    /// retried later (`lost` false), or dead-lettered at once with the reason (`lost`).
+    #[allow(clippy::too_many_arguments)]
+    async fn end_without_running(
+        &self,
+        event_id: &crate::envelope::EventId,
+        attempt: u32,
+        at: Timestamp,
+        error: String,
+        lost: bool,
+        message: &ReceivedMessage,
+        received: Instant,
+    ) -> RecordOutcome {
+        let (status, how, note) = if lost {
+            (
+                EventStatus::DeadLettered,
+                Settle::MoveToDlq,
+                Some("permanent failure: moved to the DLQ".to_owned()),
+            )
+        } else {
+            let delay = self
+                .backoff
+                .delay(message.receive_count, None, &mut rand::rng());
+            (EventStatus::Failed, Settle::Retry(delay), None)
+        };
+        let end = AttemptEnd {
+            event_id: event_id.clone(),
+            attempt: Attempt {
+                attempt,
+                at,
+                duration_ms: 0,
+                success: false,
+                error: Some(truncate_error(&error)),
+                note,
+                url: None,
+                status_code: None,
+            },
+            status,
+            now: self.clock.now(),
+        };
+        self.record_end(&end).await;
+        self.settle(message, error, how, received).await
     }
 
     /// Records the end of an attempt, retrying a transient ledger failure a few times.

@@ -62,6 +62,8 @@ pub mod attr {
     pub const EVENT_TYPE: &str = "event_type";
     /// Set by a DLQ redrive: when the message was sent back (RFC 3339).
     pub const REDRIVEN_AT: &str = "redriven_at";
+    /// The event's generation the message was sent for, when not 0 (a replay's).
+    pub const GENERATION: &str = "generation";
 }
 
 /// A message to send.

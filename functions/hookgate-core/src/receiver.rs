@@ -23,8 +23,9 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::json;
 use tracing::{debug, info, warn, Instrument};
 
+use crate::archive::Archive;
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::config::{Config, ConfigError, ReceiverConfig};
+use crate::config::{ArchiveConfig, Config, ConfigError, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
 use crate::metrics::{self, Metrics, RequestFacts};
@@ -76,6 +77,9 @@ pub enum Rejection {
     /// The queue could not be reached; the claim was released.
     #[error("event queue unavailable; retry later")]
     QueueUnavailable,
+    /// A body for the claim check could not be archived; the claim was released.
+    #[error("payload archive unavailable; retry later")]
+    ArchiveUnavailable,
 }
 
 impl Rejection {
@@ -88,9 +92,9 @@ impl Rejection {
             Rejection::MalformedBody(_) => StatusCode::BAD_REQUEST,
             Rejection::Signature(_) => StatusCode::UNAUTHORIZED,
             Rejection::InProgress => StatusCode::CONFLICT,
-            Rejection::LedgerUnavailable | Rejection::QueueUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Rejection::LedgerUnavailable
+            | Rejection::QueueUnavailable
+            | Rejection::ArchiveUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -105,6 +109,7 @@ impl Rejection {
             Rejection::InProgress => "event_in_progress",
             Rejection::LedgerUnavailable => "ledger_unavailable",
             Rejection::QueueUnavailable => "queue_unavailable",
+            Rejection::ArchiveUnavailable => "archive_unavailable",
         }
     }
 }
@@ -162,6 +167,9 @@ pub struct Receiver {
     queue: Arc<dyn Queue>,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn Metrics>,
+    /// Where bodies over the claim-check size go, if anywhere.
+    archive: Option<Arc<dyn Archive>>,
+    archive_config: ArchiveConfig,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -200,7 +208,17 @@ impl Receiver {
             queue,
             clock: Arc::new(SystemClock),
             metrics: metrics::noop(),
+            archive: None,
+            archive_config: config.archive.clone(),
         })
+    }
+
+    /// The same receiver putting bodies over `[archive] claim_check_bytes` in `archive` and
+    /// enqueueing a pointer to them (the claim check). Without an archive, every body must fit
+    /// the queue's message (1 MiB on SQS) or is refused `413`.
+    pub fn with_archive(mut self, archive: Arc<dyn Archive>) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// The same receiver reading time from `clock`.
@@ -326,19 +344,30 @@ impl Receiver {
         now: Timestamp,
         dedup_window: Duration,
     ) -> Result<Accepted, Rejection> {
-        // The size is known before the body is copied, and the copy is made only for an event
-        // this request claims: a duplicate does not pay for it.
-        let encoded = envelope.encode();
         let attributes = BTreeMap::from([
             (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
             (attr::SOURCE.to_owned(), envelope.source.to_string()),
             (attr::EVENT_TYPE.to_owned(), envelope.event_type.clone()),
         ]);
-        let size = encoded.len() + attributes_size(&attributes);
-        if size > self.queue.max_message_bytes() {
-            warn!(size, "event too large for the queue once encoded");
-            return Err(Rejection::BodyTooLarge(self.queue.max_message_bytes()));
-        }
+        // A large body goes to the archive and the message carries a pointer (the claim
+        // check); any other travels in the message. The message's size is known before the
+        // body is copied, and the copy is made only for an event this request claims: a
+        // duplicate pays for neither the copy nor the archive.
+        let claim_check = self.archive.as_ref().filter(|_| {
+            crate::payload::needs_claim_check(envelope.body.len(), &self.archive_config)
+        });
+        let encoded = match claim_check {
+            Some(_) => None,
+            None => {
+                let encoded = envelope.encode();
+                let size = encoded.len() + attributes_size(&attributes);
+                if size > self.queue.max_message_bytes() {
+                    warn!(size, "event too large for the queue once encoded");
+                    return Err(Rejection::BodyTooLarge(self.queue.max_message_bytes()));
+                }
+                Some(encoded)
+            }
+        };
         let claim = Claim {
             event_id: envelope.event_id.clone(),
             source: envelope.source.clone(),
@@ -369,17 +398,30 @@ impl Receiver {
                 return Err(Rejection::LedgerUnavailable);
             }
         }
+        let body = match (encoded, claim_check) {
+            (Some(encoded), _) => encoded.into_message(),
+            (None, Some(archive)) => match archive.put(&envelope).await {
+                Ok(pointer) => {
+                    debug!(bytes = pointer.size, key = %pointer.key, "body archived (claim check)");
+                    envelope.pointer_message(&pointer, 0)
+                }
+                Err(e) => {
+                    warn!(error = %e, "archiving the body failed; releasing the claim");
+                    self.release_claim(&claim).await;
+                    return Err(Rejection::ArchiveUnavailable);
+                }
+            },
+            // `claim_check` is set exactly when `encoded` is not.
+            (None, None) => return Err(Rejection::ArchiveUnavailable),
+        };
         let message = OutgoingMessage {
-            body: encoded.into_message(),
+            body,
             attributes,
             trace_header,
         };
         if let Err(e) = self.queue.send(message).await {
             warn!(error = %e, "enqueue failed; releasing the claim");
-            if let Err(e) = self.ledger.release(&claim.event_id, &claim.token).await {
-                warn!(error = %e, timeout_secs = self.limits.claim_timeout_secs,
-                    "release failed; the claim expires on its own");
-            }
+            self.release_claim(&claim).await;
             return Err(Rejection::QueueUnavailable);
         }
         match self
@@ -398,6 +440,17 @@ impl Receiver {
         }
         info!("event queued");
         Ok(Accepted::Queued(envelope.event_id))
+    }
+}
+
+impl Receiver {
+    /// Forgets this request's claim so the provider's retry is accepted, not a duplicate; should
+    /// that fail too, the claim times out after `claim_timeout_secs`.
+    async fn release_claim(&self, claim: &Claim) {
+        if let Err(e) = self.ledger.release(&claim.event_id, &claim.token).await {
+            warn!(error = %e, timeout_secs = self.limits.claim_timeout_secs,
+                "release failed; the claim expires on its own");
+        }
     }
 }
 

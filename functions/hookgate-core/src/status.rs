@@ -2,8 +2,11 @@
 //! Gateway):
 //!
 //! - `GET /events/{id}`: one event, with its attempts.
-//! - `GET /events?status=…&source=…&limit=…`: the newest events, newest first, without their
-//!   attempts (see [`StatusApi::list_events`]).
+//! - `GET /events?status=…&source=…&type=…&since=…&until=…&limit=…&cursor=…`: the newest
+//!   events, newest first, without their attempts, a page at a time (see
+//!   [`StatusApi::list_events`]).
+//! - `GET /events/{id}/payload`: the payload as the provider sent it, with its content type.
+//! - `POST /events/{id}/replay`: run it again (see [`crate::replay`]).
 
 use std::sync::Arc;
 
@@ -11,9 +14,15 @@ use http::StatusCode;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use bytes::Bytes;
+
+use crate::clock::Timestamp;
 use crate::config::Secret;
 use crate::envelope::{EventId, SourceName};
-use crate::ledger::{EventStatus, Ledger, ListQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use crate::ledger::{
+    Cursor, EventStatus, Ledger, ListQuery, PageQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
+use crate::replay::{Origin, Replayer};
 use crate::reply::Reply;
 
 /// Who may read event status.
@@ -31,12 +40,101 @@ pub enum Access {
 pub struct StatusApi {
     ledger: Arc<dyn Ledger>,
     access: Access,
+    replayer: Option<Arc<Replayer>>,
+    /// How the replays this API starts say they were asked for (`API`, `console`).
+    via: String,
+}
+
+/// A payload as `GET /events/{id}/payload` serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadBody {
+    /// The provider's `content-type`, or `application/octet-stream`.
+    pub content_type: String,
+    /// The body, byte for byte.
+    pub body: Bytes,
+    /// Its SHA-256, lower-case hex.
+    pub sha256: String,
 }
 
 impl StatusApi {
     /// A status API over `ledger`, open to callers `access` allows.
     pub fn new(ledger: Arc<dyn Ledger>, access: Access) -> Self {
-        Self { ledger, access }
+        Self {
+            ledger,
+            access,
+            replayer: None,
+            via: "API".to_owned(),
+        }
+    }
+
+    /// The same API serving payloads and replays through `replayer`.
+    pub fn with_replayer(mut self, replayer: Arc<Replayer>) -> Self {
+        self.replayer = Some(replayer);
+        self
+    }
+
+    /// `GET /events/{id}/payload`: the body as accepted, or the error reply.
+    pub async fn get_payload(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+    ) -> Result<PayloadBody, Reply> {
+        if !self.authorized(authorization) {
+            return Err(self.unauthorized());
+        }
+        let id = event_id(id).ok_or_else(invalid_event_id)?;
+        let replayer = self.replayer.as_ref().ok_or_else(no_archive)?;
+        let envelope = replayer.payload(&id).await.map_err(Reply::from)?;
+        Ok(PayloadBody {
+            content_type: envelope
+                .headers
+                .get("content-type")
+                .cloned()
+                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+            sha256: crate::archive::sha256_hex(&envelope.body),
+            body: envelope.body,
+        })
+    }
+
+    /// `POST /events/{id}/replay`: `202` with the event's new status and generation.
+    pub async fn replay(&self, authorization: Option<&str>, id: &str, run: Option<&str>) -> Reply {
+        if !self.authorized(authorization) {
+            return self.unauthorized();
+        }
+        let Some(id) = event_id(id) else {
+            return invalid_event_id();
+        };
+        let Some(replayer) = &self.replayer else {
+            return no_archive();
+        };
+        let run = match run {
+            None => None,
+            Some(r)
+                if !r.is_empty()
+                    && r.len() <= 64
+                    && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') =>
+            {
+                Some(r.to_owned())
+            }
+            Some(_) => {
+                return Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_run",
+                    "run ids are 1-64 characters from [A-Za-z0-9-]",
+                )
+            }
+        };
+        let origin = Origin {
+            via: self.via.clone(),
+            run,
+        };
+        match replayer.replay(&id, &origin).await {
+            Ok(replayed) => Reply::ok(
+                StatusCode::ACCEPTED,
+                serde_json::to_value(&replayed).unwrap_or_default(),
+            ),
+            Err(e) => e.into(),
+        }
     }
 
     /// Whether no caller can ever be let in: the local stack has no `[admin] token`.
@@ -82,17 +180,22 @@ impl StatusApi {
             return self.unauthorized();
         }
         let Some(id) = event_id(id) else {
-            return Reply::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_event_id",
-                "not an event id (event ids are <source>:<id>)",
-            );
+            return invalid_event_id();
         };
         match self.ledger.get(&id).await {
-            Ok(Some(record)) => Reply::ok(
-                StatusCode::OK,
-                serde_json::to_value(&record).unwrap_or_default(),
-            ),
+            Ok(Some(record)) => {
+                let mut body = serde_json::to_value(&record).unwrap_or_default();
+                if let Some(fields) = body.as_object_mut() {
+                    let payload = record.payload.as_ref();
+                    fields.insert("payload_archived".into(), payload.is_some().into());
+                    fields.insert("payload_bytes".into(), payload.map(|p| p.bytes).into());
+                    fields.insert(
+                        "payload_sha256".into(),
+                        payload.map(|p| p.sha256.clone()).into(),
+                    );
+                }
+                Reply::ok(StatusCode::OK, body)
+            }
             Ok(None) => Reply::error(StatusCode::NOT_FOUND, "event_not_found", "no such event"),
             Err(e) => Reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -118,15 +221,119 @@ impl StatusApi {
             Ok(query) => query,
             Err(reply) => return reply,
         };
-        match self.ledger.list(&query).await {
-            Ok(events) => Reply::ok(StatusCode::OK, serde_json::json!({ "events": events })),
-            Err(e) => Reply::error(
+        let paged = match parse_page_params(params, &query) {
+            Ok(paged) => paged,
+            Err(reply) => return reply,
+        };
+        let unavailable = |e: crate::ledger::LedgerError| {
+            Reply::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ledger_unavailable",
                 e.to_string(),
-            ),
+            )
+        };
+        if let Some(page_query) = paged {
+            return match self.ledger.list_page(&page_query).await {
+                Ok(page) => {
+                    // `next_cursor` only when there may be more: the answer of a listing that
+                    // fits one page is what it always was.
+                    let mut body = serde_json::json!({ "events": page.events });
+                    if let Some(next) = page.next {
+                        body["next_cursor"] = next.encode().into();
+                    }
+                    Reply::ok(StatusCode::OK, body)
+                }
+                Err(e) => unavailable(e),
+            };
+        }
+        match self.ledger.list(&query).await {
+            Ok(events) => Reply::ok(StatusCode::OK, serde_json::json!({ "events": events })),
+            Err(e) => unavailable(e),
         }
     }
+}
+
+fn invalid_event_id() -> Reply {
+    Reply::error(
+        StatusCode::BAD_REQUEST,
+        "invalid_event_id",
+        "not an event id (event ids are <source>:<id>)",
+    )
+}
+
+fn no_archive() -> Reply {
+    Reply::error(
+        StatusCode::CONFLICT,
+        "payload_not_archived",
+        "this deployment keeps no payloads (no archive is configured)",
+    )
+}
+
+/// A time parameter: RFC 3339 (`2026-12-01T14:00:00Z`) or epoch milliseconds.
+pub fn parse_time(raw: &str) -> Option<Timestamp> {
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw.parse().ok().map(Timestamp::from_millis);
+    }
+    Timestamp::parse_rfc3339(raw)
+}
+
+/// With a status, the listing is paged: `type`, `since`, `until` and `cursor` narrow it and
+/// the answer carries `next_cursor`. Without one, those are refused (`invalid_status`): a
+/// page walks one status's index partition.
+fn parse_page_params(
+    params: &[(&str, &str)],
+    query: &ListQuery,
+) -> Result<Option<PageQuery>, Reply> {
+    let bad = |code: &str, message: &str| Reply::error(StatusCode::BAD_REQUEST, code, message);
+    let one = |name: &str, code: &str| {
+        single(params, name).map_err(|()| bad(code, &format!("give {name} at most once")))
+    };
+    let event_type = match one("type", "invalid_type")? {
+        None => None,
+        Some(t) if !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control) => {
+            Some(t.to_owned())
+        }
+        Some(_) => return Err(bad("invalid_type", "type is 1 to 200 printable characters")),
+    };
+    let time = |name: &str| -> Result<Option<Timestamp>, Reply> {
+        match one(name, "invalid_time")? {
+            None => Ok(None),
+            Some(raw) => parse_time(raw).map(Some).ok_or_else(|| {
+                bad(
+                    "invalid_time",
+                    &format!(
+                        "{name} is an RFC 3339 time (2026-12-01T14:00:00Z) or epoch milliseconds"
+                    ),
+                )
+            }),
+        }
+    };
+    let (since, until) = (time("since")?, time("until")?);
+    let cursor = match one("cursor", "invalid_cursor")? {
+        None => None,
+        Some(raw) => Some(
+            Cursor::parse(raw)
+                .ok_or_else(|| bad("invalid_cursor", "not a cursor this listing gave out"))?,
+        ),
+    };
+    let Some(status) = query.status else {
+        if event_type.is_some() || since.is_some() || until.is_some() || cursor.is_some() {
+            return Err(bad(
+                "invalid_status",
+                "a listing by type, time or cursor needs a status",
+            ));
+        }
+        return Ok(None);
+    };
+    Ok(Some(PageQuery {
+        status,
+        source: query.source.clone(),
+        event_type,
+        since,
+        until,
+        limit: query.limit,
+        cursor,
+    }))
 }
 
 /// `raw` as an event id, if it can be one: every id hookgate gives out is
@@ -333,6 +540,8 @@ mod tests {
             now,
             lease_until: now.plus(Duration::from_secs(60)),
             lease_token: uuid::Uuid::new_v4().to_string(),
+            generation: 0,
+            payload: None,
         };
         ledger.start_attempt(&start).await.unwrap();
         let error = (status != EventStatus::Processed).then(|| "boom".to_owned());
@@ -433,10 +642,44 @@ mod tests {
                 ("source", "demo"),
                 ("limit", "7"),
             ],
-            &[("cursor", "whatever")],
+            &[("page", "whatever")],
+            &[
+                ("status", "failed"),
+                ("type", "order.created"),
+                ("since", "2026-12-01T14:00:00Z"),
+                ("until", "1796127039399"),
+                ("cursor", "1796127039399.demo:abc"),
+            ],
         ] {
             let r = api.list_events(None, params).await;
             assert_eq!(r.status, StatusCode::OK, "{params:?}: {}", r.body);
+        }
+        // The paged listing's parameters: each bad, or without a status.
+        for (params, code) in [
+            (
+                &[("status", "failed"), ("cursor", "whatever")][..],
+                "invalid_cursor",
+            ),
+            (
+                &[("status", "failed"), ("since", "yesterday")],
+                "invalid_time",
+            ),
+            (&[("status", "failed"), ("until", "")], "invalid_time"),
+            (&[("status", "failed"), ("type", "")], "invalid_type"),
+            (
+                &[("status", "failed"), ("type", "a"), ("type", "b")],
+                "invalid_type",
+            ),
+            (&[("cursor", "1796127039399.demo:abc")], "invalid_status"),
+            (&[("type", "order.created")], "invalid_status"),
+        ] {
+            let r = api.list_events(None, params).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{params:?}: {}",
+                r.body
+            );
         }
     }
 
@@ -486,6 +729,13 @@ mod tests {
         let ledger = FaultyLedger::new(Arc::new(MemoryLedger::new()), faults.clone());
         let api = StatusApi::new(Arc::new(ledger), Access::AuthorizedUpstream);
         faults.fail_next("list", 1);
+        let r = api.list_events(None, &[]).await;
+        assert_eq!(
+            (r.status, r.error_code()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("ledger_unavailable"))
+        );
+        // With a status the listing pages (`list_page`): the same answer when that fails.
+        faults.fail_next("list_page", 1);
         let r = api.list_events(None, &[("status", "failed")]).await;
         assert_eq!(
             (r.status, r.error_code()),

@@ -30,6 +30,12 @@ impl App {
         }
     }
 
+    /// The same function keeping payloads in `archive` and reading claim-checked bodies from it.
+    pub fn with_archive(mut self, archive: Arc<dyn hookgate_core::Archive>) -> Self {
+        self.processor = self.processor.with_archive(archive);
+        self
+    }
+
     /// The same function reporting each record's outcome to `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.processor = self.processor.with_metrics(metrics);
@@ -55,7 +61,12 @@ impl App {
             Emf::from_env(&config.metrics)?.with_limits(SeriesLimits::from_config(&config)),
         );
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
-        Ok(Self::new(&config, backend.ledger, backend.queue, handlers).with_metrics(metrics))
+        let mut app =
+            Self::new(&config, backend.ledger, backend.queue, handlers).with_metrics(metrics);
+        if let Some(archive) = backend.archive {
+            app = app.with_archive(archive);
+        }
+        Ok(app)
     }
 
     /// Handles one batch. Record failures are reported in `batchItemFailures`; an

@@ -294,3 +294,39 @@ async fn listing_route_rejects_bad_queries_and_other_methods() {
         (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
     );
 }
+
+/// The large sample body goes through the archive: the message the receiver enqueues for it is
+/// the pointer `sqs-batch-pointer.json` carries (so the processor sample reads what the receiver
+/// archived), and the payload and replay routes answer for events they know nothing of.
+#[tokio::test]
+async fn the_large_sample_is_claim_checked_into_the_pointer_sample() {
+    let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
+    let archive = Arc::new(hookgate_core::memory::MemoryArchive::new());
+    let app = receiver::App::with_archive(
+        &sample_config(),
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        Some(archive.clone()),
+    )
+    .unwrap();
+    let h = Harness { app, queue };
+    let (status, body) = invoke(&h, "webhook-demo-large.json").await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let sent = h.queue.receive(1, Duration::ZERO).await.unwrap().remove(0);
+    let got = hookgate_core::envelope::QueuedEvent::from_message(&sent.body).unwrap();
+    let sample = sample("sqs-batch-pointer.json");
+    let want = hookgate_core::envelope::QueuedEvent::from_message(
+        sample["Records"][0]["body"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(got.pointer.is_some());
+    assert_eq!(got.pointer, want.pointer);
+    assert_eq!(got.envelope.event_id, want.envelope.event_id);
+    assert_eq!(archive.len(), 1);
+
+    for file in ["status-payload.json", "status-replay.json"] {
+        let (status, body) = invoke(&h, file).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{file}: {body}");
+        assert_eq!(body["error"], "event_not_found", "{file}");
+    }
+}

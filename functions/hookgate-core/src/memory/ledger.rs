@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use crate::clock::Timestamp;
 use crate::envelope::EventId;
 use crate::ledger::{
-    newest_first, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus,
-    EventSummary, Ledger, LedgerError, ListQuery, StartOutcome,
+    newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
+    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
+    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 
 #[derive(Debug, Clone)]
@@ -26,6 +28,62 @@ struct Row {
     lease_token: Option<String>,
     /// The highest attempt whose end is recorded (0 for none): a second end of it is a retry.
     finished_attempt: u32,
+    /// The compressed envelope, when the payload is kept inline.
+    inline_payload: Option<Bytes>,
+    /// The last replay: its token, bulk run, time, and the status it replayed from.
+    replay_token: Option<String>,
+    replay_run: Option<String>,
+    replayed_at: Option<Timestamp>,
+    replay_previous: Option<EventStatus>,
+    /// Tokens of the history entries added with [`Ledger::add_history`].
+    history_tokens: std::collections::BTreeSet<String>,
+}
+
+impl Row {
+    fn new(record: EventRecord, claim_token: Option<String>, claimed_at: Timestamp) -> Self {
+        Self {
+            record,
+            claim_token,
+            claimed_at,
+            lease_until: None,
+            lease_token: None,
+            finished_attempt: 0,
+            inline_payload: None,
+            replay_token: None,
+            replay_run: None,
+            replayed_at: None,
+            replay_previous: None,
+            history_tokens: std::collections::BTreeSet::new(),
+        }
+    }
+}
+
+/// The record of an event the ledger has just learnt of.
+fn new_record(
+    event_id: &EventId,
+    source: &crate::envelope::SourceName,
+    event_type: &str,
+    status: EventStatus,
+    received_at: Timestamp,
+    now: Timestamp,
+    expires_at: Timestamp,
+) -> EventRecord {
+    EventRecord {
+        event_id: event_id.clone(),
+        source: source.clone(),
+        event_type: event_type.to_owned(),
+        status,
+        received_at,
+        updated_at: now,
+        expires_at,
+        attempt_count: 0,
+        attempts: Vec::new(),
+        last_error: None,
+        generation: 0,
+        replays: 0,
+        history: Vec::new(),
+        payload: None,
+    }
 }
 
 /// Claims between two sweeps of expired rows.
@@ -85,28 +143,18 @@ impl Ledger for MemoryLedger {
                 });
             }
         }
-        let record = EventRecord {
-            event_id: claim.event_id.clone(),
-            source: claim.source.clone(),
-            event_type: claim.event_type.clone(),
-            status: EventStatus::Received,
-            received_at: claim.now,
-            updated_at: claim.now,
-            expires_at: claim.expires_at,
-            attempt_count: 0,
-            attempts: Vec::new(),
-            last_error: None,
-        };
+        let record = new_record(
+            &claim.event_id,
+            &claim.source,
+            &claim.event_type,
+            EventStatus::Received,
+            claim.now,
+            claim.now,
+            claim.expires_at,
+        );
         rows.insert(
             claim.event_id.clone(),
-            Row {
-                record,
-                claim_token: Some(claim.token.clone()),
-                claimed_at: claim.now,
-                lease_until: None,
-                lease_token: None,
-                finished_attempt: 0,
-            },
+            Row::new(record, Some(claim.token.clone()), claim.now),
         );
         Ok(ClaimOutcome::Claimed)
     }
@@ -160,27 +208,27 @@ impl Ledger for MemoryLedger {
 
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
         let mut rows = self.lock();
-        let row = rows.entry(start.event_id.clone()).or_insert_with(|| Row {
-            record: EventRecord {
-                event_id: start.event_id.clone(),
-                source: start.source.clone(),
-                event_type: start.event_type.clone(),
-                status: EventStatus::Queued,
-                received_at: start.received_at,
-                updated_at: start.now,
-                expires_at: start.expires_at,
-                attempt_count: 0,
-                attempts: Vec::new(),
-                last_error: None,
-            },
-            claim_token: None,
-            claimed_at: start.received_at,
-            lease_until: None,
-            lease_token: None,
-            finished_attempt: 0,
+        let row = rows.entry(start.event_id.clone()).or_insert_with(|| {
+            let record = new_record(
+                &start.event_id,
+                &start.source,
+                &start.event_type,
+                EventStatus::Queued,
+                start.received_at,
+                start.now,
+                start.expires_at,
+            );
+            Row::new(record, None, start.received_at)
         });
+        if row.record.status == EventStatus::Processed {
+            return Ok(StartOutcome::AlreadyProcessed);
+        }
+        if start.generation < row.record.generation {
+            return Ok(StartOutcome::Superseded {
+                current: row.record.generation,
+            });
+        }
         match (row.record.status, row.lease_until) {
-            (EventStatus::Processed, _) => return Ok(StartOutcome::AlreadyProcessed),
             (EventStatus::Processing, Some(until)) if until >= start.now => {
                 // This very start, applied before: its answer was lost and the call retried.
                 if row.lease_token.as_deref() == Some(start.lease_token.as_str()) {
@@ -197,6 +245,11 @@ impl Ledger for MemoryLedger {
         row.record.updated_at = start.now;
         row.lease_until = Some(start.lease_until);
         row.lease_token = Some(start.lease_token.clone());
+        row.record.generation = start.generation;
+        if let (None, Some(payload)) = (&row.record.payload, &start.payload) {
+            row.record.payload = Some(payload.info.clone());
+            row.inline_payload = payload.inline.clone();
+        }
         Ok(StartOutcome::Started {
             attempt: row.record.attempt_count,
         })
@@ -242,6 +295,128 @@ impl Ledger for MemoryLedger {
             .map(EventRecord::summary)
             .collect();
         Ok(newest_first(matching, query.effective_limit()))
+    }
+
+    async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError> {
+        let limit = query.limit.clamp(1, MAX_LIST_LIMIT);
+        let after = |s: &EventSummary| match &query.cursor {
+            None => true,
+            // Newest first: what comes after the cursor is older (or as old, with a smaller id).
+            Some(c) => (s.received_at, &s.event_id) < (c.received_at, &c.event_id),
+        };
+        let mut matching: Vec<EventSummary> = self
+            .lock()
+            .values()
+            .map(|row| &row.record)
+            .filter(|r| r.status == query.status)
+            .map(EventRecord::summary)
+            .filter(|s| after(s) && page_matches(query, s))
+            .collect();
+        matching = newest_first(matching, limit + 1);
+        let more = matching.len() > limit;
+        matching.truncate(limit);
+        let next = more.then(|| matching.last()).flatten().map(|s| Cursor {
+            received_at: s.received_at,
+            event_id: s.event_id.clone(),
+        });
+        Ok(Page {
+            events: matching,
+            next,
+        })
+    }
+
+    async fn inline_payload(&self, event_id: &EventId) -> Result<Option<Bytes>, LedgerError> {
+        Ok(self
+            .lock()
+            .get(event_id)
+            .and_then(|row| row.inline_payload.clone()))
+    }
+
+    async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
+        let mut rows = self.lock();
+        let Some(row) = rows.get_mut(&replay.event_id) else {
+            return Ok(ReplayOutcome::NotFound);
+        };
+        if row.replay_token.as_deref() == Some(replay.token.as_str()) {
+            // This very replay, applied before: its answer was lost and the call retried.
+            return Ok(ReplayOutcome::Started {
+                generation: row.record.generation,
+                previous: row.replay_previous.unwrap_or(EventStatus::Processed),
+            });
+        }
+        if replay.run.is_some() && row.replay_run == replay.run {
+            return Ok(ReplayOutcome::AlreadyInRun);
+        }
+        let stale_replay = row.record.status == EventStatus::Queued
+            && row.replayed_at.is_some_and(|at| at < replay.stale_before);
+        let previous = row.record.status;
+        match previous {
+            EventStatus::Processed | EventStatus::Failed | EventStatus::DeadLettered => {}
+            _ if stale_replay => {}
+            status => return Ok(ReplayOutcome::InProgress(status)),
+        }
+        if row.record.generation != replay.expected_generation {
+            return Ok(ReplayOutcome::Superseded {
+                current: row.record.generation,
+            });
+        }
+        row.record.generation += 1;
+        row.record.status = EventStatus::Queued;
+        row.record.replays += 1;
+        row.record.updated_at = replay.now;
+        row.record.history.push(replay.entry.clone());
+        row.lease_until = None;
+        row.lease_token = None;
+        row.replay_token = Some(replay.token.clone());
+        row.replay_run = replay.run.clone();
+        row.replayed_at = Some(replay.now);
+        row.replay_previous = Some(previous);
+        Ok(ReplayOutcome::Started {
+            generation: row.record.generation,
+            previous,
+        })
+    }
+
+    async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError> {
+        let mut rows = self.lock();
+        match rows.get_mut(&undo.event_id) {
+            Some(row)
+                if row.replay_token.as_deref() == Some(undo.token.as_str())
+                    && row.record.generation == undo.generation
+                    && row.record.status == EventStatus::Queued =>
+            {
+                row.record.generation -= 1;
+                row.record.status = undo.restore;
+                row.record.replays = row.record.replays.saturating_sub(1);
+                row.record.updated_at = undo.now;
+                row.record.history.push(undo.entry.clone());
+                row.replay_token = None;
+                row.replay_run = None;
+                row.replayed_at = None;
+                row.replay_previous = None;
+                Ok(())
+            }
+            _ => Err(LedgerError::Conflict(format!(
+                "{}: not queued by this replay",
+                undo.event_id
+            ))),
+        }
+    }
+
+    async fn add_history(
+        &self,
+        event_id: &EventId,
+        entry: &HistoryEntry,
+        token: &str,
+    ) -> Result<bool, LedgerError> {
+        let mut rows = self.lock();
+        let Some(row) = rows.get_mut(event_id) else {
+            return Ok(false);
+        };
+        if row.history_tokens.insert(token.to_owned()) {
+            row.record.history.push(entry.clone());
+        }
+        Ok(true)
     }
 }
 

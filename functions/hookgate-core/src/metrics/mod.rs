@@ -306,7 +306,7 @@ fn record_observation(outcome: &RecordOutcome, delivery_ms: Option<u64>) -> Obse
     let counters: &'static [Counter] = match outcome {
         RecordOutcome::Processed => &[Counter::Processed],
         // Acknowledged without running anything: counted when it was processed.
-        RecordOutcome::AlreadyProcessed => &[],
+        RecordOutcome::AlreadyProcessed | RecordOutcome::Superseded { .. } => &[],
         RecordOutcome::MovedToDlq { .. } => &[Counter::PermanentlyFailed],
         RecordOutcome::Failed {
             dead_lettered: true,

@@ -25,6 +25,9 @@ struct Identity {
     event_id: EventId,
     source: SourceName,
     event_type: String,
+    /// The `generation` attribute (0 without one): a malformed copy of a message a replay has
+    /// superseded leaves the ledger alone.
+    generation: u64,
 }
 
 /// The event a message names in its attributes: the `event_id` attribute, the `source`
@@ -45,10 +48,16 @@ fn identity(message: &ReceivedMessage) -> Option<Identity> {
         .filter(|t| !t.is_empty() && t.len() <= 200 && !t.chars().any(char::is_control))
         .cloned()
         .unwrap_or_else(|| "unknown".to_owned());
+    let generation = message
+        .attributes
+        .get(attr::GENERATION)
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(0);
     Some(Identity {
         event_id,
         source,
         event_type,
+        generation,
     })
 }
 
@@ -85,10 +94,16 @@ impl Processor {
             now,
             lease_until: now.plus(Duration::from_secs(1)),
             lease_token: uuid::Uuid::new_v4().to_string(),
+            generation: identity.generation,
+            payload: None,
         };
         let attempt = match self.ledger.start_attempt(&start).await {
             Ok(StartOutcome::Started { attempt }) => attempt,
-            Ok(StartOutcome::AlreadyProcessed | StartOutcome::Leased { .. }) => {
+            Ok(
+                StartOutcome::AlreadyProcessed
+                | StartOutcome::Leased { .. }
+                | StartOutcome::Superseded { .. },
+            ) => {
                 info!(event_id = %identity.event_id, "malformed copy of an event processed or running elsewhere; ledger left as is");
                 return;
             }
