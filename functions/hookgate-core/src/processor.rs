@@ -19,13 +19,11 @@
 //! ledger has started one.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use futures::FutureExt;
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::archive::{Archive, ArchiveError, PayloadRef};
@@ -34,7 +32,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::ArchiveConfig;
 use crate::config::{Config, ProcessorConfig};
 use crate::envelope::{Envelope, QueuedEvent};
-use crate::handler::{HandlerError, Handlers};
+use crate::handler::{Context, Handlers};
 use crate::ledger::{
     truncate_error, Attempt, AttemptEnd, AttemptStart, EventStatus, Ledger, LedgerError,
     StartOutcome,
@@ -503,24 +501,27 @@ impl Processor {
                 }
             },
         };
-        let handler = self
+        let chosen = self
             .handlers
-            .find(envelope.source.as_str(), &envelope.event_type);
-        let budget = Duration::from_secs(self.settings.handler_timeout_secs)
+            .choose(envelope.source.as_str(), &envelope.event_type);
+        let budget = chosen
+            .timeout
+            .unwrap_or(Duration::from_secs(self.settings.handler_timeout_secs))
+            .min(Duration::from_secs(self.settings.handler_timeout_secs))
             .min(deadline.since(now).saturating_sub(margin / 2));
         let started = Instant::now();
-        // A panic in the handler is caught here and fails this record only; the timeout drops
-        // (cancels) a handler that overruns. No task per record: spawning one cost about as much
-        // as the rest of the record's work together (see benches/processor.rs).
-        let call = AssertUnwindSafe(async move { handler.handle(envelope).await }).catch_unwind();
-        let result = match tokio::time::timeout(budget, call).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_panic)) => Err(HandlerError::retry("handler panicked")),
-            Err(_) => Err(HandlerError::retry(format!(
-                "handler timed out after {} ms",
-                budget.as_millis()
-            ))),
+        let cx = Context {
+            event_id: envelope.event_id.clone(),
+            source: envelope.source.clone(),
+            event_type: envelope.event_type.clone(),
+            received_at: envelope.received_at,
+            headers: envelope.headers.clone(),
+            attempt,
+            receive_count: message.receive_count,
+            generation,
+            deadline: started + budget,
         };
+        let result = crate::handler::invoke(&*chosen.handler, envelope, &cx, budget).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
         facts.delivery_ms = Some(duration_ms);

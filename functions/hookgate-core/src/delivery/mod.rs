@@ -35,7 +35,7 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ForwardConfig, ForwardMode};
 use crate::envelope::Envelope;
-use crate::handler::{Delivery, Handled, Handler, HandlerError, Handlers};
+use crate::handler::{Context, Delivery, Handled, Handler, HandlerError, Handlers};
 use crate::signature::StandardWebhooks;
 use address::{GuardedResolver, RefusedAddress};
 use outcome::Outcome;
@@ -376,7 +376,7 @@ impl Forwarder {
 
 #[async_trait]
 impl Handler for Forwarder {
-    async fn handle(&self, event: Envelope) -> Result<Handled, HandlerError> {
+    async fn handle(&self, event: Envelope, _cx: &Context) -> Result<Handled, HandlerError> {
         self.deliver(&event).await
     }
 }
