@@ -7,13 +7,13 @@
 //! request.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::envelope::SourceName;
+pub use crate::secret::Secret;
 
 /// The whole configuration document.
 #[derive(Debug, Clone, Deserialize)]
@@ -394,29 +394,6 @@ fn check_metric_types(types: &[String], max: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// A secret string. Its `Debug` and `Display` never show the value.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret itself. Callers must not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -481,7 +458,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         for (name, source) in &self.sources {
-            if source.secrets.is_empty() || source.secrets.iter().any(|s| s.0.is_empty()) {
+            if source.secrets.is_empty() || source.secrets.iter().any(|s| s.expose().is_empty()) {
                 return bad(format!(
                     "sources.{name}: give at least one non-empty secret"
                 ));

@@ -37,6 +37,7 @@ pub mod queue;
 pub mod receiver;
 pub mod replay;
 pub mod reply;
+pub mod secret;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
@@ -44,7 +45,8 @@ pub mod xray;
 
 pub use archive::{Archive, ArchiveError, PayloadRef};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use config::{Config, ConfigError, Secret};
+pub use config::{Config, ConfigError};
+pub use secret::Secret;
 pub use envelope::{Envelope, EventId, SourceName};
 pub use handler::{Delivery, Handled, Handler, HandlerError, Handlers};
 pub use ledger::{EventRecord, EventStatus, Ledger, LedgerError};

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use bytes::Bytes;
 
 use crate::clock::Timestamp;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::envelope::{EventId, SourceName};
 use crate::ledger::{
     Cursor, EventStatus, Ledger, ListQuery, PageQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
