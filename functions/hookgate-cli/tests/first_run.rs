@@ -212,7 +212,7 @@ async fn send_tries_every_scheme_with_its_example_and_the_type_headers() {
         schemes.push(source.scheme.name());
     }
     for scheme in hookgate_core::signature::names() {
-        assert!(schemes.iter().any(|s| *s == scheme), "{scheme} not tried");
+        assert!(schemes.contains(&scheme), "{scheme} not tried");
     }
 
     // --type and --header on a body of one's own.

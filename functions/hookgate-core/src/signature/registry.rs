@@ -41,8 +41,11 @@ pub struct SchemeKind {
     /// The weakest secret a configuration may give it (see [`secret_policy`]).
     pub secret_rule: SecretRule,
     /// Builds the scheme from the common options and the scheme's own, still unparsed.
-    build: fn(&CommonOptions, toml::Table) -> Result<Arc<dyn SignatureScheme>, SchemeError>,
+    build: Builder,
 }
+
+/// How a scheme is built: from the common options and its own, still unparsed.
+type Builder = fn(&CommonOptions, toml::Table) -> Result<Arc<dyn SignatureScheme>, SchemeError>;
 
 /// Every scheme, by the name `scheme = "…"` takes.
 pub const SCHEMES: &[SchemeKind] = &[
