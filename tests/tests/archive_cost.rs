@@ -105,8 +105,7 @@ async fn one_event(archive_on: bool, size: usize) -> Option<Measured> {
         .archive
         .clone()
         .map(|a| a as Arc<dyn hookgate_core::Archive>);
-    let mut receiver =
-        Receiver::new(&config, backend.ledger.clone(), backend.queue.clone()).unwrap();
+    let mut receiver = Receiver::new(&config, backend.ledger.clone(), backend.queue.clone());
     let mut processor = Processor::new(
         &config,
         backend.ledger.clone(),

@@ -112,9 +112,8 @@ fn rig(b: Pipeline, extra: &str) -> Rig {
     let ledger: Arc<dyn Ledger> = Arc::new(FaultyLedger::new(b.ledger.clone(), faults.clone()));
     let queue: Arc<dyn Queue> = Arc::new(FaultyQueue::new(b.queue.clone(), faults.clone()));
     let archive: Arc<dyn Archive> = Arc::new(FaultyArchive::new(b.archive.clone(), faults.clone()));
-    let receiver = Receiver::new(&config, ledger.clone(), queue.clone())
-        .unwrap()
-        .with_archive(archive.clone());
+    let receiver =
+        Receiver::new(&config, ledger.clone(), queue.clone()).with_archive(archive.clone());
     let runs = Runs::default();
     let processor = Processor::new(&config, ledger.clone(), queue.clone(), runs.handlers())
         .with_archive(archive.clone());

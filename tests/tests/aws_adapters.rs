@@ -2,10 +2,11 @@
 //! failures map onto the ports' errors. (The behaviour both backends share is in the contract
 //! suites.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ProjectionType,
     ScalarAttributeType, TimeToLiveStatus,
@@ -17,8 +18,9 @@ use hookgate_core::archive::{Archive, ArchiveError};
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
-    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventStatus, Ledger, LedgerError,
-    ListQuery,
+    Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus, HistoryEntry,
+    Ledger, LedgerError, ListQuery, PayloadInfo, PayloadStore, PayloadWrite, ReplayOutcome,
+    ReplayStart,
 };
 use hookgate_core::queue::{OutgoingMessage, Queue, QueueError};
 use hookgate_testkit::{fresh_resources, moto_endpoint, moto_sdk_config};
@@ -462,6 +464,476 @@ async fn unreadable_items_are_corrupt() {
             .await;
         assert!(matches!(got, Err(LedgerError::Corrupt(_))), "got {got:?}");
     }
+}
+
+/// 2026-01-01T00:00:00.250Z: a fixed time, so the items below are exact. (Nothing here depends on
+/// the real clock: moto never expires items, and every condition compares stored values.)
+const T0: i64 = 1_767_225_600_250;
+
+fn at(offset_ms: i64) -> Timestamp {
+    Timestamp::from_millis(T0 + offset_ms)
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn m<const N: usize>(entries: [(&str, AttributeValue); N]) -> AttributeValue {
+    AttributeValue::M(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
+}
+
+/// An item as an ordered map, so a failed comparison prints attribute by attribute.
+fn sorted(item: HashMap<String, AttributeValue>) -> BTreeMap<String, AttributeValue> {
+    item.into_iter().collect()
+}
+
+fn expected<const N: usize>(
+    entries: [(&str, AttributeValue); N],
+) -> BTreeMap<String, AttributeValue> {
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+async fn raw_item(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+    id: &EventId,
+) -> BTreeMap<String, AttributeValue> {
+    let item = dynamodb
+        .get_item()
+        .table_name(table)
+        .key("event_id", s(id.as_str()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    sorted(item)
+}
+
+/// Items as tables written by earlier versions hold them — put with raw attribute values, not
+/// through the ledger — read to the same records: one from before the archive and replay
+/// existed (no `generation`, `replays`, `history` or payload attributes) and one with every
+/// attribute written today.
+#[tokio::test]
+async fn items_written_before_still_read() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    let dynamodb = r.dynamodb();
+    let ledger = DynamoDbLedger::new(dynamodb.clone(), &r.table);
+    let put = |item: BTreeMap<String, AttributeValue>| {
+        dynamodb
+            .put_item()
+            .table_name(&r.table)
+            .set_item(Some(item.into_iter().collect()))
+            .send()
+    };
+    let failed_attempt = Attempt {
+        attempt: 1,
+        at: at(2_000),
+        duration_ms: 12,
+        success: false,
+        error: Some("boom".into()),
+        note: Some("redriven from the DLQ".into()),
+        url: Some("https://b.example/hooks".into()),
+        status_code: Some(503),
+    };
+    let failed_attempt_av = m([
+        ("attempt", n(1)),
+        ("at", n(T0 + 2_000)),
+        ("duration_ms", n(12)),
+        ("success", AttributeValue::Bool(false)),
+        ("error", s("boom")),
+        ("note", s("redriven from the DLQ")),
+        ("url", s("https://b.example/hooks")),
+        ("status_code", n(503)),
+    ]);
+    let ok_attempt = Attempt {
+        attempt: 2,
+        at: at(3_000),
+        duration_ms: 7,
+        success: true,
+        error: None,
+        note: None,
+        url: None,
+        status_code: None,
+    };
+    let ok_attempt_av = m([
+        ("attempt", n(2)),
+        ("at", n(T0 + 3_000)),
+        ("duration_ms", n(7)),
+        ("success", AttributeValue::Bool(true)),
+    ]);
+
+    // Before the archive and replay: a failed event, its lease released.
+    let old = EventId::parse("github:written-before-the-archive").unwrap();
+    put(expected([
+        ("event_id", s(old.as_str())),
+        ("source", s("github")),
+        ("event_type", s("push")),
+        ("status", s("failed")),
+        ("received_at", n(T0)),
+        ("updated_at", n(T0 + 2_012)),
+        ("expires_at", n(1_767_229_201)),
+        ("claim_token", s("claim-tok")),
+        ("claimed_at", n(T0)),
+        ("attempt_count", n(1)),
+        ("finished_attempt", n(1)),
+        (
+            "attempts",
+            AttributeValue::L(vec![failed_attempt_av.clone()]),
+        ),
+        ("last_error", s("boom")),
+    ]))
+    .await
+    .unwrap();
+    let old_record = EventRecord {
+        event_id: old.clone(),
+        source: SourceName::parse("github").unwrap(),
+        event_type: "push".into(),
+        status: EventStatus::Failed,
+        received_at: at(0),
+        updated_at: at(2_012),
+        expires_at: Timestamp::from_secs(1_767_229_201),
+        attempt_count: 1,
+        attempts: vec![failed_attempt.clone()],
+        last_error: Some("boom".into()),
+        generation: 0,
+        replays: 0,
+        history: Vec::new(),
+        payload: None,
+    };
+    assert_eq!(ledger.get(&old).await.unwrap(), Some(old_record.clone()));
+    assert_eq!(ledger.inline_payload(&old).await.unwrap(), None);
+
+    // Every attribute written today: replayed once, its payload inline, a DLQ purge recorded.
+    let new = EventId::parse("github:written-with-every-attribute").unwrap();
+    let payload = b"\x78\x9c compressed envelope \x00\xff".to_vec();
+    put(expected([
+        ("event_id", s(new.as_str())),
+        ("source", s("github")),
+        ("event_type", s("push")),
+        ("status", s("queued")),
+        ("received_at", n(T0 + 1)),
+        ("updated_at", n(T0 + 6_000)),
+        ("expires_at", n(1_767_229_201)),
+        ("claim_token", s("claim-tok")),
+        ("claimed_at", n(T0 + 1)),
+        ("attempt_count", n(2)),
+        ("finished_attempt", n(2)),
+        (
+            "attempts",
+            AttributeValue::L(vec![failed_attempt_av, ok_attempt_av]),
+        ),
+        ("generation", n(1)),
+        ("replays", n(1)),
+        (
+            "history",
+            AttributeValue::L(vec![
+                m([
+                    ("at", n(T0 + 6_000)),
+                    ("kind", s("replayed")),
+                    ("note", s("by the test")),
+                ]),
+                m([
+                    ("at", n(T0 + 7_000)),
+                    ("kind", s("dlq_purged")),
+                    ("note", s("purged")),
+                ]),
+            ]),
+        ),
+        (
+            "history_tokens",
+            AttributeValue::Ss(vec!["purge-tok".into()]),
+        ),
+        ("payload_bytes", n(1_234)),
+        ("payload_sha256", s(&"ab".repeat(32))),
+        ("payload_stored", s("inline")),
+        ("payload", AttributeValue::B(Blob::new(payload.clone()))),
+        ("replay_previous", s("processed")),
+        ("replay_token", s("replay-tok")),
+        ("replay_run", s("run-1")),
+        ("replayed_at", n(T0 + 6_000)),
+    ]))
+    .await
+    .unwrap();
+    let new_record = EventRecord {
+        event_id: new.clone(),
+        source: SourceName::parse("github").unwrap(),
+        event_type: "push".into(),
+        status: EventStatus::Queued,
+        received_at: at(1),
+        updated_at: at(6_000),
+        expires_at: Timestamp::from_secs(1_767_229_201),
+        attempt_count: 2,
+        attempts: vec![failed_attempt, ok_attempt],
+        last_error: None,
+        generation: 1,
+        replays: 1,
+        history: vec![
+            HistoryEntry {
+                at: at(6_000),
+                kind: "replayed".into(),
+                note: "by the test".into(),
+            },
+            HistoryEntry {
+                at: at(7_000),
+                kind: "dlq_purged".into(),
+                note: "purged".into(),
+            },
+        ],
+        payload: Some(PayloadInfo {
+            bytes: 1_234,
+            sha256: "ab".repeat(32),
+            stored: PayloadStore::Inline,
+        }),
+    };
+    assert_eq!(ledger.get(&new).await.unwrap(), Some(new_record.clone()));
+    assert_eq!(
+        ledger.inline_payload(&new).await.unwrap().as_deref(),
+        Some(payload.as_slice())
+    );
+
+    // The listings read the same items through the status index.
+    for record in [&old_record, &new_record] {
+        let listed = ledger
+            .list(&ListQuery {
+                status: Some(record.status),
+                source: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![record.summary()]);
+    }
+}
+
+/// What the ledger writes, attribute for attribute: an event claimed, queued, failed once with
+/// its payload kept inline, processed, replayed and its DLQ copy purged. A change to any
+/// attribute's name, type or encoding (milliseconds, TTL seconds, BOOL, B, absent rather than
+/// NULL) fails here — and would make the items already in tables unreadable, or these unreadable
+/// by the version before.
+#[tokio::test]
+async fn the_ledger_writes_the_documented_attributes() {
+    let endpoint = moto_or_skip!();
+    let r = fresh_resources(&endpoint, 3, 30).await;
+    let dynamodb = r.dynamodb();
+    let ledger = DynamoDbLedger::new(dynamodb.clone(), &r.table);
+    let id = new_id();
+    let github = SourceName::parse("github").unwrap();
+
+    let claim = Claim {
+        event_id: id.clone(),
+        source: github.clone(),
+        event_type: "push".into(),
+        now: at(0),
+        // Not on a whole second: the TTL is stored rounded up.
+        expires_at: at(3_600_000),
+        timeout: Duration::from_secs(30),
+        token: "claim-tok".into(),
+    };
+    assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    let claimed = [
+        ("event_id", s(id.as_str())),
+        ("source", s("github")),
+        ("event_type", s("push")),
+        ("received_at", n(T0)),
+        ("expires_at", n(1_767_229_201)),
+        ("claim_token", s("claim-tok")),
+        ("claimed_at", n(T0)),
+    ];
+    let mut want = expected(claimed.clone());
+    want.extend(expected([
+        ("status", s("received")),
+        ("updated_at", n(T0)),
+        ("attempt_count", n(0)),
+    ]));
+    assert_eq!(raw_item(&dynamodb, &r.table, &id).await, want);
+
+    ledger.mark_queued(&id, "claim-tok", at(5)).await.unwrap();
+    let payload = b"\x78\x9c compressed envelope \x00\xff".to_vec();
+    let start = |attempt: i64, lease_token: &str| AttemptStart {
+        event_id: id.clone(),
+        source: github.clone(),
+        event_type: "push".into(),
+        received_at: at(0),
+        expires_at: at(0),
+        now: at(attempt * 1_000),
+        lease_until: at(attempt * 1_000 + 60_000),
+        lease_token: lease_token.into(),
+        generation: 0,
+        payload: Some(PayloadWrite {
+            info: PayloadInfo {
+                bytes: 1_234,
+                sha256: "ab".repeat(32),
+                stored: PayloadStore::Inline,
+            },
+            inline: Some(payload.clone().into()),
+        }),
+    };
+    ledger.start_attempt(&start(1, "lease-1")).await.unwrap();
+    let kept = [
+        ("generation", n(0)),
+        ("payload_bytes", n(1_234)),
+        ("payload_sha256", s(&"ab".repeat(32))),
+        ("payload_stored", s("inline")),
+        ("payload", AttributeValue::B(Blob::new(payload.clone()))),
+    ];
+    let mut want = expected(claimed.clone());
+    want.extend(expected(kept.clone()));
+    want.extend(expected([
+        ("status", s("processing")),
+        ("updated_at", n(T0 + 1_000)),
+        ("attempt_count", n(1)),
+        ("lease_until", n(T0 + 61_000)),
+        ("lease_token", s("lease-1")),
+    ]));
+    assert_eq!(raw_item(&dynamodb, &r.table, &id).await, want);
+
+    let failed = Attempt {
+        attempt: 1,
+        at: at(1_000),
+        duration_ms: 12,
+        success: false,
+        error: Some("boom".into()),
+        note: Some("handed back before the deadline".into()),
+        url: Some("https://b.example/hooks".into()),
+        status_code: Some(503),
+    };
+    ledger
+        .finish_attempt(&AttemptEnd {
+            event_id: id.clone(),
+            attempt: failed,
+            status: EventStatus::Failed,
+            now: at(1_012),
+        })
+        .await
+        .unwrap();
+    let failed_av = m([
+        ("attempt", n(1)),
+        ("at", n(T0 + 1_000)),
+        ("duration_ms", n(12)),
+        ("success", AttributeValue::Bool(false)),
+        ("error", s("boom")),
+        ("note", s("handed back before the deadline")),
+        ("url", s("https://b.example/hooks")),
+        ("status_code", n(503)),
+    ]);
+    let mut want = expected(claimed.clone());
+    want.extend(expected(kept.clone()));
+    want.extend(expected([
+        ("status", s("failed")),
+        ("updated_at", n(T0 + 1_012)),
+        ("attempt_count", n(1)),
+        ("finished_attempt", n(1)),
+        ("attempts", AttributeValue::L(vec![failed_av.clone()])),
+        ("last_error", s("boom")),
+    ]));
+    assert_eq!(raw_item(&dynamodb, &r.table, &id).await, want);
+
+    ledger.start_attempt(&start(2, "lease-2")).await.unwrap();
+    let processed = Attempt {
+        attempt: 2,
+        at: at(2_000),
+        duration_ms: 7,
+        success: true,
+        error: None,
+        note: None,
+        url: None,
+        status_code: None,
+    };
+    ledger
+        .finish_attempt(&AttemptEnd {
+            event_id: id.clone(),
+            attempt: processed,
+            status: EventStatus::Processed,
+            now: at(2_007),
+        })
+        .await
+        .unwrap();
+    // Absent, never NULL: a success writes no `error`, `note`, `url` or `status_code`.
+    let processed_av = m([
+        ("attempt", n(2)),
+        ("at", n(T0 + 2_000)),
+        ("duration_ms", n(7)),
+        ("success", AttributeValue::Bool(true)),
+    ]);
+    let attempts = AttributeValue::L(vec![failed_av, processed_av]);
+
+    let replayed = ledger
+        .begin_replay(&ReplayStart {
+            event_id: id.clone(),
+            expected_generation: 0,
+            token: "replay-tok".into(),
+            run: Some("run-1".into()),
+            now: at(6_000),
+            stale_before: at(6_000 - 900_000),
+            entry: HistoryEntry {
+                at: at(6_000),
+                kind: "replayed".into(),
+                note: "by the test".into(),
+            },
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(replayed, ReplayOutcome::Started { generation: 1, .. }),
+        "{replayed:?}"
+    );
+    let purge = HistoryEntry {
+        at: at(7_000),
+        kind: "dlq_purged".into(),
+        note: "purged".into(),
+    };
+    assert!(ledger.add_history(&id, &purge, "purge-tok").await.unwrap());
+    let mut want = expected(claimed);
+    want.extend(expected(kept));
+    want.extend(expected([
+        ("status", s("queued")),
+        ("updated_at", n(T0 + 6_000)),
+        ("attempt_count", n(2)),
+        ("finished_attempt", n(2)),
+        ("attempts", attempts),
+        // The replay's generation replaces the starts' 0.
+        ("generation", n(1)),
+        ("replays", n(1)),
+        (
+            "history",
+            AttributeValue::L(vec![
+                m([
+                    ("at", n(T0 + 6_000)),
+                    ("kind", s("replayed")),
+                    ("note", s("by the test")),
+                ]),
+                m([
+                    ("at", n(T0 + 7_000)),
+                    ("kind", s("dlq_purged")),
+                    ("note", s("purged")),
+                ]),
+            ]),
+        ),
+        (
+            "history_tokens",
+            AttributeValue::Ss(vec!["purge-tok".into()]),
+        ),
+        ("replay_previous", s("processed")),
+        ("replay_token", s("replay-tok")),
+        ("replay_run", s("run-1")),
+        ("replayed_at", n(T0 + 6_000)),
+    ]));
+    assert_eq!(raw_item(&dynamodb, &r.table, &id).await, want);
 }
 
 #[tokio::test]

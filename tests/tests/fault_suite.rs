@@ -62,7 +62,6 @@ fn receiver(b: &Pipeline, faults: &Arc<Faults>) -> Receiver {
         Arc::new(FaultyLedger::new(b.ledger.clone(), faults.clone())),
         Arc::new(FaultyQueue::new(b.queue.clone(), faults.clone())),
     )
-    .unwrap()
 }
 
 fn signed(receiver: &Receiver, body: &[u8]) -> IncomingRequest {

@@ -68,7 +68,9 @@ fn event(source: &str) -> Envelope {
 
 /// The processor with forwarding from `config`, fed by a local event source.
 fn events(p: &Pipeline, config: &Config) -> EventSource {
-    let handlers = Handlers::new().with_forwarding(config).unwrap();
+    let handlers = Handlers::new()
+        .with_forwarding(config.destinations())
+        .unwrap();
     let processor = Processor::new(config, p.ledger.clone(), p.queue.clone(), handlers);
     EventSource::new(p.queue.clone(), Arc::new(processor))
 }

@@ -92,14 +92,11 @@ print("verified")
 async fn a_five_megabyte_github_body_is_claim_checked_and_forwarded_byte_for_byte(p: Pipeline) {
     let sink = Sink::start(Vec::new(), Answer::ok()).await;
     let config = config(&sink.url("/hooks"));
-    let receiver = Receiver::new(&config, p.ledger.clone(), p.queue.clone())
-        .unwrap()
-        .with_archive(p.archive.clone());
+    let receiver =
+        Receiver::new(&config, p.ledger.clone(), p.queue.clone()).with_archive(p.archive.clone());
     let body = push_body(FIVE_MB);
     let mut headers = HeaderMap::new();
-    for (k, v) in
-        hookgate_core::signature::sign(&config, "gh", &body, Timestamp::from_secs(0)).unwrap()
-    {
+    for (k, v) in config.sign("gh", &body, Timestamp::from_secs(0)).unwrap() {
         headers.insert(
             HeaderName::from_bytes(k.as_bytes()).unwrap(),
             HeaderValue::from_str(&v).unwrap(),
@@ -132,7 +129,9 @@ async fn a_five_megabyte_github_body_is_claim_checked_and_forwarded_byte_for_byt
         .await
         .unwrap();
 
-    let handlers = Handlers::new().with_forwarding(&config).unwrap();
+    let handlers = Handlers::new()
+        .with_forwarding(config.destinations())
+        .unwrap();
     let processor = Processor::new(&config, p.ledger.clone(), p.queue.clone(), handlers)
         .with_archive(p.archive.clone());
     let source = EventSource::new(p.queue.clone(), Arc::new(processor));

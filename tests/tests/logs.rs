@@ -145,8 +145,10 @@ async fn run(p: Pipeline) {
         sinks.push(Sink::start(answers, Answer::ok()).await);
     }
     let config = config(&sources, &sinks);
-    let receiver = Receiver::new(&config, p.ledger.clone(), p.queue.clone()).unwrap();
-    let handlers = Handlers::new().with_forwarding(&config).unwrap();
+    let receiver = Receiver::new(&config, p.ledger.clone(), p.queue.clone());
+    let handlers = Handlers::new()
+        .with_forwarding(config.destinations())
+        .unwrap();
     let processor = Processor::new(&config, p.ledger.clone(), p.queue.clone(), handlers);
     let events = EventSource::new(p.queue.clone(), Arc::new(processor));
 

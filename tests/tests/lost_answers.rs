@@ -126,7 +126,7 @@ fn rig(b: Pipeline) -> Rig {
     let faults = Faults::new();
     let ledger: Arc<dyn Ledger> = Arc::new(FaultyLedger::new(b.ledger.clone(), faults.clone()));
     let queue: Arc<dyn Queue> = Arc::new(FaultyQueue::new(b.queue.clone(), faults.clone()));
-    let receiver = Receiver::new(&config(), ledger.clone(), queue.clone()).unwrap();
+    let receiver = Receiver::new(&config(), ledger.clone(), queue.clone());
     let handler = Recorder::new();
     let processor = Arc::new(Processor::new(&config(), ledger, queue, handler.handlers()));
     let source = EventSource::new(b.queue.clone(), processor);

@@ -81,8 +81,7 @@ async fn rig_with_visibility(secs: u64) -> Option<Rig> {
         &config_with_visibility(secs),
         backend.ledger.clone(),
         backend.queue.clone(),
-    )
-    .unwrap();
+    );
     Some(Rig {
         faults,
         backend,

@@ -23,9 +23,15 @@
 //! | `last_error` | S | only when the last attempt failed |
 //! | `generation`, `replays` | N | one more per replay (absent: 0); a message of an older generation is superseded |
 //! | `history` | L of M | `at` (ms), `kind`, `note`: replays, their undoing, DLQ purges |
+//! | `history_tokens` | SS | the tokens of the entries [`Ledger::add_history`] added, so a retried call adds none twice |
 //! | `payload_bytes`, `payload_sha256`, `payload_stored` | N, S, S | the payload, once the processor took the event: `inline` or `archive` |
 //! | `payload` | B | the compressed envelope, when `inline` |
 //! | `replay_token`, `replay_run`, `replayed_at`, `replay_previous` | S, S, N, S | the last replay |
+//!
+//! Optional attributes are absent, never NULL. Tables hold items written by every earlier
+//! version, so an attribute is never renamed or re-typed, and one added later reads as its zero
+//! when absent. The private `item` submodule is this table's only encoder and decoder (and says
+//! why it is written by hand rather than with `serde_dynamo`).
 //!
 //! **Retried writes.** The SDK sends a write again when its answer is lost (a timeout, a dropped
 //! connection), so a condition may fail against the item the first attempt wrote. Each write
@@ -42,8 +48,9 @@
 //! attributes of an [`EventSummary`]) with `Query`, newest first — never a `Scan`. The template
 //! and [`create_table`](crate::setup::create_table) define the same index.
 
+mod item;
+
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -56,12 +63,16 @@ use bytes::Bytes;
 use hookgate_core::clock::Timestamp;
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
-    newest_first, page_matches, Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor,
-    EventRecord, EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
-    PageQuery, PayloadInfo, PayloadStore, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
-    MAX_LIST_LIMIT,
+    newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
+    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
+    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 use tokio::task::JoinSet;
+
+use item::{
+    a, attempt_to_av, b, claim_item, corrupt, history_to_av, inline_payload, n, opt_n, opt_s,
+    record_from_item, req_n, req_s, s, status_of, summary_from_item, ttl_secs, Item,
+};
 
 pub use crate::setup::STATUS_INDEX;
 
@@ -75,49 +86,6 @@ pub const FILTERED_PAGE_ITEMS: usize = 200;
 /// rarer than that among them may be listed short of `limit` (or not at all). The bound keeps a
 /// listing's cost and latency fixed however large the table grows.
 pub const MAX_LIST_PAGES: usize = 20;
-
-type Item = HashMap<String, AttributeValue>;
-
-/// Attribute names, in one place.
-mod a {
-    pub const EVENT_ID: &str = "event_id";
-    pub const SOURCE: &str = "source";
-    pub const EVENT_TYPE: &str = "event_type";
-    pub const STATUS: &str = "status";
-    pub const RECEIVED_AT: &str = "received_at";
-    pub const UPDATED_AT: &str = "updated_at";
-    pub const EXPIRES_AT: &str = "expires_at";
-    pub const CLAIM_TOKEN: &str = "claim_token";
-    pub const CLAIMED_AT: &str = "claimed_at";
-    pub const ATTEMPT_COUNT: &str = "attempt_count";
-    pub const ATTEMPTS: &str = "attempts";
-    pub const LAST_ERROR: &str = "last_error";
-    pub const LEASE_UNTIL: &str = "lease_until";
-    pub const LEASE_TOKEN: &str = "lease_token";
-    pub const FINISHED_ATTEMPT: &str = "finished_attempt";
-    pub const GENERATION: &str = "generation";
-    pub const REPLAYS: &str = "replays";
-    pub const HISTORY: &str = "history";
-    pub const PAYLOAD: &str = "payload";
-    pub const PAYLOAD_BYTES: &str = "payload_bytes";
-    pub const PAYLOAD_SHA256: &str = "payload_sha256";
-    pub const PAYLOAD_STORED: &str = "payload_stored";
-    pub const REPLAY_TOKEN: &str = "replay_token";
-    pub const REPLAY_RUN: &str = "replay_run";
-    pub const REPLAYED_AT: &str = "replayed_at";
-    pub const REPLAY_PREVIOUS: &str = "replay_previous";
-    // Inside one `history` entry.
-    pub const KIND: &str = "kind";
-    // Inside one `attempts` entry.
-    pub const ATTEMPT: &str = "attempt";
-    pub const AT: &str = "at";
-    pub const DURATION_MS: &str = "duration_ms";
-    pub const SUCCESS: &str = "success";
-    pub const ERROR: &str = "error";
-    pub const NOTE: &str = "note";
-    pub const URL: &str = "url";
-    pub const STATUS_CODE: &str = "status_code";
-}
 
 /// The hookgate ledger on a DynamoDB table keyed by `event_id` (S).
 #[derive(Debug, Clone)]
@@ -241,23 +209,11 @@ impl DynamoDbLedger {
 #[async_trait]
 impl Ledger for DynamoDbLedger {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError> {
-        let item: Item = HashMap::from([
-            (a::EVENT_ID.to_owned(), s(claim.event_id.as_str())),
-            (a::SOURCE.to_owned(), s(claim.source.as_str())),
-            (a::EVENT_TYPE.to_owned(), s(&claim.event_type)),
-            (a::STATUS.to_owned(), s(EventStatus::Received.as_str())),
-            (a::RECEIVED_AT.to_owned(), n(claim.now.as_millis())),
-            (a::UPDATED_AT.to_owned(), n(claim.now.as_millis())),
-            (a::EXPIRES_AT.to_owned(), n(ttl_secs(claim.expires_at))),
-            (a::CLAIM_TOKEN.to_owned(), s(&claim.token)),
-            (a::CLAIMED_AT.to_owned(), n(claim.now.as_millis())),
-            (a::ATTEMPT_COUNT.to_owned(), n(0)),
-        ]);
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(claim_item(claim)))
             .condition_expression(
                 "attribute_not_exists(event_id) OR expires_at < :now_secs \
                  OR (#status = :received AND claimed_at < :stale_ms)",
@@ -383,10 +339,7 @@ impl Ledger for DynamoDbLedger {
             payload_values.push((":payload_stored", s(p.info.stored.as_str())));
             if let Some(inline) = &p.inline {
                 update.push_str(", payload = if_not_exists(payload, :payload)");
-                payload_values.push((
-                    ":payload",
-                    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(inline.to_vec())),
-                ));
+                payload_values.push((":payload", b(inline)));
             }
         }
         let mut request = self
@@ -676,10 +629,9 @@ impl Ledger for DynamoDbLedger {
             .send()
             .await
             .map_err(|e| unavailable("GetItem", &e))?;
-        match out.item.as_ref().and_then(|item| item.get(a::PAYLOAD)) {
-            None | Some(AttributeValue::Null(_)) => Ok(None),
-            Some(AttributeValue::B(blob)) => Ok(Some(Bytes::copy_from_slice(blob.as_ref()))),
-            Some(_) => Err(corrupt(a::PAYLOAD, "not binary")),
+        match out.item {
+            Some(item) => inline_payload(&item),
+            None => Ok(None),
         }
     }
 
@@ -865,25 +817,6 @@ impl Ledger for DynamoDbLedger {
     }
 }
 
-/// `t` in whole epoch seconds, rounded up (DynamoDB TTL wants seconds).
-///
-/// Rounding up keeps an item at least as long as its dedup window, and — with `:now_secs` also
-/// rounded up — makes `expires_at < :now_secs` agree exactly with the in-memory ledger's
-/// `expires_at < now` whenever `expires_at` falls on a whole second; otherwise DynamoDB holds
-/// on to the id for less than one second longer.
-fn ttl_secs(t: Timestamp) -> i64 {
-    let ms = t.as_millis();
-    ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0)
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
 fn not_owned(event_id: &EventId) -> LedgerError {
     LedgerError::Conflict(format!(
         "{event_id} is not a received event claimed by this token"
@@ -903,236 +836,4 @@ where
     E: std::error::Error,
 {
     LedgerError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(err)))
-}
-
-fn attempt_to_av(attempt: &Attempt) -> AttributeValue {
-    let mut m: Item = HashMap::from([
-        (a::ATTEMPT.to_owned(), n(attempt.attempt)),
-        (a::AT.to_owned(), n(attempt.at.as_millis())),
-        (a::DURATION_MS.to_owned(), n(attempt.duration_ms)),
-        (a::SUCCESS.to_owned(), AttributeValue::Bool(attempt.success)),
-    ]);
-    if let Some(error) = &attempt.error {
-        m.insert(a::ERROR.to_owned(), s(error));
-    }
-    if let Some(note) = &attempt.note {
-        m.insert(a::NOTE.to_owned(), s(note));
-    }
-    if let Some(url) = &attempt.url {
-        m.insert(a::URL.to_owned(), s(url));
-    }
-    if let Some(code) = attempt.status_code {
-        m.insert(a::STATUS_CODE.to_owned(), n(code));
-    }
-    AttributeValue::M(m)
-}
-
-fn history_to_av(entry: &HistoryEntry) -> AttributeValue {
-    AttributeValue::M(HashMap::from([
-        (a::AT.to_owned(), n(entry.at.as_millis())),
-        (a::KIND.to_owned(), s(&entry.kind)),
-        (a::NOTE.to_owned(), s(&entry.note)),
-    ]))
-}
-
-fn history_from_av(av: &AttributeValue) -> Result<HistoryEntry, LedgerError> {
-    let AttributeValue::M(m) = av else {
-        return Err(corrupt(a::HISTORY, "an entry is not a map"));
-    };
-    Ok(HistoryEntry {
-        at: Timestamp::from_millis(req_n(m, a::AT)?),
-        kind: req_s(m, a::KIND)?.to_owned(),
-        note: req_s(m, a::NOTE)?.to_owned(),
-    })
-}
-
-fn payload_from_item(item: &Item) -> Result<Option<PayloadInfo>, LedgerError> {
-    let Some(stored) = opt_s(item, a::PAYLOAD_STORED)? else {
-        return Ok(None);
-    };
-    let stored = PayloadStore::parse(stored)
-        .ok_or_else(|| corrupt(a::PAYLOAD_STORED, &format!("unknown place {stored:?}")))?;
-    Ok(Some(PayloadInfo {
-        bytes: req_n(item, a::PAYLOAD_BYTES)?,
-        sha256: req_s(item, a::PAYLOAD_SHA256)?.to_owned(),
-        stored,
-    }))
-}
-
-fn corrupt(name: &str, what: &str) -> LedgerError {
-    LedgerError::Corrupt(format!("attribute {name}: {what}"))
-}
-
-fn opt_s<'a>(item: &'a Item, name: &str) -> Result<Option<&'a str>, LedgerError> {
-    match item.get(name) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(AttributeValue::S(v)) => Ok(Some(v)),
-        Some(_) => Err(corrupt(name, "not a string")),
-    }
-}
-
-fn req_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, LedgerError> {
-    opt_s(item, name)?.ok_or_else(|| corrupt(name, "missing"))
-}
-
-fn opt_n<T: FromStr>(item: &Item, name: &str) -> Result<Option<T>, LedgerError> {
-    match item.get(name) {
-        None | Some(AttributeValue::Null(_)) => Ok(None),
-        Some(AttributeValue::N(v)) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| corrupt(name, &format!("{v:?} is out of range"))),
-        Some(_) => Err(corrupt(name, "not a number")),
-    }
-}
-
-fn req_n<T: FromStr>(item: &Item, name: &str) -> Result<T, LedgerError> {
-    opt_n(item, name)?.ok_or_else(|| corrupt(name, "missing"))
-}
-
-fn status_of(item: &Item) -> Result<EventStatus, LedgerError> {
-    let raw = req_s(item, a::STATUS)?;
-    EventStatus::parse(raw).ok_or_else(|| corrupt(a::STATUS, &format!("unknown status {raw:?}")))
-}
-
-fn attempt_from_av(av: &AttributeValue) -> Result<Attempt, LedgerError> {
-    let AttributeValue::M(m) = av else {
-        return Err(corrupt(a::ATTEMPTS, "an entry is not a map"));
-    };
-    let success = match m.get(a::SUCCESS) {
-        Some(AttributeValue::Bool(b)) => *b,
-        _ => return Err(corrupt(a::SUCCESS, "missing or not a boolean")),
-    };
-    Ok(Attempt {
-        attempt: req_n(m, a::ATTEMPT)?,
-        at: Timestamp::from_millis(req_n(m, a::AT)?),
-        duration_ms: req_n(m, a::DURATION_MS)?,
-        success,
-        error: opt_s(m, a::ERROR)?.map(str::to_owned),
-        note: opt_s(m, a::NOTE)?.map(str::to_owned),
-        url: opt_s(m, a::URL)?.map(str::to_owned),
-        status_code: opt_n(m, a::STATUS_CODE)?,
-    })
-}
-
-fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> {
-    let summary = summary_from_item(item)?;
-    let attempts = match item.get(a::ATTEMPTS) {
-        None | Some(AttributeValue::Null(_)) => Vec::new(),
-        Some(AttributeValue::L(list)) => {
-            list.iter().map(attempt_from_av).collect::<Result<_, _>>()?
-        }
-        Some(_) => return Err(corrupt(a::ATTEMPTS, "not a list")),
-    };
-    let history = match item.get(a::HISTORY) {
-        None | Some(AttributeValue::Null(_)) => Vec::new(),
-        Some(AttributeValue::L(list)) => {
-            list.iter().map(history_from_av).collect::<Result<_, _>>()?
-        }
-        Some(_) => return Err(corrupt(a::HISTORY, "not a list")),
-    };
-    Ok(EventRecord {
-        event_id: summary.event_id,
-        source: summary.source,
-        event_type: summary.event_type,
-        status: summary.status,
-        received_at: summary.received_at,
-        updated_at: summary.updated_at,
-        expires_at: Timestamp::from_secs(req_n(item, a::EXPIRES_AT)?),
-        attempt_count: summary.attempt_count,
-        attempts,
-        last_error: summary.last_error,
-        generation: opt_n(item, a::GENERATION)?.unwrap_or(0),
-        replays: opt_n(item, a::REPLAYS)?.unwrap_or(0),
-        history,
-        payload: payload_from_item(item)?,
-    })
-}
-
-/// An index entry as an [`EventSummary`]: the attributes [`STATUS_INDEX`] projects.
-fn summary_from_item(item: &Item) -> Result<EventSummary, LedgerError> {
-    let event_id = req_s(item, a::EVENT_ID)?;
-    let event_id = EventId::parse(event_id)
-        .map_err(|e| corrupt(a::EVENT_ID, &format!("{event_id:?}: {e}")))?;
-    let source = req_s(item, a::SOURCE)?;
-    let source =
-        SourceName::parse(source).map_err(|e| corrupt(a::SOURCE, &format!("{source:?}: {e}")))?;
-    Ok(EventSummary {
-        event_id,
-        source,
-        event_type: req_s(item, a::EVENT_TYPE)?.to_owned(),
-        status: status_of(item)?,
-        received_at: Timestamp::from_millis(req_n(item, a::RECEIVED_AT)?),
-        updated_at: Timestamp::from_millis(req_n(item, a::UPDATED_AT)?),
-        attempt_count: req_n(item, a::ATTEMPT_COUNT)?,
-        last_error: opt_s(item, a::LAST_ERROR)?.map(str::to_owned),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ttl_rounds_up_to_whole_seconds() {
-        assert_eq!(ttl_secs(Timestamp::from_millis(5_000)), 5);
-        assert_eq!(ttl_secs(Timestamp::from_millis(5_001)), 6);
-        assert_eq!(ttl_secs(Timestamp::from_millis(5_999)), 6);
-        assert_eq!(ttl_secs(Timestamp::from_millis(-1)), 0);
-    }
-
-    #[test]
-    fn items_round_trip_and_bad_items_are_corrupt() {
-        let attempt = Attempt {
-            attempt: 1,
-            at: Timestamp::from_millis(1_000),
-            duration_ms: 12,
-            success: false,
-            error: Some("boom".into()),
-            note: Some("redriven from the DLQ at 1970-01-01T00:00:01.000Z".into()),
-            url: Some("https://b.example/hooks".into()),
-            status_code: Some(503),
-        };
-        let mut item: Item = HashMap::from([
-            (a::EVENT_ID.to_owned(), s("src:abc")),
-            (a::SOURCE.to_owned(), s("src")),
-            (a::EVENT_TYPE.to_owned(), s("t")),
-            (a::STATUS.to_owned(), s("failed")),
-            (a::RECEIVED_AT.to_owned(), n(1_000)),
-            (a::UPDATED_AT.to_owned(), n(2_000)),
-            (a::EXPIRES_AT.to_owned(), n(60)),
-            (a::ATTEMPT_COUNT.to_owned(), n(1)),
-            (
-                a::ATTEMPTS.to_owned(),
-                AttributeValue::L(vec![attempt_to_av(&attempt)]),
-            ),
-            (a::LAST_ERROR.to_owned(), s("boom")),
-        ]);
-        let record = record_from_item(&item).expect("valid item");
-        assert_eq!(record.attempts, vec![attempt]);
-        assert_eq!(record.expires_at, Timestamp::from_secs(60));
-        assert_eq!(record.status, EventStatus::Failed);
-
-        item.insert(a::STATUS.to_owned(), s("weird"));
-        assert!(matches!(
-            record_from_item(&item),
-            Err(LedgerError::Corrupt(_))
-        ));
-        item.insert(a::STATUS.to_owned(), s("failed"));
-        item.insert(a::ATTEMPT_COUNT.to_owned(), n(-1));
-        assert!(matches!(
-            record_from_item(&item),
-            Err(LedgerError::Corrupt(_))
-        ));
-        item.insert(a::ATTEMPT_COUNT.to_owned(), s("1"));
-        assert!(matches!(
-            record_from_item(&item),
-            Err(LedgerError::Corrupt(_))
-        ));
-        item.remove(a::ATTEMPT_COUNT);
-        assert!(matches!(
-            record_from_item(&item),
-            Err(LedgerError::Corrupt(_))
-        ));
-    }
 }

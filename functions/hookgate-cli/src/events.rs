@@ -146,9 +146,7 @@ fn signed_headers(
     now: Timestamp,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let mut headers: BTreeMap<String, String> =
-        hookgate_core::signature::sign(config, source, body, now)?
-            .into_iter()
-            .collect();
+        config.sign(source, body, now)?.into_iter().collect();
     headers.insert("content-type".into(), "application/json".into());
     for (k, v) in provider_headers(source) {
         headers.insert(k.into(), v.into());
@@ -227,7 +225,7 @@ fn pointer_message(
         config,
         std::sync::Arc::new(MemoryLedger::new()),
         queue.clone(),
-    )?
+    )
     .with_archive(std::sync::Arc::new(MemoryArchive::new()));
     let mut header_map = http::HeaderMap::new();
     for (k, v) in headers {

@@ -97,11 +97,11 @@ impl LocalStack {
         let metrics =
             Arc::new(MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)));
         let mut receiver =
-            Receiver::new(config, ledger.clone(), queue.clone())?.with_metrics(metrics.clone());
+            Receiver::new(config, ledger.clone(), queue.clone()).with_metrics(metrics.clone());
         if let Some(archive) = &archive {
             receiver = receiver.with_archive(archive.clone());
         }
-        let handlers = handlers.with_forwarding(config)?;
+        let handlers = handlers.with_forwarding(config.destinations())?;
         let access = match &config.admin.token {
             Some(token) => Access::Bearer(token.clone()),
             None => Access::Closed,

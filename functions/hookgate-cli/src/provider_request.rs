@@ -8,10 +8,8 @@
 //! realistic sample body of the source's provider, built into the binary, one per scheme.
 
 use hookgate_core::config::SourceConfig;
+use hookgate_core::signature::TypeSource;
 use hookgate_core::{Config, SourceName, Timestamp};
-
-/// The header `hmac-sha256` reads the event type from unless `type_header` says otherwise.
-const DEFAULT_TYPE_HEADER: &str = "x-event-type";
 
 /// Where a scheme reads the event type from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,17 +22,11 @@ pub enum TypeCarrier {
 
 /// Where `source`'s scheme reads the event type from.
 pub fn type_carrier(source: &SourceConfig) -> TypeCarrier {
-    match source.scheme.as_str() {
-        "github" => TypeCarrier::Header("x-github-event".into()),
-        "shopify" => TypeCarrier::Header("x-shopify-topic".into()),
-        "hmac-sha256" => TypeCarrier::Header(
-            source
-                .type_header
-                .as_deref()
-                .unwrap_or(DEFAULT_TYPE_HEADER)
-                .to_ascii_lowercase(),
-        ),
-        _ => TypeCarrier::Body,
+    match source.scheme.type_source() {
+        TypeSource::Header(header) | TypeSource::HeaderElseBody(header) => {
+            TypeCarrier::Header(header.to_owned())
+        }
+        TypeSource::Body => TypeCarrier::Body,
     }
 }
 
@@ -49,7 +41,7 @@ pub struct Example {
 }
 
 /// The sample request for `scheme` (every scheme of [`hookgate_core::signature::SCHEMES`] has
-/// one).
+/// one: a test says so).
 pub fn example(scheme: &str) -> Option<Example> {
     let (body, header_type) = match scheme {
         "hmac-sha256" => (include_str!("../examples-bodies/hmac-sha256.json"), None),
@@ -109,7 +101,7 @@ pub enum RequestError {
     NoSecret(String),
     /// Signing failed.
     #[error(transparent)]
-    Sign(#[from] hookgate_core::signature::SignError),
+    Sign(#[from] hookgate_core::config::UnknownSource),
 }
 
 /// The request `source`'s provider would send with `payload` at `now`: signed, with the event
@@ -126,11 +118,12 @@ pub fn build(
     let unknown = || RequestError::UnknownSource(source.to_owned());
     let name = SourceName::parse(source).map_err(|_| unknown())?;
     let source_config = config.sources.get(&name).ok_or_else(unknown)?;
+    let scheme = source_config.scheme.name();
     let (body, example_type) = match payload {
         Payload::Bytes(body) => (body, None),
         Payload::Example => {
-            let example = example(&source_config.scheme)
-                .ok_or_else(|| RequestError::NoExample(source_config.scheme.clone()))?;
+            let example =
+                example(scheme).ok_or_else(|| RequestError::NoExample(scheme.to_owned()))?;
             (example.body.as_bytes().to_vec(), example.header_type)
         }
     };
@@ -139,7 +132,7 @@ pub fn build(
         (TypeCarrier::Body, Some(_)) => {
             return Err(RequestError::TypeInBody {
                 source_name: source.to_owned(),
-                scheme: source_config.scheme.clone(),
+                scheme: scheme.to_owned(),
             })
         }
         (TypeCarrier::Body, None) => None,
@@ -147,7 +140,9 @@ pub fn build(
         (TypeCarrier::Header(header), None) => match example_type {
             Some(t) => Some((header, t.to_owned())),
             None => {
-                if matches!(source_config.scheme.as_str(), "github" | "shopify") {
+                // Without the header a scheme that reads the type only from it types the event
+                // unknown (one that falls back to the body does not).
+                if matches!(source_config.scheme.type_source(), TypeSource::Header(_)) {
                     notes.push(format!(
                         "no --type: without a {header} header the event is typed unknown"
                     ));
@@ -156,7 +151,7 @@ pub fn build(
             }
         },
     };
-    let mut headers = hookgate_core::signature::sign(config, source, &body, now)?;
+    let mut headers = config.sign(source, &body, now)?;
     if headers.is_empty() {
         return Err(RequestError::NoSecret(source.to_owned()));
     }
@@ -189,7 +184,7 @@ mod tests {
     use bytes::Bytes;
     use hookgate_core::config::EXAMPLE_CONFIG;
     use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-    use hookgate_core::signature::SCHEMES;
+    use hookgate_core::signature;
     use hookgate_core::{IncomingRequest, Queue, Receiver};
     use std::sync::Arc;
     use std::time::Duration;
@@ -208,7 +203,7 @@ mod tests {
     /// type it queued.
     async fn receive(config: &Config, source: &str, request: &ProviderRequest) -> (u16, String) {
         let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-        let receiver = Receiver::new(config, Arc::new(MemoryLedger::new()), queue.clone()).unwrap();
+        let receiver = Receiver::new(config, Arc::new(MemoryLedger::new()), queue.clone());
         let mut headers = http::HeaderMap::new();
         headers.insert(
             "content-type",
@@ -243,7 +238,7 @@ mod tests {
 
     #[test]
     fn every_scheme_has_a_json_example() {
-        for scheme in SCHEMES {
+        for scheme in signature::names() {
             let example = example(scheme).unwrap_or_else(|| panic!("no example for {scheme}"));
             serde_json::from_str::<serde_json::Value>(example.body)
                 .unwrap_or_else(|e| panic!("{scheme}: {e}"));
@@ -261,11 +256,11 @@ mod tests {
             assert_eq!(status, 202, "{name}");
             assert_ne!(event_type, "unknown", "{name}");
             assert!(request.notes.is_empty(), "{name}: {:?}", request.notes);
-            schemes.push(&source.scheme);
+            schemes.push(source.scheme.name());
         }
-        for scheme in SCHEMES {
+        for scheme in signature::names() {
             assert!(
-                schemes.contains(scheme),
+                schemes.contains(&scheme),
                 "the bundled example has no {scheme} source"
             );
         }

@@ -85,7 +85,8 @@ impl Raw {
     /// A POST to `source` with the headers its provider would send for `body` at `at`.
     fn signed(source: &str, body: &[u8], at: Timestamp) -> Self {
         let mut raw = Self::post(source, body);
-        for (name, value) in hookgate_core::signature::sign(&config(), source, body, at)
+        for (name, value) in config()
+            .sign(source, body, at)
             .expect("the source is configured")
         {
             raw.headers.push((name.into_bytes(), value.into_bytes()));

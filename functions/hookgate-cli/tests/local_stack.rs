@@ -66,13 +66,9 @@ fn demo_config() -> Config {
 }
 
 async fn post(base: &str, source: &str, body: &str) -> (u16, Value) {
-    let headers = hookgate_core::signature::sign(
-        &demo_config(),
-        "demo",
-        body.as_bytes(),
-        Timestamp::from_secs(0),
-    )
-    .unwrap();
+    let headers = demo_config()
+        .sign("demo", body.as_bytes(), Timestamp::from_secs(0))
+        .unwrap();
     let mut request = client()
         .post(format!("{base}/webhooks/{source}"))
         .header("content-type", "application/json")
@@ -144,13 +140,9 @@ async fn signed_event_flow(base: &str) {
     let refused: Value = response.json().await.unwrap();
     assert_eq!(refused["error"], "signature_mismatch");
     // The id this body would have had, had it been signed with the real secret.
-    let real = hookgate_core::signature::sign(
-        &demo_config(),
-        "demo",
-        forged.as_bytes(),
-        Timestamp::from_secs(0),
-    )
-    .unwrap();
+    let real = demo_config()
+        .sign("demo", forged.as_bytes(), Timestamp::from_secs(0))
+        .unwrap();
     let mac = hex::decode(real[0].1.trim_start_matches("sha256=")).unwrap();
     let forged_id = EventId::from_body_mac(&SourceName::parse("demo").unwrap(), &mac);
     let (code, missing) = status(base, forged_id.as_str(), Some(TOKEN)).await;
@@ -392,13 +384,9 @@ async fn serve_logs_json_lines_carrying_the_callers_trace() {
         r#"{{"type":"order.created","secret_note":"{}"}}"#,
         uuid::Uuid::new_v4()
     );
-    let signature = hookgate_core::signature::sign(
-        &demo_config(),
-        "demo",
-        body.as_bytes(),
-        Timestamp::from_secs(0),
-    )
-    .unwrap();
+    let signature = demo_config()
+        .sign("demo", body.as_bytes(), Timestamp::from_secs(0))
+        .unwrap();
     let mut request = client()
         .post(format!("{}/webhooks/demo", served.base))
         .header("content-type", "application/json")
@@ -550,13 +538,13 @@ async fn sign_and_send_commands_reach_a_running_stack() {
         .output()
         .unwrap();
     assert!(signed.status.success());
-    let expected = hookgate_core::signature::sign(
-        &demo_config(),
-        "demo",
-        br#"{"type":"sent.by.cli"}"#,
-        Timestamp::from_secs(0),
-    )
-    .unwrap();
+    let expected = demo_config()
+        .sign(
+            "demo",
+            br#"{"type":"sent.by.cli"}"#,
+            Timestamp::from_secs(0),
+        )
+        .unwrap();
     assert_eq!(
         String::from_utf8(signed.stdout).unwrap(),
         format!("{}: {}\n", expected[0].0, expected[0].1)

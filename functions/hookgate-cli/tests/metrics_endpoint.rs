@@ -37,7 +37,8 @@ token = "{TOKEN}"
 /// The signature headers of `body` for source `demo`.
 fn signature(body: &str) -> Vec<(String, String)> {
     let config = Config::from_toml(&config_toml()).unwrap();
-    hookgate_core::signature::sign(&config, "demo", body.as_bytes(), Timestamp::from_secs(0))
+    config
+        .sign("demo", body.as_bytes(), Timestamp::from_secs(0))
         .unwrap()
 }
 

@@ -39,8 +39,7 @@ token = "{TOKEN}"
 
 async fn post(base: &str, body: &[u8]) -> (u16, Value) {
     let config = Config::from_toml(&config_toml()).unwrap();
-    let headers =
-        hookgate_core::signature::sign(&config, "demo", body, Timestamp::from_secs(0)).unwrap();
+    let headers = config.sign("demo", body, Timestamp::from_secs(0)).unwrap();
     let mut request = client()
         .post(format!("{base}/webhooks/demo"))
         .header("content-type", "application/vnd.example+json")

@@ -3,40 +3,135 @@
 //!
 //! One TOML document configures everything. The local stack reads it from a file; the Lambda
 //! functions read it from `HOOKGATE_CONFIG` (the document itself) or `HOOKGATE_CONFIG_FILE`.
-//! Loading validates everything up front, so a bad config fails at start-up, not at the first
-//! request.
+//!
+//! Loading compiles the document in one step: it is parsed, every value checked, and every
+//! source's signature scheme and forward destination built. A bad config fails at start-up, not
+//! at the first request, and the receiver and processor take the built parts as they are: a
+//! [`Config`] exists only through [`Config::from_toml`], [`Config::from_file`] or
+//! [`Config::from_env`], so an unchecked one cannot reach them.
+//!
+//! A scheme's own options belong to [`crate::signature`] (each scheme refuses, by name, an
+//! option it does not take) and a destination's to [`crate::delivery`]; neither knows this
+//! module. What is here: the document's shape, the options every source takes, and the rules
+//! that span sections.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::clock::Timestamp;
+use crate::delivery::{Destination, ForwardOptions};
 use crate::envelope::SourceName;
+pub use crate::secret::Secret;
+use crate::signature::{self, CommonOptions, SchemeError, SignatureScheme};
 
-/// The whole configuration document.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole configuration, loaded: every value checked, every scheme and destination built.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Sources by name: `[sources.NAME]`.
-    #[serde(default)]
     pub sources: BTreeMap<SourceName, SourceConfig>,
     /// `[receiver]`: limits of the ingress path.
-    #[serde(default)]
     pub receiver: ReceiverConfig,
     /// `[processor]`: retries, batching, concurrency.
-    #[serde(default)]
     pub processor: ProcessorConfig,
     /// `[admin]`: access to the status routes.
-    #[serde(default)]
     pub admin: AdminConfig,
     /// `[metrics]`: the CloudWatch namespace and dimensions of the functions' metrics.
-    #[serde(default)]
     pub metrics: MetricsConfig,
     /// `[archive]`: every payload kept for reading and replay; the claim check for large ones.
-    #[serde(default)]
     pub archive: ArchiveConfig,
+}
+
+/// One provider endpoint, `POST /webhooks/{name}`, loaded: its scheme built, its destination
+/// checked.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SourceConfig {
+    /// The signature scheme `scheme = "…"` names, built from its options.
+    pub scheme: Arc<dyn SignatureScheme>,
+    /// `[sources.NAME.forward]`: where the processor delivers every event of this source.
+    pub forward: Option<Destination>,
+    /// Signing secrets; every one is tried, so a secret can be rotated without downtime.
+    pub secrets: Vec<Secret>,
+    /// Replay window, in seconds either side of now, for schemes that sign a timestamp.
+    pub tolerance_secs: u64,
+    /// The event types this source's metrics are split by; any other type counts as `other`.
+    /// Without it, a type taken from signed content is used as it is and one taken from an
+    /// unsigned header (GitHub's `X-GitHub-Event`, Shopify's `X-Shopify-Topic`, the generic
+    /// `type_header`) counts as `other` (see [`crate::metrics`]).
+    pub metric_types: Option<Vec<String>>,
+    /// This source's dedup window as configured: its own `dedup_window_secs`, else
+    /// `[receiver]`'s. See [`SourceConfig::dedup_window`] for the one that applies.
+    pub dedup_window_secs: u64,
+}
+
+impl SourceConfig {
+    /// How long a claim of this source's events deduplicates: `dedup_window_secs`. For a scheme
+    /// that signs a timestamp it is at least twice `tolerance_secs` (a request may arrive up to
+    /// `tolerance_secs` before its signed time and be replayed up to `tolerance_secs` after), so
+    /// a replay the timestamp still admits always finds its claim.
+    pub fn dedup_window(&self) -> Duration {
+        let window = if self.scheme.signs_timestamp() {
+            self.dedup_window_secs
+                .max(self.tolerance_secs.saturating_mul(2))
+        } else {
+            self.dedup_window_secs
+        };
+        Duration::from_secs(window)
+    }
+}
+
+/// The document as written: what serde reads, before anything is checked or built.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    #[serde(default)]
+    sources: BTreeMap<SourceName, SourceDocument>,
+    #[serde(default)]
+    receiver: ReceiverConfig,
+    #[serde(default)]
+    processor: ProcessorConfig,
+    #[serde(default)]
+    admin: AdminConfig,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    archive: ArchiveConfig,
+}
+
+/// `[sources.NAME]` as written: the options every source takes, and the rest, which are the
+/// scheme's own (it parses them, and refuses by name one it does not take).
+#[derive(Deserialize)]
+struct SourceDocument {
+    /// Signature scheme name, e.g. `hmac-sha256` (see [`signature::SCHEMES`]).
+    scheme: String,
+    secrets: Vec<Secret>,
+    #[serde(default = "default_tolerance_secs")]
+    tolerance_secs: u64,
+    #[serde(default)]
+    forward: Option<ForwardOptions>,
+    #[serde(default)]
+    metric_types: Option<Vec<String>>,
+    /// How long this source's events deduplicate, overriding `[receiver] dedup_window_secs`:
+    /// longer for schemes that sign no timestamp (GitHub, Shopify, `hmac-sha256` without
+    /// `{timestamp}`), whose captured requests are accepted again once the window is over.
+    #[serde(default)]
+    dedup_window_secs: Option<u64>,
+    /// Every other key: the scheme's own options.
+    #[serde(flatten)]
+    scheme_options: toml::Table,
+}
+
+/// The keys of [`SourceDocument`] every source takes, named when a scheme refuses another.
+const COMMON_SOURCE_OPTIONS: &str =
+    "scheme, secrets, tolerance_secs, dedup_window_secs, metric_types, forward";
+
+fn default_tolerance_secs() -> u64 {
+    signature::DEFAULT_TOLERANCE_SECS
 }
 
 /// `[archive]`: where payloads are kept, and for how long (see [`crate::payload`]).
@@ -67,139 +162,6 @@ impl Default for ArchiveConfig {
             retention_days: None,
         }
     }
-}
-
-/// One provider endpoint: `POST /webhooks/{name}`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Signature scheme name, e.g. `hmac-sha256`.
-    pub scheme: String,
-    /// Signing secrets; every one is tried, so a secret can be rotated without downtime.
-    pub secrets: Vec<Secret>,
-    /// Replay window, in seconds either side of now, for schemes that sign a timestamp.
-    #[serde(default = "default_tolerance_secs")]
-    pub tolerance_secs: u64,
-    /// `hmac-sha256`: the header that carries the signature (default `x-signature`).
-    #[serde(default)]
-    pub header: Option<String>,
-    /// `hmac-sha256`: text before the signature in that header (default `sha256=`; `""` for none).
-    #[serde(default)]
-    pub prefix: Option<String>,
-    /// `hmac-sha256`: `hex` (default) or `base64`.
-    #[serde(default)]
-    pub encoding: Option<String>,
-    /// `hmac-sha256`: a header carrying the signing time in Unix seconds; when set, requests
-    /// outside `tolerance_secs` are refused and `{timestamp}` may appear in `signed_content`.
-    #[serde(default)]
-    pub timestamp_header: Option<String>,
-    /// `hmac-sha256`: a header carrying the provider's event id; `{id}` may appear in
-    /// `signed_content`, and only then is it used as the dedup key.
-    #[serde(default)]
-    pub id_header: Option<String>,
-    /// `hmac-sha256`: what is signed, e.g. `"{timestamp}.{body}"` (default `"{body}"`).
-    /// Placeholders: `{body}` (exactly once), `{timestamp}`, `{id}`.
-    #[serde(default)]
-    pub signed_content: Option<String>,
-    /// `hmac-sha256`: the header naming the event type (default `x-event-type`; when absent,
-    /// a top-level `"type"` string in a JSON body is used, else `unknown`).
-    #[serde(default)]
-    pub type_header: Option<String>,
-    /// `[sources.NAME.forward]`: deliver every event of this source to a downstream service.
-    #[serde(default)]
-    pub forward: Option<ForwardConfig>,
-    /// The event types this source's metrics are split by; any other type counts as `other`.
-    /// Without it, a type taken from signed content is used as it is and one taken from an
-    /// unsigned header (GitHub's `X-GitHub-Event`, Shopify's `X-Shopify-Topic`, the generic
-    /// `type_header`) counts as `other` (see [`crate::metrics`]).
-    #[serde(default)]
-    pub metric_types: Option<Vec<String>>,
-    /// How long this source's events deduplicate, overriding `[receiver] dedup_window_secs`:
-    /// longer for schemes that sign no timestamp (GitHub, Shopify, `hmac-sha256` without
-    /// `{timestamp}`), whose captured requests are accepted again once the window is over.
-    #[serde(default)]
-    pub dedup_window_secs: Option<u64>,
-}
-
-impl SourceConfig {
-    /// Whether this source's scheme signs a timestamp, so that a replay outside
-    /// `tolerance_secs` is refused whatever the ledger remembers.
-    pub fn signs_timestamp(&self) -> bool {
-        match self.scheme.as_str() {
-            "standard" | "svix" | "stripe" | "slack" => true,
-            "hmac-sha256" => self.timestamp_header.is_some(),
-            _ => false,
-        }
-    }
-
-    /// How long a claim of this source's events deduplicates: its own `dedup_window_secs`, else
-    /// `receiver`'s. For a scheme that signs a timestamp it is at least twice `tolerance_secs`
-    /// (a request may arrive up to `tolerance_secs` before its signed time and be replayed up
-    /// to `tolerance_secs` after), so a replay the timestamp still admits always finds its claim.
-    pub fn dedup_window(&self, receiver: &ReceiverConfig) -> Duration {
-        let window = self.dedup_window_secs.unwrap_or(receiver.dedup_window_secs);
-        let window = if self.signs_timestamp() {
-            window.max(self.tolerance_secs.saturating_mul(2))
-        } else {
-            window
-        };
-        Duration::from_secs(window)
-    }
-}
-
-/// `[sources.NAME.forward]`: the destination the processor POSTs each event to, signed with
-/// Standard Webhooks (see [`crate::delivery`]).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardConfig {
-    /// Where to POST: `https://…` (or `http://…` with `allow_http`).
-    pub url: String,
-    /// The Standard Webhooks signing secret, `whsec_<base64>`, shared with the destination.
-    pub secret: Secret,
-    /// How long one delivery may take, connection to last byte (default 10 s).
-    #[serde(default = "default_forward_timeout_ms")]
-    pub timeout_ms: u64,
-    /// Extra static headers (an API key, say). Values are secret: never logged.
-    #[serde(default)]
-    pub headers: BTreeMap<String, Secret>,
-    /// What decides success: the status code (default) or a Celery HTTP-callback answer.
-    #[serde(default)]
-    pub mode: ForwardMode,
-    /// Allow a plain `http://` destination (default false: `https` only).
-    #[serde(default)]
-    pub allow_http: bool,
-    /// Allow destinations on loopback, private, link-local (the EC2 metadata address
-    /// 169.254.169.254 among them) or otherwise non-public addresses (default false).
-    #[serde(default)]
-    pub allow_private_networks: bool,
-    /// Most response-body bytes read (for error messages and `celery-http`; default 64 KiB).
-    #[serde(default = "default_max_response_bytes")]
-    pub max_response_bytes: usize,
-}
-
-/// What decides a delivery's outcome.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ForwardMode {
-    /// `2xx` delivered; `408`, `429`, `5xx` and network failures retried; other statuses
-    /// permanent.
-    #[default]
-    StatusCode,
-    /// The Celery HTTP-callback convention: a `2xx` answer must also say
-    /// `{"status": "success", …}`; `{"status": "failure", "reason": …}` is retried.
-    CeleryHttp,
-}
-
-fn default_forward_timeout_ms() -> u64 {
-    10_000
-}
-
-fn default_max_response_bytes() -> usize {
-    64 * 1024
-}
-
-fn default_tolerance_secs() -> u64 {
-    300
 }
 
 /// The default largest body: 6 MiB, what Lambda accepts in one request.
@@ -394,29 +356,6 @@ fn check_metric_types(types: &[String], max: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// A secret string. Its `Debug` and `Display` never show the value.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret itself. Callers must not log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -439,25 +378,18 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// No source of that name is configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no source named {0:?} is configured")]
+pub struct UnknownSource(pub String);
+
 impl Config {
-    /// Parses and validates a TOML document.
+    /// Parses, checks and builds a TOML document.
     pub fn from_toml(s: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(s)?;
-        config.validate()?;
-        config.resolve_source_windows();
-        Ok(config)
+        toml::from_str::<Document>(s)?.compile()
     }
 
-    /// Gives every source without its own `dedup_window_secs` the receiver's, so that a scheme
-    /// built from a source alone (Shopify's triggered-at check) sees the window that applies.
-    fn resolve_source_windows(&mut self) {
-        let window = self.receiver.dedup_window_secs;
-        for source in self.sources.values_mut() {
-            source.dedup_window_secs.get_or_insert(window);
-        }
-    }
-
-    /// Reads, parses and validates a TOML file.
+    /// Reads, parses, checks and builds a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -478,39 +410,116 @@ impl Config {
         }
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Every source with a `forward` table, and its destination: what
+    /// [`crate::handler::Handlers::with_forwarding`] takes.
+    pub fn destinations(&self) -> impl Iterator<Item = (&SourceName, &Destination)> {
+        self.sources
+            .iter()
+            .filter_map(|(name, source)| Some((name, source.forward.as_ref()?)))
+    }
+
+    /// The headers `source`'s provider would send with `body` at `now`, signed with its first
+    /// secret: `hookgate sign`, the tests and the examples.
+    pub fn sign(
+        &self,
+        source: &str,
+        body: &[u8],
+        now: Timestamp,
+    ) -> Result<Vec<(String, String)>, UnknownSource> {
+        let unknown = || UnknownSource(source.to_owned());
+        let name = SourceName::parse(source).map_err(|_| unknown())?;
+        let source = self.sources.get(&name).ok_or_else(unknown)?;
+        Ok(source.scheme.sign(body, now))
+    }
+}
+
+impl Document {
+    /// Checks every value and builds every source: the one step from the document to a
+    /// [`Config`].
+    fn compile(mut self) -> Result<Config, ConfigError> {
+        let mut sources = BTreeMap::new();
+        for (name, source) in std::mem::take(&mut self.sources) {
+            let source = self.compile_source(&name, source)?;
+            sources.insert(name, source);
+        }
+        self.check_sections()?;
+        Ok(Config {
+            sources,
+            receiver: self.receiver,
+            processor: self.processor,
+            admin: self.admin,
+            metrics: self.metrics,
+            archive: self.archive,
+        })
+    }
+
+    /// Checks a source's common options and builds its scheme and destination.
+    fn compile_source(
+        &self,
+        name: &SourceName,
+        source: SourceDocument,
+    ) -> Result<SourceConfig, ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        for (name, source) in &self.sources {
-            if source.secrets.is_empty() || source.secrets.iter().any(|s| s.0.is_empty()) {
-                return bad(format!(
-                    "sources.{name}: give at least one non-empty secret"
-                ));
-            }
-            if source.tolerance_secs == 0 {
-                return bad(format!(
-                    "sources.{name}: tolerance_secs must be positive (the replay check cannot be switched off)"
-                ));
-            }
-            crate::signature::build(name, source)
-                .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
-            if source.dedup_window_secs == Some(0) {
-                return bad(format!("sources.{name}.dedup_window_secs must be positive"));
-            }
-            if let Some(types) = &source.metric_types {
-                check_metric_types(types, self.metrics.max_types_per_source).map_err(|e| {
-                    ConfigError::Invalid(format!("sources.{name}.metric_types: {e}"))
-                })?;
-            }
-            if let Some(forward) = &source.forward {
-                crate::delivery::Destination::from_config(forward)
+        if source.secrets.is_empty() || source.secrets.iter().any(|s| s.expose().is_empty()) {
+            return bad(format!(
+                "sources.{name}: give at least one non-empty secret"
+            ));
+        }
+        if source.tolerance_secs == 0 {
+            return bad(format!(
+                "sources.{name}: tolerance_secs must be positive (the replay check cannot be switched off)"
+            ));
+        }
+        let dedup_window_secs = source
+            .dedup_window_secs
+            .unwrap_or(self.receiver.dedup_window_secs);
+        let common = CommonOptions {
+            secrets: source.secrets,
+            tolerance_secs: source.tolerance_secs,
+            dedup_window: Duration::from_secs(dedup_window_secs),
+        };
+        let scheme = signature::build(&source.scheme, &common, source.scheme_options).map_err(
+            |e| match e {
+                SchemeError::OptionsRefused(reason) => ConfigError::Invalid(format!(
+                    "sources.{name}: {reason} (scheme {}; every source takes {COMMON_SOURCE_OPTIONS})",
+                    source.scheme
+                )),
+                other => ConfigError::Invalid(format!("sources.{name}: {other}")),
+            },
+        )?;
+        if source.dedup_window_secs == Some(0) {
+            return bad(format!("sources.{name}.dedup_window_secs must be positive"));
+        }
+        if let Some(types) = &source.metric_types {
+            check_metric_types(types, self.metrics.max_types_per_source)
+                .map_err(|e| ConfigError::Invalid(format!("sources.{name}.metric_types: {e}")))?;
+        }
+        let forward = match &source.forward {
+            Some(options) => {
+                let destination = Destination::new(options)
                     .map_err(|e| ConfigError::Invalid(format!("sources.{name}.forward: {e}")))?;
-                if forward.timeout_ms >= self.processor.handler_timeout_secs.saturating_mul(1000) {
+                if options.timeout_ms >= self.processor.handler_timeout_secs.saturating_mul(1000) {
                     return bad(format!(
                         "sources.{name}.forward.timeout_ms must be shorter than processor.handler_timeout_secs"
                     ));
                 }
+                Some(destination)
             }
-        }
+            None => None,
+        };
+        Ok(SourceConfig {
+            scheme,
+            forward,
+            secrets: common.secrets,
+            tolerance_secs: common.tolerance_secs,
+            metric_types: source.metric_types,
+            dedup_window_secs,
+        })
+    }
+
+    /// Checks `[processor]`, `[receiver]`, `[admin]`, `[archive]` and `[metrics]`.
+    fn check_sections(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
         let p = &self.processor;
         if !(1..=10).contains(&p.batch_size) {
             return bad("processor.batch_size must be 1-10".into());
@@ -768,10 +777,7 @@ mod tests {
             gh.metric_types.as_deref().unwrap(),
             ["push", "pull_request"]
         );
-        assert_eq!(
-            gh.dedup_window(&ok.receiver),
-            Duration::from_secs(31_536_000)
-        );
+        assert_eq!(gh.dedup_window(), Duration::from_secs(31_536_000));
         for (extra, want) in [
             (
                 "metric_types=['push','push']",
@@ -813,8 +819,7 @@ mod tests {
                    [sources.gh]\nscheme='github'\nsecrets=['It is a Secret to Everybody']\ntolerance_secs=3600\n\
                    [sources.own]\nscheme='standard'\nsecrets=['MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw']\ndedup_window_secs=86400";
         let c = Config::from_toml(doc).unwrap();
-        let window =
-            |name: &str| c.sources[&SourceName::parse(name).unwrap()].dedup_window(&c.receiver);
+        let window = |name: &str| c.sources[&SourceName::parse(name).unwrap()].dedup_window();
         assert_eq!(window("std"), Duration::from_secs(7_200));
         assert_eq!(
             window("gh"),
@@ -822,6 +827,156 @@ mod tests {
             "github signs no timestamp"
         );
         assert_eq!(window("own"), Duration::from_secs(86_400));
+        // hmac-sha256 signs a timestamp only when its template does.
+        let generic = |extra: &str| {
+            let doc = format!(
+                "[receiver]\ndedup_window_secs=600\n[sources.g]\nscheme='hmac-sha256'\n\
+                 secrets=['a-16-byte-secret']\ntolerance_secs=3600\n{extra}"
+            );
+            Config::from_toml(&doc).unwrap().sources[&SourceName::parse("g").unwrap()]
+                .dedup_window()
+        };
+        assert_eq!(generic(""), Duration::from_secs(600));
+        assert_eq!(
+            generic("timestamp_header='x-ts'\nsigned_content='{timestamp}.{body}'"),
+            Duration::from_secs(7_200)
+        );
+    }
+
+    #[test]
+    fn a_scheme_refuses_an_option_it_does_not_take_naming_the_source_and_the_field() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        for scheme in signature::names().filter(|s| *s != "hmac-sha256") {
+            for option in [
+                "header",
+                "prefix",
+                "encoding",
+                "type_header",
+                "timestamp_header",
+                "id_header",
+                "signed_content",
+            ] {
+                let doc =
+                    format!("[sources.src]\nscheme='{scheme}'\nsecrets=['{secret}']\n{option}='x'");
+                let err = Config::from_toml(&doc).unwrap_err().to_string();
+                let want = format!(
+                    "sources.src: unknown field `{option}`: this scheme takes no options of its own (scheme {scheme}; every source takes scheme, secrets,"
+                );
+                assert!(err.contains(&want), "{scheme} {option}: {err}");
+            }
+        }
+        let hmac = "[sources.a]\nscheme='hmac-sha256'\nsecrets=['a-16-byte-secret']\n";
+        for (extra, want) in [
+            (
+                "headr='x-sig'",
+                "sources.a: unknown field `headr`, expected one of `header`, `prefix`",
+            ),
+            (
+                "[sources.a.forwad]\nurl='https://b.example/'",
+                "sources.a: unknown field `forwad`",
+            ),
+            (
+                "header=5",
+                "sources.a: header: invalid type: integer `5`, expected a string (scheme hmac-sha256;",
+            ),
+        ] {
+            let err = Config::from_toml(&format!("{hmac}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{extra:?} gave {err:?}");
+        }
+        // Every option of its own, and every common one, is taken.
+        let all = format!(
+            "{hmac}header='X-Sig'\nprefix=''\nencoding='base64'\ntype_header='X-Kind'\n\
+             timestamp_header='X-Ts'\nid_header='X-Id'\nsigned_content='{{id}}.{{timestamp}}.{{body}}'\n\
+             tolerance_secs=60\ndedup_window_secs=86400\nmetric_types=['a']\n\
+             [sources.a.forward]\nurl='https://b.example/'\nsecret='{secret}'"
+        );
+        let c = Config::from_toml(&all).unwrap();
+        let a = &c.sources[&SourceName::parse("a").unwrap()];
+        assert_eq!(a.scheme.name(), "hmac-sha256");
+        assert_eq!(
+            a.scheme.type_source(),
+            signature::TypeSource::HeaderElseBody("x-kind")
+        );
+        assert_eq!(
+            a.forward.as_ref().map(Destination::shown_url),
+            Some("https://b.example/")
+        );
+    }
+
+    #[test]
+    fn shopify_refuses_deliveries_triggered_before_the_receivers_window_by_default() {
+        let doc = "[receiver]\ndedup_window_secs=86400\n\
+                   [sources.shop]\nscheme='shopify'\nsecrets=['0123456789abcdef']";
+        let c = Config::from_toml(doc).unwrap();
+        let shop = SourceName::parse("shop").unwrap();
+        let body = br#"{"id":1}"#;
+        let triggered = Timestamp::from_secs(1_700_000_000);
+        let at = |late: i64| {
+            let mut headers = http::HeaderMap::new();
+            for (name, value) in c.sign("shop", body, triggered).unwrap() {
+                headers.insert(
+                    http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                    value.parse().unwrap(),
+                );
+            }
+            headers.insert(
+                "x-shopify-triggered-at",
+                triggered.to_rfc3339().parse().unwrap(),
+            );
+            let request = signature::SignedRequest {
+                headers: &headers,
+                body,
+            };
+            let now = Timestamp::from_secs(1_700_000_000 + late);
+            c.sources[&shop]
+                .scheme
+                .verify(&shop, &request, now)
+                .map(|_| ())
+                .map_err(|e| e.code())
+        };
+        assert_eq!(at(86_400), Ok(()));
+        assert_eq!(at(86_401), Err("timestamp_out_of_tolerance"));
+    }
+
+    #[test]
+    fn the_receiver_and_forwarding_take_the_parts_as_built() {
+        use crate::memory::{MemoryLedger, MemoryQueue};
+        let c = Config::from_toml(EXAMPLE_CONFIG).unwrap();
+        let counts = |c: &Config| -> Vec<usize> {
+            c.sources
+                .values()
+                .map(|s| Arc::strong_count(&s.scheme))
+                .collect()
+        };
+        let before = counts(&c);
+        let _receiver = crate::Receiver::new(
+            &c,
+            Arc::new(MemoryLedger::new()),
+            Arc::new(MemoryQueue::new(Duration::from_secs(30))),
+        );
+        let shared: Vec<usize> = before.iter().map(|n| n + 1).collect();
+        assert_eq!(counts(&c), shared, "each scheme is shared, not built again");
+
+        let forwarded: Vec<&str> = c.destinations().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(forwarded, ["relay"]);
+        assert!(crate::Handlers::new()
+            .with_forwarding(c.destinations())
+            .is_ok());
+    }
+
+    #[test]
+    fn sign_names_an_unknown_source() {
+        let c = Config::from_toml(EXAMPLE_CONFIG).unwrap();
+        assert_eq!(
+            c.sign("nope", b"{}", Timestamp::from_secs(0))
+                .unwrap_err()
+                .to_string(),
+            "no source named \"nope\" is configured"
+        );
+        let headers = c.sign("github", b"{}", Timestamp::from_secs(0)).unwrap();
+        assert_eq!(headers[0].0, "x-hub-signature-256");
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! AWS.
 //!
 //! - [`envelope`]: the event as it travels, and its stable id.
-//! - [`signature`]: how a provider's signature is checked.
+//! - [`config`]: the TOML document, loaded in one step into checked values and built schemes
+//!   and destinations.
+//! - [`signature`]: how a provider's signature is checked; each scheme's own options.
+//! - [`delivery`]: forwarding events to a destination; its options.
+//! - [`secret`]: a string that never prints.
 //! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
 //!   [`memory`].
 //! - [`payload`]: where each event's payload is kept (inline, archive, claim check).
@@ -38,6 +42,7 @@ pub mod queue;
 pub mod receiver;
 pub mod replay;
 pub mod reply;
+pub mod secret;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
@@ -46,7 +51,7 @@ pub mod xray;
 
 pub use archive::{Archive, ArchiveError, PayloadRef};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use config::{Config, ConfigError, Secret};
+pub use config::{Config, ConfigError};
 pub use envelope::{Envelope, EventId, SourceName};
 pub use handler::{Context, Delivery, Handled, Handler, HandlerError, Handlers, ResultExt};
 pub use ledger::{EventRecord, EventStatus, Ledger, LedgerError};
@@ -54,3 +59,4 @@ pub use processor::{BatchOutcome, Processor, RecordOutcome};
 pub use queue::{Queue, QueueError};
 pub use receiver::{IncomingRequest, Receiver};
 pub use reply::Reply;
+pub use secret::Secret;

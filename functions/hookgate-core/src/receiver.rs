@@ -25,13 +25,13 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::archive::Archive;
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::config::{ArchiveConfig, Config, ConfigError, ReceiverConfig};
+use crate::config::{ArchiveConfig, Config, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
 use crate::metrics::{self, Metrics, RequestFacts};
 use crate::queue::{attr, attributes_size, OutgoingMessage, Queue};
 use crate::reply::Reply;
-use crate::signature::{self, SignatureError, SignatureScheme, SignedRequest, Verified};
+use crate::signature::{SignatureError, SignatureScheme, SignedRequest, Verified};
 use crate::xray;
 
 /// A webhook request as the adapters hand it over.
@@ -154,7 +154,8 @@ impl From<Accepted> for Reply {
 
 #[derive(Debug)]
 struct Source {
-    scheme: Box<dyn SignatureScheme>,
+    /// The scheme the configuration built (shared with it, not built again).
+    scheme: Arc<dyn SignatureScheme>,
     /// How long a claim of this source's events deduplicates.
     dedup_window: Duration,
 }
@@ -182,26 +183,21 @@ impl std::fmt::Debug for Receiver {
 }
 
 impl Receiver {
-    /// A receiver for the sources in `config`, writing to `ledger` and `queue`.
-    pub fn new(
-        config: &Config,
-        ledger: Arc<dyn Ledger>,
-        queue: Arc<dyn Queue>,
-    ) -> Result<Self, ConfigError> {
-        let mut sources = HashMap::new();
-        for (name, source) in &config.sources {
-            let scheme = signature::build(name, source)
-                .map_err(|e| ConfigError::Invalid(format!("sources.{name}: {e}")))?;
-            let dedup_window = source.dedup_window(&config.receiver);
-            sources.insert(
-                name.clone(),
-                Source {
-                    scheme,
-                    dedup_window,
-                },
-            );
-        }
-        Ok(Self {
+    /// A receiver for the sources in `config`, writing to `ledger` and `queue`. It takes each
+    /// source's scheme as the configuration built it.
+    pub fn new(config: &Config, ledger: Arc<dyn Ledger>, queue: Arc<dyn Queue>) -> Self {
+        let sources = config
+            .sources
+            .iter()
+            .map(|(name, source)| {
+                let source = Source {
+                    scheme: source.scheme.clone(),
+                    dedup_window: source.dedup_window(),
+                };
+                (name.clone(), source)
+            })
+            .collect();
+        Self {
             sources,
             limits: config.receiver.clone(),
             ledger,
@@ -210,7 +206,7 @@ impl Receiver {
             metrics: metrics::noop(),
             archive: None,
             archive_config: config.archive.clone(),
-        })
+        }
     }
 
     /// The same receiver putting bodies over `[archive] claim_check_bytes` in `archive` and

@@ -17,13 +17,13 @@ use subtle::ConstantTimeEq;
 use bytes::Bytes;
 
 use crate::clock::Timestamp;
-use crate::config::Secret;
 use crate::envelope::{EventId, SourceName};
 use crate::ledger::{
     Cursor, EventStatus, Ledger, ListQuery, PageQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 use crate::replay::{Origin, Replayer};
 use crate::reply::Reply;
+use crate::secret::Secret;
 
 /// Who may read event status.
 #[derive(Debug, Clone)]

@@ -12,9 +12,10 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use hookgate_core::config::SourceConfig;
-use hookgate_core::signature::{build, SignatureScheme, SignedRequest};
-use hookgate_core::{Clock, EventId, SourceName, SystemClock, Timestamp};
+use std::sync::Arc;
+
+use hookgate_core::signature::{SignatureScheme, SignedRequest};
+use hookgate_core::{Clock, Config, EventId, SourceName, SystemClock, Timestamp};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 const STANDARD_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -65,10 +66,10 @@ fn run_python(python: &str, script: &str, args: &[&str], stdin: &[u8]) -> (bool,
     )
 }
 
-fn scheme(scheme: &str, secret: &str) -> Box<dyn SignatureScheme> {
-    let doc = format!("scheme = {scheme:?}\nsecrets = [{secret:?}]\n");
-    let config: SourceConfig = toml::from_str(&doc).expect("source config");
-    build(&source(), &config).expect("scheme builds")
+fn scheme(scheme: &str, secret: &str) -> Arc<dyn SignatureScheme> {
+    let doc = format!("[sources.interop]\nscheme = {scheme:?}\nsecrets = [{secret:?}]\n");
+    let config = Config::from_toml(&doc).expect("config");
+    config.sources[&source()].scheme.clone()
 }
 
 fn source() -> SourceName {

@@ -118,7 +118,6 @@ fn receiver() -> Fixture {
             faults.clone(),
         )),
     )
-    .unwrap()
     .with_clock(clock.clone())
     .with_metrics(metrics.clone());
     Fixture {
@@ -407,7 +406,6 @@ fn bounded_receiver(config: &str) -> (Receiver, Arc<Both>, Captured) {
         Arc::new(MemoryLedger::new()),
         Arc::new(MemoryQueue::new(Duration::from_secs(30))),
     )
-    .unwrap()
     .with_clock(Arc::new(ManualClock::new(Timestamp::from_secs(
         1_800_000_000,
     ))))

@@ -41,7 +41,6 @@ fn fixture() -> Fixture {
         Arc::new(FaultyLedger::new(ledger.clone(), faults.clone())),
         Arc::new(FaultyQueue::new(queue.clone(), faults.clone())),
     )
-    .unwrap()
     .with_clock(clock.clone());
     Fixture {
         receiver,
@@ -310,7 +309,7 @@ async fn the_encoded_message_must_fit_the_queue() {
             .unwrap();
     let ledger = Arc::new(MemoryLedger::new());
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).unwrap();
+    let receiver = Receiver::new(&config, ledger.clone(), queue.clone());
     // A binary body under max_body_bytes whose base64 in the message is over the queue's limit:
     // refused before anything is claimed.
     let reply = receiver
@@ -337,7 +336,7 @@ async fn provider_handshakes_are_answered_and_not_enqueued() {
     .unwrap();
     let ledger = Arc::new(MemoryLedger::new());
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).unwrap();
+    let receiver = Receiver::new(&config, ledger.clone(), queue.clone());
     let send = |source: &'static str,
                 body: &'static [u8],
                 extra: &'static [(&'static str, &'static str)]| {
@@ -395,7 +394,6 @@ fn receiver_for(config: &str) -> (Receiver, Arc<MemoryQueue>, Arc<ManualClock>) 
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
     let receiver = Receiver::new(&config, Arc::new(MemoryLedger::new()), queue.clone())
-        .unwrap()
         .with_clock(clock.clone());
     (receiver, queue, clock)
 }

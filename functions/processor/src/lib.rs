@@ -55,7 +55,7 @@ impl App {
             })?;
         }
         // Sources with a `forward` table deliver to their destination (your routes win).
-        let handlers = handlers.with_forwarding(&config)?;
+        let handlers = handlers.with_forwarding(config.destinations())?;
         let metrics = Arc::new(
             Emf::from_env(&config.metrics)?.with_limits(SeriesLimits::from_config(&config)),
         );

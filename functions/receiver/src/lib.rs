@@ -43,7 +43,7 @@ impl App {
         queue: Arc<dyn Queue>,
         archive: Option<Arc<dyn Archive>>,
     ) -> Result<Self, Error> {
-        let mut receiver = Receiver::new(config, ledger.clone(), queue.clone())?;
+        let mut receiver = Receiver::new(config, ledger.clone(), queue.clone());
         if let Some(archive) = &archive {
             receiver = receiver.with_archive(archive.clone());
         }

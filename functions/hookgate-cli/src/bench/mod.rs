@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-use hookgate_core::signature;
 use hookgate_core::{Config, Handlers, Ledger, SourceName};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -163,8 +162,7 @@ pub async fn run(
     let unknown = || BenchError::Source(options.source.clone(), "is not configured".into());
     let name = SourceName::parse(&options.source).map_err(|_| unknown())?;
     let source = config.sources.get(&name).ok_or_else(unknown)?;
-    let scheme = signature::build(&name, source)
-        .map_err(|e| BenchError::Source(options.source.clone(), e.to_string()))?;
+    let scheme = source.scheme.clone();
     let client = hookgate_core::delivery::client_builder()
         .pool_max_idle_per_host(options.concurrency)
         .build()

@@ -137,17 +137,17 @@ pub async fn post_signed(
     source: &str,
     body: &str,
 ) -> (u16, serde_json::Value) {
-    let headers = hookgate_core::signature::sign(
-        config,
-        source,
-        body.as_bytes(),
-        Timestamp::from_millis(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
-        ),
-    )
-    .unwrap();
+    let headers = config
+        .sign(
+            source,
+            body.as_bytes(),
+            Timestamp::from_millis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+            ),
+        )
+        .unwrap();
     let mut request = client
         .post(format!("{base}/webhooks/{source}"))
         .header("content-type", "application/json")

@@ -1,7 +1,8 @@
 //! Forwarding: the built-in handler that delivers each event of a source to a downstream
 //! service, signed with Standard Webhooks, retried through the processor's backoff.
 //!
-//! A source with a `[sources.NAME.forward]` table gets a [`Forwarder`] for all its event types
+//! A `[sources.NAME.forward]` table is [`ForwardOptions`], made a [`Destination`] once, when the
+//! configuration is loaded. A source with one gets a [`Forwarder`] for all its event types
 //! (routes you register yourself for that source win). Each attempt POSTs the original body,
 //! with its original `content-type`, and three signature headers:
 //!
@@ -23,6 +24,7 @@
 pub mod address;
 pub mod outcome;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,12 +32,13 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{redirect, Client, Url};
+use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ForwardConfig, ForwardMode};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, SourceName};
 use crate::handler::{Context, Delivery, Handled, Handler, HandlerError, Handlers};
+use crate::secret::Secret;
 use crate::signature::StandardWebhooks;
 use address::{GuardedResolver, RefusedAddress};
 use outcome::Outcome;
@@ -54,6 +57,57 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Longest `timeout_ms` allowed: the longest a processor Lambda can run.
 const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
+/// `[sources.NAME.forward]`: the destination the processor POSTs each event to, signed with
+/// Standard Webhooks. Unknown keys are refused, named.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardOptions {
+    /// Where to POST: `https://…` (or `http://…` with `allow_http`).
+    pub url: String,
+    /// The Standard Webhooks signing secret, `whsec_<base64>`, shared with the destination.
+    pub secret: Secret,
+    /// How long one delivery may take, connection to last byte (default 10 s).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Extra static headers (an API key, say). Values are secret: never logged.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// What decides success: the status code (default) or a Celery HTTP-callback answer.
+    #[serde(default)]
+    pub mode: ForwardMode,
+    /// Allow a plain `http://` destination (default false: `https` only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Allow destinations on loopback, private, link-local (the EC2 metadata address
+    /// 169.254.169.254 among them) or otherwise non-public addresses (default false).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Most response-body bytes read (for error messages and `celery-http`; default 64 KiB).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+/// What decides a delivery's outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardMode {
+    /// `2xx` delivered; `408`, `429`, `5xx` and network failures retried; other statuses
+    /// permanent.
+    #[default]
+    StatusCode,
+    /// The Celery HTTP-callback convention: a `2xx` answer must also say
+    /// `{"status": "success", …}`; `{"status": "failure", "reason": …}` is retried.
+    CeleryHttp,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_max_response_bytes() -> usize {
+    64 * 1024
+}
 
 /// A `[sources.NAME.forward]` table that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,7 +130,8 @@ pub enum DestinationError {
     Client(String),
 }
 
-/// A validated destination.
+/// A validated destination, made from [`ForwardOptions`] once, when the configuration is loaded.
+#[derive(Clone)]
 pub struct Destination {
     url: Url,
     /// The URL as recorded and logged: no query string, no fragment.
@@ -103,7 +158,7 @@ impl fmt::Debug for Destination {
 
 impl Destination {
     /// Validates a forward table.
-    pub fn from_config(c: &ForwardConfig) -> Result<Self, DestinationError> {
+    pub fn new(c: &ForwardOptions) -> Result<Self, DestinationError> {
         let url = Url::parse(&c.url).map_err(|e| DestinationError::Url(e.to_string()))?;
         match url.scheme() {
             "https" => {}
@@ -382,15 +437,17 @@ impl Handler for Forwarder {
 }
 
 impl Handlers {
-    /// These handlers plus a [`Forwarder`] for every source of `config` with a `forward` table,
+    /// These handlers plus a [`Forwarder`] for every `(source, destination)` of
+    /// `destinations` (a loaded configuration's: [`crate::config::Config::destinations`]),
     /// routed as `(source, "*")`: a route registered before for that source and all types
-    /// (or a more specific one) wins.
-    pub fn with_forwarding(mut self, config: &Config) -> Result<Self, DestinationError> {
-        for (name, source) in &config.sources {
-            if let Some(forward) = &source.forward {
-                let forwarder = Forwarder::new(Destination::from_config(forward)?)?;
-                self = self.on(name.as_str(), "*", forwarder);
-            }
+    /// (or a more specific one) wins. Fails only if an HTTP client cannot be made.
+    pub fn with_forwarding<'a>(
+        mut self,
+        destinations: impl IntoIterator<Item = (&'a SourceName, &'a Destination)>,
+    ) -> Result<Self, DestinationError> {
+        for (name, destination) in destinations {
+            let forwarder = Forwarder::new(destination.clone())?;
+            self = self.on(name.as_str(), "*", forwarder);
         }
         Ok(self)
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::config::ForwardMode;
+use super::ForwardMode;
 
 /// The meaning of one delivery's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

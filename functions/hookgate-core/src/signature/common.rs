@@ -1,6 +1,5 @@
 //! Pieces the HMAC-SHA256 schemes share (generic `hmac-sha256`, GitHub, Shopify, Slack): the
-//! redacted key list, MAC header decoding and encoding, event-type cleaning, and the refusal of
-//! options a scheme does not take.
+//! redacted key list, MAC header decoding and encoding, and event-type cleaning.
 
 use std::fmt;
 
@@ -8,8 +7,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use http::HeaderMap;
 
-use super::{SchemeError, SignatureError};
-use crate::config::SourceConfig;
+use super::SignatureError;
+use crate::secret::Secret;
 
 /// Longest event type taken from a header or a body; anything longer counts as `unknown`.
 pub(super) const MAX_EVENT_TYPE_LEN: usize = 200;
@@ -20,10 +19,9 @@ pub(super) struct SigningKeys(pub(super) Vec<Vec<u8>>);
 
 impl SigningKeys {
     /// Every configured secret, in order (the first one signs).
-    pub(super) fn from_config(config: &SourceConfig) -> Self {
+    pub(super) fn new(secrets: &[Secret]) -> Self {
         Self(
-            config
-                .secrets
+            secrets
                 .iter()
                 .map(|s| s.expose().as_bytes().to_vec())
                 .collect(),
@@ -52,29 +50,6 @@ impl fmt::Debug for SigningKeys {
         f.debug_list()
             .entries(self.0.iter().map(|_| Redacted))
             .finish()
-    }
-}
-
-/// Refuses the `hmac-sha256`-only options on a provider scheme whose wire format is fixed, so a
-/// setting that would be silently ignored (say `header = "x-hub-signature"`) is a config error.
-pub(super) fn refuse_generic_options(
-    config: &SourceConfig,
-    scheme: &str,
-) -> Result<(), SchemeError> {
-    let options = [
-        ("header", config.header.is_some()),
-        ("prefix", config.prefix.is_some()),
-        ("encoding", config.encoding.is_some()),
-        ("type_header", config.type_header.is_some()),
-        ("timestamp_header", config.timestamp_header.is_some()),
-        ("id_header", config.id_header.is_some()),
-        ("signed_content", config.signed_content.is_some()),
-    ];
-    match options.iter().find(|(_, set)| *set) {
-        Some((name, _)) => Err(SchemeError::Option(format!(
-            "option {name} applies only to scheme hmac-sha256; scheme {scheme} has a fixed wire format"
-        ))),
-        None => Ok(()),
     }
 }
 

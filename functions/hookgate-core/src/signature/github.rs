@@ -24,14 +24,13 @@
 
 use hmac::Mac;
 
-use super::common::{decode_mac, encode_mac, event_type_header, refuse_generic_options};
+use super::common::{decode_mac, encode_mac, event_type_header};
 use super::common::{Encoding, SigningKeys};
 use super::{
-    any_signature_matches, header_str, hmac_sha256, SchemeError, SignatureError, SignatureScheme,
-    SignedRequest, Verified,
+    any_signature_matches, header_str, hmac_sha256, CommonOptions, SignatureError, SignatureScheme,
+    SignedRequest, TypeSource, Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
 use crate::envelope::{EventId, SourceName};
 
 /// The header that carries the HMAC-SHA256.
@@ -51,13 +50,12 @@ pub struct GitHub {
 }
 
 impl GitHub {
-    /// The scheme as a source's configuration describes it (only `secrets` apply).
-    pub fn from_config(config: &SourceConfig) -> Result<Self, SchemeError> {
-        refuse_generic_options(config, "github")?;
-        Ok(Self {
-            keys: SigningKeys::from_config(config),
+    /// The scheme with a source's secrets (it takes no options of its own).
+    pub fn new(common: &CommonOptions) -> Self {
+        Self {
+            keys: SigningKeys::new(&common.secrets),
             kept_headers: [EVENT, DELIVERY, HOOK_ID].map(str::to_owned).to_vec(),
-        })
+        }
     }
 }
 
@@ -128,6 +126,14 @@ impl SignatureScheme for GitHub {
     fn kept_headers(&self) -> &[String] {
         &self.kept_headers
     }
+
+    fn signs_timestamp(&self) -> bool {
+        false
+    }
+
+    fn type_source(&self) -> TypeSource<'_> {
+        TypeSource::Header(EVENT)
+    }
 }
 
 #[cfg(test)]
@@ -145,9 +151,7 @@ mod tests {
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     fn scheme(secrets: &[&str]) -> GitHub {
-        let list: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
-        let doc = format!("scheme='github'\nsecrets=[{}]", list.join(", "));
-        GitHub::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+        GitHub::new(&CommonOptions::for_test(secrets))
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
@@ -399,8 +403,9 @@ mod tests {
 
     #[test]
     fn generic_options_are_refused() {
-        let doc = "scheme='github'\nsecrets=['x']\nheader='x-hub-signature'";
-        let err = GitHub::from_config(&toml::from_str(doc).unwrap()).unwrap_err();
+        let options = toml::from_str("header='x-hub-signature'").unwrap();
+        let common = CommonOptions::for_test(&[DOC_SECRET]);
+        let err = crate::signature::build("github", &common, options).unwrap_err();
         assert!(err.to_string().contains("header"), "{err}");
     }
 

@@ -44,17 +44,50 @@
 //!   content is unsigned, so it is not part of the key either.)
 
 use hmac::Mac;
+use serde::Deserialize;
 
 use super::common::{
     clean_event_type, decode_mac, encode_mac, event_type_header, Encoding, SigningKeys,
 };
 use super::{
-    any_signature_matches, check_tolerance, header_str, hmac_sha256, parse_unix_secs, SchemeError,
-    SignatureError, SignatureScheme, SignedRequest, Verified,
+    any_signature_matches, check_tolerance, header_str, hmac_sha256, parse_unix_secs,
+    CommonOptions, SchemeError, SignatureError, SignatureScheme, SignedRequest, TypeSource,
+    Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
 use crate::envelope::{EventId, SourceName};
+
+/// The options of `hmac-sha256`, beside those every source takes. Any other key of the source's
+/// table is refused, named.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacSha256Options {
+    /// The header that carries the signature (default `x-signature`).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Text before the signature in that header (default `sha256=`; `""` for none).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// `hex` (default) or `base64`.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// A header carrying the signing time in Unix seconds; when set, requests outside
+    /// `tolerance_secs` are refused and `{timestamp}` must appear in `signed_content`.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    /// A header carrying the provider's event id; `{id}` may appear in `signed_content`, and
+    /// only then is it used as the dedup key.
+    #[serde(default)]
+    pub id_header: Option<String>,
+    /// What is signed, e.g. `"{timestamp}.{body}"` (default `"{body}"`). Placeholders: `{body}`
+    /// (exactly once), `{timestamp}`, `{id}`.
+    #[serde(default)]
+    pub signed_content: Option<String>,
+    /// The header naming the event type (default `x-event-type`; when absent, a top-level
+    /// `"type"` string in a JSON body is used, else `unknown`).
+    #[serde(default)]
+    pub type_header: Option<String>,
+}
 
 /// One piece of the signed content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,9 +268,9 @@ pub struct HmacSha256 {
 }
 
 impl HmacSha256 {
-    /// The scheme as a source's configuration describes it.
-    pub fn from_config(config: &SourceConfig) -> Result<Self, SchemeError> {
-        let encoding = match config.encoding.as_deref() {
+    /// The scheme with a source's secrets and `tolerance_secs`, and its own options.
+    pub fn new(common: &CommonOptions, options: &HmacSha256Options) -> Result<Self, SchemeError> {
+        let encoding = match options.encoding.as_deref() {
             None | Some("hex") => Encoding::Hex,
             Some("base64") => Encoding::Base64,
             Some(other) => {
@@ -246,14 +279,14 @@ impl HmacSha256 {
                 )))
             }
         };
-        let header = header_name(config.header.as_deref().unwrap_or("x-signature"))?;
-        let type_header = header_name(config.type_header.as_deref().unwrap_or("x-event-type"))?;
-        let timestamp_header = config
+        let header = header_name(options.header.as_deref().unwrap_or("x-signature"))?;
+        let type_header = header_name(options.type_header.as_deref().unwrap_or("x-event-type"))?;
+        let timestamp_header = options
             .timestamp_header
             .as_deref()
             .map(header_name)
             .transpose()?;
-        let id_header = config.id_header.as_deref().map(header_name).transpose()?;
+        let id_header = options.id_header.as_deref().map(header_name).transpose()?;
         for (option, name) in [
             ("timestamp_header", &timestamp_header),
             ("id_header", &id_header),
@@ -272,7 +305,7 @@ impl HmacSha256 {
             ));
         }
         let content = SignedContent::parse(
-            config.signed_content.as_deref().unwrap_or("{body}"),
+            options.signed_content.as_deref().unwrap_or("{body}"),
             timestamp_header.is_some(),
             id_header.is_some(),
         )?;
@@ -281,15 +314,15 @@ impl HmacSha256 {
             .chain(id_header.clone())
             .collect();
         Ok(Self {
-            keys: SigningKeys::from_config(config),
+            keys: SigningKeys::new(&common.secrets),
             header,
-            prefix: config.prefix.clone().unwrap_or_else(|| "sha256=".into()),
+            prefix: options.prefix.clone().unwrap_or_else(|| "sha256=".into()),
             encoding,
             type_header,
             timestamp_header,
             id_header,
             content,
-            tolerance_secs: config.tolerance_secs,
+            tolerance_secs: common.tolerance_secs,
             kept_headers,
         })
     }
@@ -414,6 +447,14 @@ impl SignatureScheme for HmacSha256 {
     fn kept_headers(&self) -> &[String] {
         &self.kept_headers
     }
+
+    fn signs_timestamp(&self) -> bool {
+        self.timestamp_header.is_some()
+    }
+
+    fn type_source(&self) -> TypeSource<'_> {
+        TypeSource::HeaderElseBody(&self.type_header)
+    }
 }
 
 #[cfg(test)]
@@ -422,9 +463,17 @@ mod tests {
 
     use super::*;
 
+    /// The scheme with secrets `key` and `old-key` and `extra`, a TOML table of its options
+    /// and `tolerance_secs`.
     fn try_scheme(extra: &str) -> Result<HmacSha256, SchemeError> {
-        let doc = format!("scheme='hmac-sha256'\nsecrets=['key', 'old-key']\n{extra}");
-        HmacSha256::from_config(&toml::from_str(&doc).unwrap())
+        with_secrets(&["key", "old-key"], extra)
+    }
+
+    fn with_secrets(secrets: &[&str], extra: &str) -> Result<HmacSha256, SchemeError> {
+        let mut options: toml::Table = toml::from_str(extra).unwrap();
+        options.remove("tolerance_secs");
+        let options = HmacSha256Options::deserialize(toml::Value::Table(options)).unwrap();
+        HmacSha256::new(&CommonOptions::for_test_with(secrets, extra), &options)
     }
 
     fn scheme(extra: &str) -> HmacSha256 {
@@ -584,12 +633,13 @@ mod tests {
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
     fn slack_like() -> HmacSha256 {
-        let doc = format!(
-            "scheme='hmac-sha256'\nsecrets=['{SLACK_SECRET}']\nheader='X-Slack-Signature'\n\
-             prefix='v0='\ntimestamp_header='X-Slack-Request-Timestamp'\n\
-             signed_content='v0:{{timestamp}}:{{body}}'"
-        );
-        HmacSha256::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+        with_secrets(
+            &[SLACK_SECRET],
+            "header='X-Slack-Signature'\nprefix='v0='\n\
+             timestamp_header='X-Slack-Request-Timestamp'\n\
+             signed_content='v0:{timestamp}:{body}'",
+        )
+        .unwrap()
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Signature schemes: how a source proves that a request really came from its provider.
 //!
-//! Each scheme is one module implementing [`SignatureScheme`]; [`build`] maps a source's
-//! `scheme = "…"` to it. A scheme verifies over the exact raw bytes received, compares in
+//! Each scheme is one module implementing [`SignatureScheme`], with its own options;
+//! [`registry`] lists them all and [`build`] makes one from a source's `scheme = "…"`, its
+//! common options and its own. A scheme verifies over the exact raw bytes received, compares in
 //! constant time, tries every configured secret (rotation), and says which event id the request
 //! carries — derived from signed content, so an unsigned header cannot split or merge events.
 
@@ -9,6 +10,7 @@ mod body_fields;
 mod common;
 mod github;
 mod hmac_sha256;
+pub mod registry;
 pub mod secret_policy;
 mod shopify;
 mod slack;
@@ -23,26 +25,17 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
 use crate::envelope::{EventId, SourceName};
 
 pub use github::GitHub;
-pub use hmac_sha256::HmacSha256;
+pub use hmac_sha256::{HmacSha256, HmacSha256Options};
+pub use registry::{
+    build, kind, names, CommonOptions, SchemeKind, DEFAULT_TOLERANCE_SECS, SCHEMES,
+};
 pub use shopify::Shopify;
 pub use slack::Slack;
 pub use standard::StandardWebhooks;
 pub use stripe::Stripe;
-
-/// Every scheme name `scheme = "…"` accepts.
-pub const SCHEMES: &[&str] = &[
-    "standard",
-    "svix",
-    "stripe",
-    "github",
-    "shopify",
-    "slack",
-    "hmac-sha256",
-];
 
 /// Longest signature header value looked at; anything longer is malformed.
 pub const MAX_SIGNATURE_HEADER_LEN: usize = 4096;
@@ -149,62 +142,39 @@ pub trait SignatureScheme: Send + Sync + fmt::Debug {
     fn kept_headers(&self) -> &[String] {
         &[]
     }
+
+    /// Whether verification checks a signed timestamp against `tolerance_secs`, so that a
+    /// replay outside it is refused whatever the ledger remembers.
+    fn signs_timestamp(&self) -> bool;
+
+    /// Where the event type of a request is read from.
+    fn type_source(&self) -> TypeSource<'_>;
+}
+
+/// Where a scheme reads a request's event type from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeSource<'a> {
+    /// The body (signed content).
+    Body,
+    /// This header (lower case), unsigned; without it the type is `unknown`.
+    Header(&'a str),
+    /// This header (lower case), unsigned; without it, the body.
+    HeaderElseBody(&'a str),
 }
 
 /// Why a source's scheme could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemeError {
     /// `scheme = "…"` names no known scheme.
-    #[error("unknown signature scheme {0:?} (known: standard, svix, stripe, github, shopify, slack, hmac-sha256)")]
+    #[error("unknown signature scheme {0:?} (known: {known})", known = names().collect::<Vec<_>>().join(", "))]
     Unknown(String),
+    /// The scheme's own options do not parse: one it does not take, or a value of the wrong
+    /// type (serde's message, naming the field).
+    #[error("{0}")]
+    OptionsRefused(String),
     /// An option has a value the scheme cannot use.
     #[error("{0}")]
     Option(String),
-}
-
-/// Builds the scheme a source's configuration names, refusing secrets below the scheme's
-/// minimum ([`secret_policy`]).
-pub fn build(
-    _name: &SourceName,
-    config: &SourceConfig,
-) -> Result<Box<dyn SignatureScheme>, SchemeError> {
-    if SCHEMES.contains(&config.scheme.as_str()) {
-        secret_policy::check(config)?;
-    }
-    match config.scheme.as_str() {
-        "standard" => Ok(Box::new(StandardWebhooks::from_config(config, "webhook")?)),
-        "svix" => Ok(Box::new(StandardWebhooks::from_config(config, "svix")?)),
-        "stripe" => Ok(Box::new(Stripe::from_config(config)?)),
-        "github" => Ok(Box::new(GitHub::from_config(config)?)),
-        "shopify" => Ok(Box::new(Shopify::from_config(config)?)),
-        "slack" => Ok(Box::new(Slack::from_config(config)?)),
-        "hmac-sha256" => Ok(Box::new(HmacSha256::from_config(config)?)),
-        other => Err(SchemeError::Unknown(other.to_owned())),
-    }
-}
-
-/// Why `hookgate sign` could not sign.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignError {
-    /// No source of that name is configured.
-    #[error("no source named {0:?} is configured")]
-    UnknownSource(String),
-    /// The source's scheme could not be built.
-    #[error(transparent)]
-    Scheme(#[from] SchemeError),
-}
-
-/// The headers `source`'s provider would send with `body` at `now`, as configured in `config`.
-pub fn sign(
-    config: &crate::config::Config,
-    source: &str,
-    body: &[u8],
-    now: Timestamp,
-) -> Result<Vec<(String, String)>, SignError> {
-    let unknown = || SignError::UnknownSource(source.to_owned());
-    let name = SourceName::parse(source).map_err(|_| unknown())?;
-    let source_config = config.sources.get(&name).ok_or_else(unknown)?;
-    Ok(build(&name, source_config)?.sign(body, now))
 }
 
 /// An HMAC-SHA256 over `parts`, concatenated, without copying them.

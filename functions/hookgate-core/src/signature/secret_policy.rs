@@ -18,7 +18,7 @@
 
 use super::standard::decode_secret;
 use super::SchemeError;
-use crate::config::{Secret, SourceConfig};
+use crate::secret::Secret;
 
 /// Fewest bytes of an HMAC secret used as is (`github`, `shopify`, `slack`, `hmac-sha256`, and
 /// Stripe's after its prefix).
@@ -30,24 +30,36 @@ pub const MIN_STANDARD_SECRET_BYTES: usize = 24;
 /// Stripe's secret prefix: constant, so it adds nothing to the key's strength.
 const STRIPE_PREFIX: &str = "whsec_";
 
-/// Refuses a source whose secrets are below its scheme's minimum. The error names the secret
-/// by its index, never by its value.
-pub fn check(config: &SourceConfig) -> Result<(), SchemeError> {
-    for (index, secret) in config.secrets.iter().enumerate() {
-        match config.scheme.as_str() {
-            "standard" | "svix" => check_standard(secret, &format!("secrets[{index}]"))?,
-            "stripe" => {
+/// Which minimum a scheme's secrets are held to (each scheme names its own in
+/// [`super::SCHEMES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretRule {
+    /// `whsec_<base64>` (the prefix optional) decoding to [`MIN_STANDARD_SECRET_BYTES`].
+    StandardWebhooks,
+    /// [`MIN_HMAC_SECRET_BYTES`] after Stripe's `whsec_` prefix.
+    Stripe,
+    /// [`MIN_HMAC_SECRET_BYTES`], the secret used as is.
+    Hmac,
+}
+
+/// Refuses `secrets` of scheme `scheme` below `rule`'s minimum. The error names the secret by
+/// its index, never by its value.
+pub fn check(rule: SecretRule, scheme: &str, secrets: &[Secret]) -> Result<(), SchemeError> {
+    for (index, secret) in secrets.iter().enumerate() {
+        match rule {
+            SecretRule::StandardWebhooks => check_standard(secret, &format!("secrets[{index}]"))?,
+            SecretRule::Stripe => {
                 let value = secret.expose();
                 let random = value.strip_prefix(STRIPE_PREFIX).unwrap_or(value);
                 if random.len() < MIN_HMAC_SECRET_BYTES {
                     return Err(SchemeError::Option(format!(
                         "secrets[{index}] is shorter than {MIN_HMAC_SECRET_BYTES} bytes after its \
-                         whsec_ prefix, the minimum for scheme stripe (Stripe issues whsec_ and 32 \
-                         characters)"
+                         whsec_ prefix, the minimum for scheme {scheme} (Stripe issues whsec_ and \
+                         32 characters)"
                     )));
                 }
             }
-            scheme => {
+            SecretRule::Hmac => {
                 if secret.expose().len() < MIN_HMAC_SECRET_BYTES {
                     return Err(SchemeError::Option(format!(
                         "secrets[{index}] is shorter than {MIN_HMAC_SECRET_BYTES} bytes, the \
@@ -77,13 +89,11 @@ pub fn check_standard(secret: &Secret, field: &str) -> Result<(), SchemeError> {
 mod tests {
     use super::*;
 
-    fn source(scheme: &str, secrets: &[&str]) -> SourceConfig {
-        let list: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
-        toml::from_str(&format!(
-            "scheme = {scheme:?}\nsecrets = [{}]",
-            list.join(", ")
-        ))
-        .unwrap()
+    /// `secrets` checked against the rule scheme `scheme` names.
+    fn check_scheme(scheme: &str, secrets: &[&str]) -> Result<(), SchemeError> {
+        let kind = super::super::kind(scheme).unwrap();
+        let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
+        check(kind.secret_rule, kind.name, &secrets)
     }
 
     /// 24 bytes, base64: the Standard Webhooks published test secret.
@@ -137,7 +147,7 @@ mod tests {
             ("hmac-sha256", vec!["s3cr3t"], "scheme hmac-sha256"),
         ];
         for (scheme, secrets, want) in cases {
-            let err = check(&source(scheme, &secrets)).unwrap_err().to_string();
+            let err = check_scheme(scheme, &secrets).unwrap_err().to_string();
             assert!(err.contains(want), "{scheme} {secrets:?}: {err}");
             for secret in &secrets {
                 assert!(!err.contains(secret.trim_start_matches("whsec_")), "{err}");
@@ -166,10 +176,7 @@ mod tests {
             ("hmac-sha256", "0123456789abcdef"),
         ];
         for (scheme, secret) in cases {
-            assert!(
-                check(&source(scheme, &[secret])).is_ok(),
-                "{scheme} {secret}"
-            );
+            assert!(check_scheme(scheme, &[secret]).is_ok(), "{scheme} {secret}");
         }
     }
 }

@@ -22,14 +22,13 @@
 
 use hmac::Mac;
 
-use super::common::{decode_mac, encode_mac, event_type_header, refuse_generic_options};
+use super::common::{decode_mac, encode_mac, event_type_header};
 use super::common::{Encoding, SigningKeys};
 use super::{
-    any_signature_matches, header_str, hmac_sha256, SchemeError, SignatureError, SignatureScheme,
-    SignedRequest, Verified,
+    any_signature_matches, header_str, hmac_sha256, CommonOptions, SignatureError, SignatureScheme,
+    SignedRequest, TypeSource, Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::{ReceiverConfig, SourceConfig};
 use crate::envelope::{EventId, SourceName};
 
 /// The header that carries the HMAC-SHA256, base64.
@@ -55,16 +54,15 @@ pub struct Shopify {
 }
 
 impl Shopify {
-    /// The scheme as a source's configuration describes it (only `secrets` apply).
-    pub fn from_config(config: &SourceConfig) -> Result<Self, SchemeError> {
-        refuse_generic_options(config, "shopify")?;
-        Ok(Self {
-            keys: SigningKeys::from_config(config),
+    /// The scheme with a source's secrets and dedup window (it takes no options of its own).
+    pub fn new(common: &CommonOptions) -> Self {
+        Self {
+            keys: SigningKeys::new(&common.secrets),
             kept_headers: [TOPIC, WEBHOOK_ID, SHOP_DOMAIN, API_VERSION, TRIGGERED_AT]
                 .map(str::to_owned)
                 .to_vec(),
-            replay_horizon: config.dedup_window(&ReceiverConfig::default()),
-        })
+            replay_horizon: common.dedup_window,
+        }
     }
 
     /// Refuses a delivery whose (unsigned) `X-Shopify-Triggered-At` is older than the dedup
@@ -132,6 +130,14 @@ impl SignatureScheme for Shopify {
     fn kept_headers(&self) -> &[String] {
         &self.kept_headers
     }
+
+    fn signs_timestamp(&self) -> bool {
+        false
+    }
+
+    fn type_source(&self) -> TypeSource<'_> {
+        TypeSource::Header(TOPIC)
+    }
 }
 
 #[cfg(test)]
@@ -150,9 +156,7 @@ mod tests {
     const LIB_HMAC: &str = "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=";
 
     fn scheme(secrets: &[&str]) -> Shopify {
-        let list: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
-        let doc = format!("scheme='shopify'\nsecrets=[{}]", list.join(", "));
-        Shopify::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+        Shopify::new(&CommonOptions::for_test(secrets))
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
@@ -333,8 +337,10 @@ mod tests {
 
     #[test]
     fn a_delivery_triggered_before_the_dedup_window_is_refused() {
-        let doc = format!("scheme='shopify'\nsecrets=['{LIB_SECRET}']\ndedup_window_secs=86400");
-        let s = Shopify::from_config(&toml::from_str(&doc).unwrap()).unwrap();
+        let s = Shopify::new(&CommonOptions::for_test_with(
+            &[LIB_SECRET],
+            "dedup_window_secs=86400",
+        ));
         let source = SourceName::parse("shop").unwrap();
         let triggered = Timestamp::from_secs(1_700_000_000);
         let at = |now: i64, triggered_at: &[u8]| {
@@ -372,7 +378,7 @@ mod tests {
         // The header is unsigned: absent or unreadable, it decides nothing.
         assert_eq!(at(1_700_000_000 + 2 * day, b"yesterday"), Ok(()));
         assert!(verify(&s, &hmac_header(LIB_HMAC), LIB_BODY).is_ok());
-        // The default window is the receiver's (7 days).
+        // The window is the one given (the configuration gives the receiver's by default).
         let default = scheme(&[LIB_SECRET]);
         assert_eq!(default.replay_horizon.as_secs(), 7 * day as u64);
     }
@@ -393,8 +399,9 @@ mod tests {
 
     #[test]
     fn generic_options_are_refused_and_secrets_never_print() {
-        let doc = "scheme='shopify'\nsecrets=['x']\nencoding='hex'";
-        let err = Shopify::from_config(&toml::from_str(doc).unwrap()).unwrap_err();
+        let options = toml::from_str("encoding='hex'").unwrap();
+        let common = CommonOptions::for_test(&["0123456789abcdef"]);
+        let err = crate::signature::build("shopify", &common, options).unwrap_err();
         assert!(err.to_string().contains("encoding"), "{err}");
 
         let s = scheme(&[LIB_SECRET]);

@@ -21,14 +21,13 @@ use std::borrow::Cow;
 
 use hmac::Mac;
 
-use super::common::{clean_event_type, decode_mac, encode_mac, refuse_generic_options};
+use super::common::{clean_event_type, decode_mac, encode_mac};
 use super::common::{Encoding, SigningKeys};
 use super::{
-    any_signature_matches, check_tolerance, header_str, hmac_sha256, parse_unix_secs, SchemeError,
-    SignatureError, SignatureScheme, SignedRequest, Verified,
+    any_signature_matches, check_tolerance, header_str, hmac_sha256, parse_unix_secs,
+    CommonOptions, SignatureError, SignatureScheme, SignedRequest, TypeSource, Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
 use crate::envelope::{EventId, SourceName};
 
 /// The header that carries the signature.
@@ -51,16 +50,16 @@ pub struct Slack {
 }
 
 impl Slack {
-    /// The scheme as a source's configuration describes it (`secrets` and `tolerance_secs`).
-    pub fn from_config(config: &SourceConfig) -> Result<Self, SchemeError> {
-        refuse_generic_options(config, "slack")?;
-        Ok(Self {
-            keys: SigningKeys::from_config(config),
-            tolerance_secs: config.tolerance_secs,
+    /// The scheme with a source's secrets and `tolerance_secs` (it takes no options of its
+    /// own).
+    pub fn new(common: &CommonOptions) -> Self {
+        Self {
+            keys: SigningKeys::new(&common.secrets),
+            tolerance_secs: common.tolerance_secs,
             kept_headers: [TIMESTAMP, RETRY_NUM, RETRY_REASON]
                 .map(str::to_owned)
                 .to_vec(),
-        })
+        }
     }
 }
 
@@ -236,6 +235,14 @@ impl SignatureScheme for Slack {
     fn kept_headers(&self) -> &[String] {
         &self.kept_headers
     }
+
+    fn signs_timestamp(&self) -> bool {
+        true
+    }
+
+    fn type_source(&self) -> TypeSource<'_> {
+        TypeSource::Body
+    }
 }
 
 #[cfg(test)]
@@ -256,12 +263,7 @@ mod tests {
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
 
     fn scheme(secrets: &[&str]) -> Slack {
-        let list: Vec<String> = secrets.iter().map(|s| format!("{s:?}")).collect();
-        let doc = format!(
-            "scheme='slack'\nsecrets=[{}]\ntolerance_secs=300",
-            list.join(", ")
-        );
-        Slack::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+        Slack::new(&CommonOptions::for_test_with(secrets, "tolerance_secs=300"))
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> HeaderMap {
@@ -601,8 +603,9 @@ mod tests {
                 "x-slack-retry-reason"
             ]
         );
-        let doc = "scheme='slack'\nsecrets=['x']\ntimestamp_header='x-slack-request-timestamp'";
-        let err = Slack::from_config(&toml::from_str(doc).unwrap()).unwrap_err();
+        let options = toml::from_str("timestamp_header='x-slack-request-timestamp'").unwrap();
+        let common = CommonOptions::for_test(&[DOC_SECRET]);
+        let err = crate::signature::build("slack", &common, options).unwrap_err();
         assert!(err.to_string().contains("timestamp_header"), "{err}");
     }
 

@@ -33,11 +33,12 @@ use hmac::Mac;
 use super::common::clean_event_type;
 use super::{
     any_signature_matches, check_tolerance, header_str, hmac_sha256, json_type, parse_unix_secs,
-    SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified,
+    CommonOptions, SchemeError, SignatureError, SignatureScheme, SignedRequest, TypeSource,
+    Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::{Secret, SourceConfig};
 use crate::envelope::{EventId, SourceName};
+use crate::secret::Secret;
 
 /// The prefix of a Standard Webhooks secret.
 const SECRET_PREFIX: &str = "whsec_";
@@ -79,9 +80,9 @@ impl fmt::Debug for StandardWebhooks {
 }
 
 impl StandardWebhooks {
-    /// The scheme as a source's configuration describes it. `header_prefix` is `webhook` for
-    /// scheme `standard` and `svix` for scheme `svix`.
-    pub fn from_config(config: &SourceConfig, header_prefix: &str) -> Result<Self, SchemeError> {
+    /// The scheme with a source's secrets and `tolerance_secs` (it takes no options of its
+    /// own). `header_prefix` is `webhook` for scheme `standard` and `svix` for scheme `svix`.
+    pub fn new(common: &CommonOptions, header_prefix: &str) -> Result<Self, SchemeError> {
         let prefix = header_prefix.to_ascii_lowercase();
         let id_header = format!("{prefix}-id");
         let timestamp_header = format!("{prefix}-timestamp");
@@ -91,7 +92,7 @@ impl StandardWebhooks {
                 return Err(SchemeError::Option(format!("{h:?} is not a header name")));
             }
         }
-        let keys = config
+        let keys = common
             .secrets
             .iter()
             .enumerate()
@@ -100,7 +101,7 @@ impl StandardWebhooks {
         Ok(Self {
             name: if prefix == "svix" { "svix" } else { "standard" },
             keys,
-            tolerance_secs: config.tolerance_secs,
+            tolerance_secs: common.tolerance_secs,
             kept: vec![id_header.clone(), timestamp_header.clone()],
             id_header,
             timestamp_header,
@@ -117,7 +118,7 @@ impl StandardWebhooks {
         Ok(Self {
             name: "standard",
             keys: vec![key],
-            tolerance_secs: 300,
+            tolerance_secs: super::DEFAULT_TOLERANCE_SECS,
             kept: vec![id_header.clone(), timestamp_header.clone()],
             id_header,
             timestamp_header,
@@ -243,6 +244,14 @@ impl SignatureScheme for StandardWebhooks {
     fn kept_headers(&self) -> &[String] {
         &self.kept
     }
+
+    fn signs_timestamp(&self) -> bool {
+        true
+    }
+
+    fn type_source(&self) -> TypeSource<'_> {
+        TypeSource::Body
+    }
 }
 
 #[cfg(test)]
@@ -265,18 +274,8 @@ mod tests {
     // A well-formed signature that does not match (the suites' "wrong" entry).
     const WRONG: &str = "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc=";
 
-    fn config(doc: &str) -> SourceConfig {
-        toml::from_str(doc).unwrap()
-    }
-
     fn scheme_with(secrets: &[&str], prefix: &str, extra: &str) -> StandardWebhooks {
-        let list = secrets
-            .iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let doc = format!("scheme = 'standard'\nsecrets = [{list}]\n{extra}");
-        StandardWebhooks::from_config(&config(&doc), prefix).unwrap()
+        StandardWebhooks::new(&CommonOptions::for_test_with(secrets, extra), prefix).unwrap()
     }
 
     fn scheme() -> StandardWebhooks {
@@ -710,8 +709,8 @@ mod tests {
     #[test]
     fn bad_secrets_are_refused_at_config_time_without_showing_them() {
         for bad in ["whsec_not*base64!", "whsec_", "%%%"] {
-            let doc = format!("scheme = 'standard'\nsecrets = [{SECRET:?}, {bad:?}]");
-            let err = StandardWebhooks::from_config(&config(&doc), "webhook").unwrap_err();
+            let common = CommonOptions::for_test(&[SECRET, bad]);
+            let err = StandardWebhooks::new(&common, "webhook").unwrap_err();
             let SchemeError::Option(message) = &err else {
                 panic!("{err:?}");
             };

@@ -26,10 +26,10 @@ use hmac::Mac;
 use super::common::clean_event_type;
 use super::{
     any_signature_matches, check_tolerance, header_str, hmac_sha256, json_id_and_type,
-    parse_unix_secs, SchemeError, SignatureError, SignatureScheme, SignedRequest, Verified,
+    parse_unix_secs, CommonOptions, SignatureError, SignatureScheme, SignedRequest, TypeSource,
+    Verified,
 };
 use crate::clock::Timestamp;
-use crate::config::SourceConfig;
 use crate::envelope::{EventId, SourceName};
 
 /// The header Stripe signs with (lower case, as [`http::HeaderMap`] stores names).
@@ -56,16 +56,17 @@ impl fmt::Debug for Stripe {
 }
 
 impl Stripe {
-    /// The scheme as a source's configuration describes it.
-    pub fn from_config(config: &SourceConfig) -> Result<Self, SchemeError> {
-        Ok(Self {
-            keys: config
+    /// The scheme with a source's secrets and `tolerance_secs` (it takes no options of its
+    /// own).
+    pub fn new(common: &CommonOptions) -> Self {
+        Self {
+            keys: common
                 .secrets
                 .iter()
                 .map(|s| s.expose().as_bytes().to_vec())
                 .collect(),
-            tolerance_secs: config.tolerance_secs,
-        })
+            tolerance_secs: common.tolerance_secs,
+        }
     }
 
     /// The hex `v1` signature of `body` at `t` under `key`.
@@ -159,6 +160,14 @@ impl SignatureScheme for Stripe {
         let v1 = Self::v1_signature(key, &t, body);
         vec![(HEADER.to_owned(), format!("t={t},v1={v1}"))]
     }
+
+    fn signs_timestamp(&self) -> bool {
+        true
+    }
+
+    fn type_source(&self) -> TypeSource<'_> {
+        TypeSource::Body
+    }
 }
 
 #[cfg(test)]
@@ -219,13 +228,7 @@ mod tests {
         "t=1700000600,v1=278a382d66985049d4a61e2620bb297d537621107e4b6b9d8ddbe232e948c322";
 
     fn scheme_with(secrets: &[&str], extra: &str) -> Stripe {
-        let list = secrets
-            .iter()
-            .map(|s| format!("{s:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let doc = format!("scheme = 'stripe'\nsecrets = [{list}]\n{extra}");
-        Stripe::from_config(&toml::from_str(&doc).unwrap()).unwrap()
+        Stripe::new(&CommonOptions::for_test_with(secrets, extra))
     }
 
     fn dotnet() -> Stripe {
