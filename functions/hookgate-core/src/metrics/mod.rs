@@ -19,8 +19,29 @@
 //!
 //! An observation names the source, the event type and, for a refusal, its stable error code:
 //! never an event id, a header, a secret or a payload. Which types become series is bounded
-//! ([`series`]): only signed types or a source's listed `metric_types`, never a new series for a
+//! ([`SeriesLimits`]): only signed types or a source's listed `metric_types`, never a new series for a
 //! duplicate, and a cap per source.
+//!
+//! **Hand-written sinks, not the `metrics` facade.** The `metrics` crate (0.24) with
+//! `metrics-exporter-prometheus` (0.18) for `/metrics` and `metrics_cloudwatch_embedded` (0.10)
+//! for the EMF lines was tried side by side with these sinks, on the same observations (a
+//! prototype outside the tree, issue #13). It keeps none of the three things that had to hold:
+//! - *Formats.* The exporter writes families and series in hash order (here: counters in a fixed
+//!   order, series sorted by source and type), a blank line between families, `# HELP`/`# TYPE`
+//!   only for families that have series, and reads `\\` in a label value as an escape already
+//!   made. The EMF exporter aggregates until a flush and writes one document per label set, each
+//!   with a single dimension set, no `Unit` and latencies as arrays: a request becomes two to
+//!   four lines instead of one with `[["source","type"],[]]` and `Rejected` by `reason` alone. It
+//!   also installs itself as the process's global recorder, where the tests and the local stack
+//!   build a sink per core.
+//! - *Per-record cost.* Per observation (one line or one registry update, same machine, same
+//!   run): Prometheus 522 ns against 77 ns here for a record, 331 ns against 74 ns for a
+//!   request; EMF 1.27 µs against 364 ns, and 683 ns against 321 ns.
+//! - *Cold start.* No difference worth the name: about 20 µs from `main` to the first line for
+//!   either, peak memory the same.
+//!
+//! So the registry and the writer stay: a few hundred lines that write exactly the documented
+//! formats, with one [`Metrics`] port in place of the facade's macros.
 
 mod emf;
 mod registry;
@@ -344,7 +365,7 @@ pub enum RecordResult {
 }
 
 /// An event type, and whether signed content named it (rather than an unsigned header the
-/// sender may rewrite; see [`series`]).
+/// sender may rewrite; see [`SeriesLimits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventType<'a> {
     /// The type.
