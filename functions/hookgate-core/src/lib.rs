@@ -18,7 +18,9 @@
 //! - [`testing`]: unit-testing handlers on synthetic or signed events, no AWS, no HTTP.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //! - [`xray`]: the X-Ray trace header the receiver hands to the processor.
-//! - [`metrics`]: what the cores count and time, as CloudWatch EMF lines or Prometheus text.
+//! - [`metrics`]: what the cores count and time, as CloudWatch EMF lines or Prometheus text (a
+//!   leaf: the cores translate their outcomes into its words); [`metrics_setup`] builds its
+//!   sinks from the configuration.
 //!
 //! The Lambda functions and the `hookgate` command are thin adapters over these.
 
@@ -35,6 +37,7 @@ pub mod handler;
 pub mod ledger;
 pub mod memory;
 pub mod metrics;
+pub mod metrics_setup;
 pub mod payload;
 pub mod pending;
 pub mod processor;

@@ -38,13 +38,16 @@ use crate::ledger::{
     StartOutcome,
 };
 use crate::ledger::{PayloadStore, PayloadWrite};
-use crate::metrics::{self, Metrics, RecordFacts};
+use crate::metrics::{self, Metrics};
 use crate::payload::{self, Placement};
 use crate::pending::{PendingCompletion, PendingCompletions, Take};
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 use crate::xray::AWS_TRACE_HEADER;
 
 mod malformed;
+mod observation;
+
+use observation::{Counted, Ran};
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,9 +340,9 @@ impl Processor {
             Err(e) => {
                 error!(message_id = %message.message_id, error = %e, "record is not a hookgate envelope");
                 let error = format!("malformed record: {e}");
-                let outcome = self.settle_malformed(&message, error, received).await;
-                self.metrics.observe(&RecordFacts::malformed(&outcome));
-                return outcome;
+                let ran = Ran::from(self.settle_malformed(&message, error, received).await);
+                self.observe(None, &ran);
+                return ran.outcome;
             }
         };
         let envelope = &queued.envelope;
@@ -354,17 +357,23 @@ impl Processor {
             attempt = tracing::field::Empty,
             xray_trace_id = message.trace_header.as_deref(),
         );
-        let mut facts = RecordFacts::of(envelope);
-        let outcome = self
-            .run(queued, &message, deadline, margin, received, &mut facts)
+        let counted = Counted::of(envelope);
+        let ran = self
+            .run(queued, &message, deadline, margin, received)
             .instrument(span)
             .await;
-        let observation = facts.observation(&outcome, self.clock.now());
-        self.metrics.observe(&observation);
-        outcome
+        self.observe(Some(&counted), &ran);
+        ran.outcome
     }
 
-    /// Runs one record; notes in `facts` how long its handler took.
+    /// Reports a record that `ran` so to the metrics, in `counted`'s series (`None`: the record
+    /// is not an envelope).
+    fn observe(&self, counted: Option<&Counted>, ran: &Ran) {
+        let observation = observation::observation(counted, ran, self.clock.now());
+        self.metrics.observe(&observation);
+    }
+
+    /// Runs one record: its outcome, and how long its handler ran if it did.
     async fn run(
         &self,
         queued: QueuedEvent,
@@ -372,8 +381,7 @@ impl Processor {
         deadline: Timestamp,
         margin: Duration,
         received: Instant,
-        facts: &mut RecordFacts,
-    ) -> RecordOutcome {
+    ) -> Ran {
         let now = self.clock.now();
         if deadline.since(now) < margin {
             info!(
@@ -383,7 +391,8 @@ impl Processor {
             let error = "handed back before the invocation's deadline".to_owned();
             return self
                 .settle(message, error, Settle::Retry(Duration::ZERO), received)
-                .await;
+                .await
+                .into();
         }
         match self.pending.take(&queued.envelope.event_id) {
             Take::None => {}
@@ -395,11 +404,12 @@ impl Processor {
                     .delay(message.receive_count, None, &mut rand::rng());
                 return self
                     .settle(message, error, Settle::Retry(delay), received)
-                    .await;
+                    .await
+                    .into();
             }
             Take::Ready(kept) => {
                 if let Some(outcome) = self.record_kept_first(kept, message, received).await {
-                    return outcome;
+                    return outcome.into();
                 }
             }
         }
@@ -412,7 +422,8 @@ impl Processor {
                     .delay(message.receive_count, None, &mut rand::rng());
                 return self
                     .settle(message, e.to_string(), Settle::Retry(delay), received)
-                    .await;
+                    .await
+                    .into();
             }
         };
         let QueuedEvent {
@@ -439,14 +450,14 @@ impl Processor {
             }
             Ok(StartOutcome::AlreadyProcessed) => {
                 info!("already processed; acknowledged without running the handler");
-                return RecordOutcome::AlreadyProcessed;
+                return RecordOutcome::AlreadyProcessed.into();
             }
             Ok(StartOutcome::Superseded { current }) => {
                 info!(
                     current,
                     "superseded by a replay; acknowledged without running the handler"
                 );
-                return RecordOutcome::Superseded { current };
+                return RecordOutcome::Superseded { current }.into();
             }
             Ok(StartOutcome::Leased { until }) => {
                 info!(lease_until = %until, "leased by another consumer; backing off");
@@ -454,7 +465,8 @@ impl Processor {
                 let wait = until.since(now) + Duration::from_secs(1);
                 return self
                     .settle(message, error, Settle::Retry(wait), received)
-                    .await;
+                    .await
+                    .into();
             }
             Err(e) => {
                 warn!(error = %e, "cannot start the attempt");
@@ -463,7 +475,8 @@ impl Processor {
                     .delay(message.receive_count, None, &mut rand::rng());
                 return self
                     .settle(message, e.to_string(), Settle::Retry(delay), received)
-                    .await;
+                    .await
+                    .into();
             }
         };
 
@@ -483,7 +496,8 @@ impl Processor {
                             message,
                             received,
                         )
-                        .await;
+                        .await
+                        .into();
                 }
                 Err(BodyError::Lost(e)) => {
                     error!(error = %e, "payload lost; to the DLQ");
@@ -497,7 +511,8 @@ impl Processor {
                             message,
                             received,
                         )
-                        .await;
+                        .await
+                        .into();
                 }
             },
         };
@@ -523,8 +538,6 @@ impl Processor {
         };
         let result = crate::handler::invoke(&*chosen.handler, envelope, &cx, budget).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-        facts.delivery_ms = Some(duration_ms);
 
         let last_receive = message.receive_count >= self.settings.max_receive_count;
         let redriven = message
@@ -577,7 +590,7 @@ impl Processor {
             now: self.clock.now(),
         };
         let recorded = self.record_end(&end).await;
-        match result {
+        let outcome = match result {
             Ok(_) if recorded => {
                 info!(attempt, duration_ms, "event processed");
                 RecordOutcome::Processed
@@ -611,6 +624,10 @@ impl Processor {
                 let how = settle.unwrap_or(Settle::Retry(Duration::ZERO));
                 self.settle(message, e.message, how, received).await
             }
+        };
+        Ran {
+            outcome,
+            handler_ms: Some(duration_ms),
         }
     }
 

@@ -28,7 +28,7 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{ArchiveConfig, Config, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
 use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
-use crate::metrics::{self, Metrics, RequestFacts};
+use crate::metrics::{self, EventType, Metrics, Observation, RequestResult};
 use crate::queue::{attr, attributes_size, OutgoingMessage, Queue};
 use crate::reply::Reply;
 use crate::signature::{SignatureError, SignatureScheme, SignedRequest, Verified};
@@ -251,31 +251,67 @@ impl Receiver {
 
     /// Handles one request, with the outcome as a typed result.
     pub async fn accept(&self, request: IncomingRequest) -> Result<Accepted, Rejection> {
-        let mut facts = RequestFacts::default();
-        let result = self.decide(request, &mut facts).await;
-        self.metrics.observe(&facts.observation(&result));
+        let now = self.clock.now();
+        let (name, source, verified) = match self.verify(&request, now) {
+            Ok(verified) => verified,
+            Err(rejection) => {
+                // The path segment as sent: bounded, and escaped so it cannot forge a log line.
+                let shown: String = request.source.chars().take(64).collect();
+                info!(source = %shown.escape_debug(), error_code = rejection.code(), "request rejected");
+                // A POST to a configured source is counted under its name, even when it is
+                // refused.
+                let configured = SourceName::parse(&request.source)
+                    .ok()
+                    .filter(|_| request.method == Method::POST)
+                    .and_then(|name| self.sources.get_key_value(&name))
+                    .map(|(name, _)| name);
+                let result = Err(rejection);
+                self.observe(configured, None, &result);
+                return result;
+            }
+        };
+        let event_type = verified.event_type.clone();
+        let signed = verified.type_signed;
+        let result = self
+            .take(request, name.clone(), source, verified, now)
+            .await;
+        let event_type = EventType {
+            name: &event_type,
+            signed,
+        };
+        self.observe(Some(&name), Some(event_type), &result);
         result
     }
 
-    /// [`Receiver::accept`], noting in `facts` the source and the verified type once known.
-    async fn decide(
+    /// Reports a request to the metrics: posted to `source` (if a configured one), of
+    /// `event_type` (once verified), which came to `result`.
+    fn observe(
+        &self,
+        source: Option<&SourceName>,
+        event_type: Option<EventType<'_>>,
+        result: &Result<Accepted, Rejection>,
+    ) {
+        let counted = match result {
+            Ok(Accepted::Queued(_)) => RequestResult::Enqueued,
+            Ok(Accepted::Duplicate(_)) => RequestResult::Duplicate,
+            Ok(Accepted::Handshake(_)) => RequestResult::Handshake,
+            Err(rejection) => RequestResult::Rejected(rejection.code()),
+        };
+        let source = source.map(SourceName::as_str);
+        self.metrics
+            .observe(&Observation::request(source, event_type, counted));
+    }
+
+    /// [`Receiver::accept`] once the request is verified: the handshake answered, or the event
+    /// claimed and enqueued.
+    async fn take(
         &self,
         request: IncomingRequest,
-        facts: &mut RequestFacts,
+        name: SourceName,
+        source: &Source,
+        verified: Verified,
+        now: Timestamp,
     ) -> Result<Accepted, Rejection> {
-        // A POST to a configured source is counted under its name, even when it is refused.
-        facts.source = SourceName::parse(&request.source)
-            .ok()
-            .filter(|name| request.method == Method::POST && self.sources.contains_key(name));
-        let now = self.clock.now();
-        let (name, source, verified) = self.verify(&request, now).inspect_err(|r| {
-            // The path segment as sent: bounded, and escaped so it cannot forge a log line.
-            let shown: String = request.source.chars().take(64).collect();
-            info!(source = %shown.escape_debug(), error_code = r.code(), "request rejected");
-        })?;
-        facts.event_type = Some(verified.event_type.clone());
-        facts.type_signed = verified.type_signed;
-
         if let Some(body) = verified.respond_now {
             info!(source = %name, r#type = %verified.event_type, "provider handshake answered");
             return Ok(Accepted::Handshake(body));

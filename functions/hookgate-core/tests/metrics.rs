@@ -90,7 +90,8 @@ fn metrics_for(config: &Config) -> (Arc<Both>, Captured) {
     let out = Captured::default();
     let both = Arc::new(Both {
         registry: MetricsRegistry::new().with_limits(SeriesLimits::from_config(config)),
-        emf: Emf::new(&config.metrics, out.clone()).with_limits(SeriesLimits::from_config(config)),
+        emf: Emf::from_config(&config.metrics, out.clone())
+            .with_limits(SeriesLimits::from_config(config)),
     });
     (both, out)
 }

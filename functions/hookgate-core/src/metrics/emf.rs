@@ -24,18 +24,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use super::{label_value, Counter, Metrics, Observation, SeriesLimits};
+use super::{label_value, Counter, Dimension, Metrics, Observation, SeriesLimits};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{check_metrics_namespace, ConfigError, MetricDimension, MetricsConfig};
-
-/// Environment variable that overrides `[metrics] namespace` (the template sets it from its
-/// `MetricsNamespace` parameter, which its dashboard reads).
-pub const ENV_METRICS_NAMESPACE: &str = "HOOKGATE_METRICS_NAMESPACE";
 
 /// Writes each observation as one Embedded Metric Format line.
 pub struct Emf {
     namespace: String,
-    dimensions: Vec<MetricDimension>,
+    dimensions: Vec<Dimension>,
     /// Which types become dimension values ([`SeriesLimits`]).
     limits: SeriesLimits,
     clock: Arc<dyn Clock>,
@@ -52,34 +47,21 @@ impl std::fmt::Debug for Emf {
 }
 
 impl Emf {
-    /// Lines for `config`'s namespace and dimensions, written to `out`.
-    pub fn new(config: &MetricsConfig, out: impl Write + Send + 'static) -> Self {
+    /// Lines in CloudWatch namespace `namespace` (a valid one: the caller checks it), split by
+    /// `dimensions` (and written once more without), with the default limits on types, written
+    /// to `out`. From the configuration: [`Emf::from_config`], or [`Emf::from_env`] on AWS.
+    pub fn new(
+        namespace: impl Into<String>,
+        dimensions: &[Dimension],
+        out: impl Write + Send + 'static,
+    ) -> Self {
         Self {
-            namespace: config.namespace.clone(),
-            dimensions: config.dimensions.clone(),
-            limits: SeriesLimits::new(config.max_types_per_source),
+            namespace: namespace.into(),
+            dimensions: dimensions.to_vec(),
+            limits: SeriesLimits::default(),
             clock: Arc::new(SystemClock),
             out: Mutex::new(Box::new(out)),
         }
-    }
-
-    /// Lines on stdout, where Lambda collects them.
-    pub fn stdout(config: &MetricsConfig) -> Self {
-        Self::new(config, std::io::stdout())
-    }
-
-    /// As the functions run on AWS: lines on stdout, in the namespace of
-    /// `HOOKGATE_METRICS_NAMESPACE` when it is set (validated), else `config`'s.
-    pub fn from_env(config: &MetricsConfig) -> Result<Self, ConfigError> {
-        let mut config = config.clone();
-        if let Ok(namespace) = std::env::var(ENV_METRICS_NAMESPACE) {
-            if !namespace.is_empty() {
-                check_metrics_namespace(&namespace)
-                    .map_err(|e| ConfigError::Invalid(format!("{ENV_METRICS_NAMESPACE}: {e}")))?;
-                config.namespace = namespace;
-            }
-        }
-        Ok(Self::stdout(&config))
     }
 
     /// The same writer, bounding types by `limits` (see [`SeriesLimits::from_config`]: the
@@ -107,7 +89,7 @@ impl Emf {
             return None;
         }
         let cleaned = label_value(observation.event_type);
-        let event_type = if self.dimensions.contains(&MetricDimension::Type) {
+        let event_type = if self.dimensions.contains(&Dimension::Type) {
             self.limits.type_label(observation, &cleaned)
         } else {
             &cleaned
@@ -151,10 +133,10 @@ impl Serialize for Document<'_> {
         map.serialize_entry("_aws", &self.metadata())?;
         for dimension in &self.emf.dimensions {
             match dimension {
-                MetricDimension::Source => {
+                Dimension::Source => {
                     map.serialize_entry(dimension.name(), &label_value(o.source))?
                 }
-                MetricDimension::Type => map.serialize_entry(dimension.name(), self.event_type)?,
+                Dimension::Type => map.serialize_entry(dimension.name(), self.event_type)?,
             }
         }
         if let Some(reason) = o.reason {
@@ -280,15 +262,11 @@ mod tests {
         }
     }
 
-    fn emf(dimensions: &[MetricDimension]) -> (Emf, Captured) {
-        let config = MetricsConfig {
-            namespace: "Shop/Webhooks".into(),
-            dimensions: dimensions.to_vec(),
-            ..MetricsConfig::default()
-        };
+    fn emf(dimensions: &[Dimension]) -> (Emf, Captured) {
         let out = Captured::default();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_767_225_600_123)));
-        (Emf::new(&config, out.clone()).with_clock(clock), out)
+        let emf = Emf::new("Shop/Webhooks", dimensions, out.clone()).with_clock(clock);
+        (emf, out)
     }
 
     fn observation(counters: &'static [Counter]) -> Observation<'static> {
@@ -306,7 +284,7 @@ mod tests {
 
     #[test]
     fn an_enqueued_request_is_one_line_with_both_counters() {
-        let (emf, out) = emf(&[MetricDimension::Source, MetricDimension::Type]);
+        let (emf, out) = emf(&[Dimension::Source, Dimension::Type]);
         emf.observe(&observation(&[Counter::Received, Counter::Enqueued]));
         let lines = out.lines();
         assert_eq!(lines.len(), 1);
@@ -334,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_rejection_is_split_by_reason_in_a_directive_of_its_own() {
-        let (emf, out) = emf(&[MetricDimension::Source]);
+        let (emf, out) = emf(&[Dimension::Source]);
         emf.observe(&Observation {
             event_type: UNVERIFIED_TYPE,
             reason: Some("signature_mismatch"),
@@ -392,7 +370,7 @@ mod tests {
 
     #[test]
     fn a_processed_record_carries_its_latencies_in_milliseconds() {
-        let (emf, out) = emf(&[MetricDimension::Source, MetricDimension::Type]);
+        let (emf, out) = emf(&[Dimension::Source, Dimension::Type]);
         emf.observe(&Observation {
             delivery_ms: Some(42),
             receive_to_processed_ms: Some(1_250),
@@ -414,37 +392,19 @@ mod tests {
 
     #[test]
     fn nothing_to_report_writes_nothing() {
-        let (emf, out) = emf(&[MetricDimension::Source]);
+        let (emf, out) = emf(&[Dimension::Source]);
         emf.observe(&observation(&[]));
         assert!(out.lines().is_empty());
     }
 
     #[test]
     fn dimension_values_are_cleaned_and_escaped() {
-        let (emf, out) = emf(&[MetricDimension::Type]);
+        let (emf, out) = emf(&[Dimension::Type]);
         emf.observe(&Observation {
             event_type: "a\"b\nc",
             ..observation(&[Counter::Processed])
         });
         assert_eq!(out.lines()[0]["type"], "a\"b_c");
-    }
-
-    #[test]
-    fn the_environment_namespace_wins_and_is_validated() {
-        let config = MetricsConfig::default();
-        std::env::set_var(ENV_METRICS_NAMESPACE, "Prod/Hooks");
-        let from_env = Emf::from_env(&config).map(|emf| emf.namespace().to_owned());
-        std::env::set_var(ENV_METRICS_NAMESPACE, "AWS/Lambda");
-        let reserved = Emf::from_env(&config).map(|emf| emf.namespace().to_owned());
-        std::env::remove_var(ENV_METRICS_NAMESPACE);
-        let from_config = Emf::from_env(&config).map(|emf| emf.namespace().to_owned());
-        assert_eq!(from_env.unwrap(), "Prod/Hooks");
-        let err = reserved.unwrap_err().to_string();
-        assert!(
-            err.contains(ENV_METRICS_NAMESPACE) && err.contains("AWS/"),
-            "{err}"
-        );
-        assert_eq!(from_config.unwrap(), "hookgate");
     }
 
     #[test]
@@ -458,7 +418,7 @@ mod tests {
                 Err(std::io::Error::other("stdout closed"))
             }
         }
-        let emf = Emf::new(&MetricsConfig::default(), Broken);
+        let emf = Emf::new("hookgate", &[Dimension::Source, Dimension::Type], Broken);
         emf.observe(&observation(&[Counter::Processed]));
     }
 }

@@ -9,10 +9,39 @@
 //!   the local stack's `GET /metrics`;
 //! - [`NoMetrics`]: the default, for cores built without a port.
 //!
+//! **A leaf.** This module imports nothing from the crate but [`crate::clock`]: not the
+//! receiver, the processor or the envelope whose outcomes it counts, nor the configuration. The
+//! cores describe what happened in their own types and translate it into this module's words at
+//! one place each — [`Observation::request`] with a [`RequestResult`] (the receiver),
+//! [`Observation::record`] with a [`RecordResult`] and the handler's duration (the processor) —
+//! and [`crate::metrics_setup`] builds the sinks from `[metrics]` and each source's
+//! `metric_types`.
+//!
 //! An observation names the source, the event type and, for a refusal, its stable error code:
 //! never an event id, a header, a secret or a payload. Which types become series is bounded
-//! ([`series`]): only signed types or a source's listed `metric_types`, never a new series for a
+//! ([`SeriesLimits`]): only signed types or a source's listed `metric_types`, never a new series for a
 //! duplicate, and a cap per source.
+//!
+//! **Hand-written sinks, not the `metrics` facade.** The `metrics` crate (0.24) with
+//! `metrics-exporter-prometheus` (0.18) for `/metrics` and `metrics_cloudwatch_embedded` (0.10)
+//! for the EMF lines was tried side by side with these sinks, on the same observations (a
+//! prototype outside the tree, issue #13). It keeps none of the three things that had to hold:
+//! - *Formats.* The exporter writes families and series in hash order (here: counters in a fixed
+//!   order, series sorted by source and type), a blank line between families, `# HELP`/`# TYPE`
+//!   only for families that have series, and reads `\\` in a label value as an escape already
+//!   made. The EMF exporter aggregates until a flush and writes one document per label set, each
+//!   with a single dimension set, no `Unit` and latencies as arrays: a request becomes two to
+//!   four lines instead of one with `[["source","type"],[]]` and `Rejected` by `reason` alone. It
+//!   also installs itself as the process's global recorder, where the tests and the local stack
+//!   build a sink per core.
+//! - *Per-record cost.* Per observation (one line or one registry update, same machine, same
+//!   run): Prometheus 522 ns against 77 ns here for a record, 331 ns against 74 ns for a
+//!   request; EMF 1.27 µs against 364 ns, and 683 ns against 321 ns.
+//! - *Cold start.* No difference worth the name: about 20 µs from `main` to the first line for
+//!   either, peak memory the same.
+//!
+//! So the registry and the writer stay: a few hundred lines that write exactly the documented
+//! formats, with one [`Metrics`] port in place of the facade's macros.
 
 mod emf;
 mod registry;
@@ -20,15 +49,11 @@ mod series;
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
-pub use emf::{Emf, ENV_METRICS_NAMESPACE};
+pub use emf::Emf;
 pub use registry::MetricsRegistry;
 pub use series::{SeriesLimits, OTHER_TYPE};
-
-use crate::clock::Timestamp;
-use crate::envelope::{Envelope, SourceName};
-use crate::processor::RecordOutcome;
-use crate::receiver::{Accepted, Rejection};
 
 /// The `source` of a request to no configured source, and of a record that is not an envelope.
 pub const UNKNOWN_SOURCE: &str = "(unknown)";
@@ -185,7 +210,8 @@ impl Latency {
     }
 }
 
-/// One request's or one record's metrics.
+/// One request's or one record's metrics: what a [`Metrics`] port is handed. Built with
+/// [`Observation::request`] or [`Observation::record`] from what became of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation<'a> {
     /// The source name, [`UNKNOWN_SOURCE`] when there is none.
@@ -207,7 +233,7 @@ pub struct Observation<'a> {
     pub receive_to_processed_ms: Option<u64>,
 }
 
-impl Observation<'_> {
+impl<'a> Observation<'a> {
     /// The latencies measured, in milliseconds.
     pub fn latencies(&self) -> impl Iterator<Item = (Latency, u64)> {
         [
@@ -222,121 +248,151 @@ impl Observation<'_> {
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty() && self.latencies().next().is_none()
     }
-}
 
-/// What the receiver learnt about a request on the way to its answer, for its metrics.
-#[derive(Debug, Clone, Default)]
-pub struct RequestFacts {
-    /// The configured source it was for, once known.
-    pub source: Option<SourceName>,
-    /// The verified event type, once the signature checked out.
-    pub event_type: Option<String>,
-    /// Whether that type comes from signed content ([`crate::signature::Verified::type_signed`]).
-    pub type_signed: bool,
-}
-
-impl RequestFacts {
-    /// The observation of a request that came to `result`.
-    pub fn observation(&self, result: &Result<Accepted, Rejection>) -> Observation<'_> {
+    /// One webhook request that came to `result`. `source` is the configured source it was
+    /// posted to (`None`: it named none, or was no POST; counted under [`UNKNOWN_SOURCE`]);
+    /// `event_type` its type once its signature was verified (`None`: counted under
+    /// [`UNVERIFIED_TYPE`], hookgate's own label).
+    pub fn request(
+        source: Option<&'a str>,
+        event_type: Option<EventType<'a>>,
+        result: RequestResult,
+    ) -> Self {
         let (counters, reason): (&'static [Counter], _) = match result {
-            Ok(Accepted::Queued(_)) => (&[Counter::Received, Counter::Enqueued], None),
-            Ok(Accepted::Duplicate(_)) => (&[Counter::Received, Counter::Duplicates], None),
-            Ok(Accepted::Handshake(_)) => (&[Counter::Received], None),
-            Err(rejection) => (
-                &[Counter::Received, Counter::Rejected],
-                Some(rejection.code()),
-            ),
+            RequestResult::Enqueued => (&[Counter::Received, Counter::Enqueued], None),
+            RequestResult::Duplicate => (&[Counter::Received, Counter::Duplicates], None),
+            RequestResult::Handshake => (&[Counter::Received], None),
+            RequestResult::Rejected(reason) => {
+                (&[Counter::Received, Counter::Rejected], Some(reason))
+            }
         };
         Observation {
-            source: self.source.as_ref().map_or(UNKNOWN_SOURCE, |s| s.as_str()),
-            event_type: self.event_type.as_deref().unwrap_or(UNVERIFIED_TYPE),
-            type_signed: self.event_type.is_none() || self.type_signed,
-            adds_series: !matches!(result, Ok(Accepted::Duplicate(_))),
+            source: source.unwrap_or(UNKNOWN_SOURCE),
+            event_type: event_type.map_or(UNVERIFIED_TYPE, |t| t.name),
+            type_signed: event_type.is_none_or(|t| t.signed),
+            adds_series: result != RequestResult::Duplicate,
             counters,
             reason,
             delivery_ms: None,
             receive_to_processed_ms: None,
         }
     }
-}
 
-/// What the processor learnt about a record on the way to its outcome, for its metrics.
-#[derive(Debug, Clone)]
-pub struct RecordFacts {
-    source: SourceName,
-    event_type: String,
-    type_signed: bool,
-    received_at: Timestamp,
-    /// How long the handler ran, once it has.
-    pub delivery_ms: Option<u64>,
-}
-
-impl RecordFacts {
-    /// The facts of `envelope`, before its handler runs.
-    pub fn of(envelope: &Envelope) -> Self {
-        Self {
-            source: envelope.source.clone(),
-            event_type: envelope.event_type.clone(),
-            type_signed: !type_from_kept_header(envelope),
-            received_at: envelope.received_at,
-            delivery_ms: None,
-        }
-    }
-
-    /// The observation of a record that came to `outcome`, settled at `now`.
-    pub fn observation(&self, outcome: &RecordOutcome, now: Timestamp) -> Observation<'_> {
-        let processed = matches!(outcome, RecordOutcome::Processed);
-        let elapsed = now.since(self.received_at).as_millis();
+    /// One queue record of `source` and `event_type` that came to `result`.
+    pub fn record(source: &'a str, event_type: EventType<'a>, result: RecordResult) -> Self {
         Observation {
-            source: self.source.as_str(),
-            event_type: &self.event_type,
-            type_signed: self.type_signed,
-            receive_to_processed_ms: processed.then(|| u64::try_from(elapsed).unwrap_or(u64::MAX)),
-            ..record_observation(outcome, self.delivery_ms)
+            source,
+            event_type: event_type.name,
+            type_signed: event_type.signed,
+            ..Observation::unknown_record(result)
         }
     }
 
-    /// The observation of a record that is not a hookgate envelope, which came to `outcome`.
-    pub fn malformed(outcome: &RecordOutcome) -> Observation<'static> {
-        record_observation(outcome, None)
+    /// One queue record that is not a hookgate envelope, which came to `result`: counted under
+    /// [`UNKNOWN_SOURCE`] and [`UNKNOWN_TYPE`].
+    pub fn unknown_record(result: RecordResult) -> Observation<'static> {
+        let counters: &'static [Counter] = match result {
+            RecordResult::Processed => &[Counter::Processed],
+            RecordResult::Acknowledged => &[],
+            RecordResult::Retried => &[Counter::Retried],
+            RecordResult::DeadLettered => &[Counter::DeadLettered],
+            RecordResult::PermanentlyFailed => &[Counter::PermanentlyFailed],
+        };
+        Observation {
+            source: UNKNOWN_SOURCE,
+            event_type: UNKNOWN_TYPE,
+            type_signed: true,
+            adds_series: true,
+            counters,
+            reason: None,
+            delivery_ms: None,
+            receive_to_processed_ms: None,
+        }
+    }
+
+    /// The same observation with how long the handler (or forward delivery) ran, if it did:
+    /// [`Latency::Delivery`].
+    pub fn with_delivery_ms(self, delivery_ms: Option<u64>) -> Self {
+        Self {
+            delivery_ms,
+            ..self
+        }
+    }
+
+    /// The same observation with the time since the receiver accepted the event:
+    /// [`Latency::ReceiveToProcessed`] of a processed record, nothing for any other.
+    pub fn with_time_since_received(self, elapsed: Duration) -> Self {
+        let processed = self.counters.contains(&Counter::Processed);
+        Self {
+            receive_to_processed_ms: processed
+                .then(|| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)),
+            ..self
+        }
     }
 }
 
-fn record_observation(outcome: &RecordOutcome, delivery_ms: Option<u64>) -> Observation<'static> {
-    let counters: &'static [Counter] = match outcome {
-        RecordOutcome::Processed => &[Counter::Processed],
-        // Acknowledged without running anything: counted when it was processed.
-        RecordOutcome::AlreadyProcessed | RecordOutcome::Superseded { .. } => &[],
-        RecordOutcome::MovedToDlq { .. } => &[Counter::PermanentlyFailed],
-        RecordOutcome::Failed {
-            dead_lettered: true,
-            ..
-        } => &[Counter::DeadLettered],
-        RecordOutcome::Failed { .. } => &[Counter::Retried],
-    };
-    Observation {
-        source: UNKNOWN_SOURCE,
-        event_type: UNKNOWN_TYPE,
-        type_signed: true,
-        adds_series: true,
-        counters,
-        reason: None,
-        delivery_ms,
-        receive_to_processed_ms: None,
-    }
+/// What became of a webhook request, in the words of what is counted: the receiver translates
+/// its own outcome into one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestResult {
+    /// Claimed and enqueued ([`Counter::Enqueued`]).
+    Enqueued,
+    /// A repeat of an accepted event; nothing enqueued ([`Counter::Duplicates`], and never a
+    /// new series).
+    Duplicate,
+    /// A provider handshake answered; nothing enqueued (only [`Counter::Received`]).
+    Handshake,
+    /// Refused, with its stable error code ([`Counter::Rejected`] by `reason`).
+    Rejected(&'static str),
 }
 
-/// Whether the envelope's type was read from one of its headers rather than its body: the
-/// value of a kept header other than `content-type`. Every scheme that reads a type from an
-/// unsigned header keeps that header in the envelope (`X-GitHub-Event`, `X-Shopify-Topic`, the
-/// generic `type_header`), so the processor tells such a type as the receiver did, without the
-/// scheme at hand. A signed type that happens to equal a kept header's value counts as unsigned:
-/// the safe side.
-fn type_from_kept_header(envelope: &Envelope) -> bool {
-    envelope
-        .headers
-        .iter()
-        .any(|(name, value)| name != "content-type" && value.trim() == envelope.event_type)
+/// What became of a queue record, in the words of what is counted: the processor translates
+/// its own outcome into one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordResult {
+    /// Its handler succeeded and the ledger recorded it ([`Counter::Processed`]).
+    Processed,
+    /// Acknowledged without running anything (processed before, or superseded by a replay):
+    /// counted when it was processed, so nothing now.
+    Acknowledged,
+    /// Failed; it comes back for another receive ([`Counter::Retried`]).
+    Retried,
+    /// Failed on its last allowed receive; the redrive policy moves it to the DLQ
+    /// ([`Counter::DeadLettered`]).
+    DeadLettered,
+    /// Failed for good and moved to the DLQ at once ([`Counter::PermanentlyFailed`]).
+    PermanentlyFailed,
+}
+
+/// An event type, and whether signed content named it (rather than an unsigned header the
+/// sender may rewrite; see [`SeriesLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventType<'a> {
+    /// The type.
+    pub name: &'a str,
+    /// Whether it comes from signed content.
+    pub signed: bool,
+}
+
+/// A dimension the EMF lines may be split by (`[metrics] dimensions`). The local stack's
+/// Prometheus text always labels by both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dimension {
+    /// The source name ([`UNKNOWN_SOURCE`] for a request to no configured source).
+    Source,
+    /// The event type ([`UNVERIFIED_TYPE`] for a request refused before its signature was
+    /// checked).
+    Type,
+}
+
+impl Dimension {
+    /// The dimension's name, as written.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Source => "source",
+            Dimension::Type => "type",
+        }
+    }
 }
 
 /// Longest label (dimension) value written; event types are short, and CloudWatch refuses
@@ -367,99 +423,73 @@ pub(crate) fn label_value(value: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::EventId;
-    use crate::signature::SignatureError;
-    use std::time::Duration;
 
-    fn facts(source: Option<&str>, event_type: Option<&str>) -> RequestFacts {
-        RequestFacts {
-            source: source.map(|s| SourceName::parse(s).unwrap()),
-            event_type: event_type.map(str::to_owned),
-            type_signed: true,
-        }
-    }
+    const PUSH: EventType<'static> = EventType {
+        name: "push",
+        signed: true,
+    };
 
     #[test]
-    fn each_request_outcome_counts_received_and_one_more() {
-        let id = EventId::parse("demo:1").unwrap();
-        let known = facts(Some("demo"), Some("push"));
-        let queued = known.observation(&Ok(Accepted::Queued(id.clone())));
+    fn each_request_result_counts_received_and_one_more() {
+        let queued = Observation::request(Some("demo"), Some(PUSH), RequestResult::Enqueued);
         assert_eq!(queued.counters, [Counter::Received, Counter::Enqueued]);
         assert_eq!((queued.source, queued.event_type), ("demo", "push"));
         assert!(queued.adds_series && queued.type_signed);
-        let duplicate = known.observation(&Ok(Accepted::Duplicate(id)));
+        assert_eq!(queued.reason, None);
+
+        let duplicate = Observation::request(Some("demo"), Some(PUSH), RequestResult::Duplicate);
         assert_eq!(duplicate.counters, [Counter::Received, Counter::Duplicates]);
         assert!(!duplicate.adds_series, "a duplicate never adds a series");
-        let from_header = RequestFacts {
-            type_signed: false,
-            ..facts(Some("github"), Some("push"))
+
+        let from_header = EventType {
+            signed: false,
+            ..PUSH
         };
-        assert!(
-            !from_header
-                .observation(&Ok(Accepted::Queued(EventId::parse("github:1").unwrap())))
-                .type_signed
-        );
-        let handshake = known.observation(&Ok(Accepted::Handshake(serde_json::json!({}))));
+        let unsigned =
+            Observation::request(Some("github"), Some(from_header), RequestResult::Enqueued);
+        assert!(!unsigned.type_signed);
+
+        let handshake = Observation::request(Some("demo"), Some(PUSH), RequestResult::Handshake);
         assert_eq!(handshake.counters, [Counter::Received]);
 
-        let unverified = facts(Some("demo"), None);
-        let refused = unverified.observation(&Err(Rejection::Signature(SignatureError::Mismatch)));
+        let refused = Observation::request(
+            Some("demo"),
+            None,
+            RequestResult::Rejected("signature_mismatch"),
+        );
         assert_eq!(refused.counters, [Counter::Received, Counter::Rejected]);
         assert_eq!(refused.reason, Some("signature_mismatch"));
         assert_eq!(refused.event_type, UNVERIFIED_TYPE);
         assert!(refused.type_signed, "(unverified) is hookgate's own label");
-        let nothing = RequestFacts::default();
-        let unknown = nothing.observation(&Err(Rejection::UnknownSource("nope".into())));
+        assert!(refused.adds_series);
+
+        let unknown = Observation::request(None, None, RequestResult::Rejected("unknown_source"));
         assert_eq!(unknown.source, UNKNOWN_SOURCE);
         assert_eq!(unknown.reason, Some("unknown_source"));
+        assert!(unknown.latencies().next().is_none());
     }
 
     #[test]
-    fn each_record_outcome_maps_to_its_counter() {
-        let envelope = Envelope {
-            event_id: EventId::parse("demo:1").unwrap(),
-            source: SourceName::parse("demo").unwrap(),
-            event_type: "push".into(),
-            received_at: Timestamp::from_secs(1_000),
-            headers: Default::default(),
-            body: bytes::Bytes::new(),
-        };
-        let mut facts = RecordFacts::of(&envelope);
-        assert!(facts.type_signed, "no header names the type");
-        facts.delivery_ms = Some(12);
-        let now = Timestamp::from_secs(1_000).plus(Duration::from_millis(2_500));
-
-        let processed = facts.observation(&RecordOutcome::Processed, now);
-        assert_eq!(processed.counters, [Counter::Processed]);
-        assert_eq!(processed.delivery_ms, Some(12));
-        assert_eq!(processed.receive_to_processed_ms, Some(2_500));
-
-        let failed = |dead_lettered| RecordOutcome::Failed {
-            error: "boom".into(),
-            retry_in: None,
-            dead_lettered,
-        };
-        let retried = facts.observation(&failed(false), now);
-        assert_eq!(retried.counters, [Counter::Retried]);
-        assert_eq!(retried.receive_to_processed_ms, None, "not processed");
-        assert_eq!(retried.delivery_ms, Some(12));
+    fn each_record_result_maps_to_its_counter() {
+        let counters = |result| Observation::record("demo", PUSH, result).counters;
+        assert_eq!(counters(RecordResult::Processed), [Counter::Processed]);
+        assert_eq!(counters(RecordResult::Retried), [Counter::Retried]);
         assert_eq!(
-            facts.observation(&failed(true), now).counters,
+            counters(RecordResult::DeadLettered),
             [Counter::DeadLettered]
         );
-        let moved = RecordOutcome::MovedToDlq {
-            error: "bad".into(),
-        };
         assert_eq!(
-            facts.observation(&moved, now).counters,
+            counters(RecordResult::PermanentlyFailed),
             [Counter::PermanentlyFailed]
         );
-        assert!(facts
-            .observation(&RecordOutcome::AlreadyProcessed, now)
-            .counters
-            .is_empty());
+        assert!(counters(RecordResult::Acknowledged).is_empty());
+        assert!(Observation::record("demo", PUSH, RecordResult::Acknowledged).is_empty());
 
-        let malformed = RecordFacts::malformed(&moved);
+        let record = Observation::record("demo", PUSH, RecordResult::Processed);
+        assert_eq!((record.source, record.event_type), ("demo", "push"));
+        assert!(record.adds_series && record.type_signed);
+
+        let malformed = Observation::unknown_record(RecordResult::PermanentlyFailed);
         assert_eq!(
             (malformed.source, malformed.event_type),
             (UNKNOWN_SOURCE, UNKNOWN_TYPE)
@@ -469,27 +499,30 @@ mod tests {
     }
 
     #[test]
-    fn a_type_read_from_a_kept_header_is_unsigned_for_the_processor_too() {
-        let envelope = |headers: &[(&str, &str)]| Envelope {
-            event_id: EventId::parse("github:1").unwrap(),
-            source: SourceName::parse("github").unwrap(),
-            event_type: "push".into(),
-            received_at: Timestamp::from_secs(1_000),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: bytes::Bytes::new(),
-        };
-        let from_header = envelope(&[("x-github-event", " push"), ("x-github-delivery", "d")]);
-        let observed = RecordFacts::of(&from_header);
-        assert!(
-            !observed
-                .observation(&RecordOutcome::Processed, Timestamp::from_secs(1))
-                .type_signed
+    fn receive_to_processed_is_timed_only_for_a_processed_record() {
+        let since = Duration::from_millis(2_500);
+        let processed = Observation::record("demo", PUSH, RecordResult::Processed)
+            .with_delivery_ms(Some(12))
+            .with_time_since_received(since);
+        assert_eq!(processed.delivery_ms, Some(12));
+        assert_eq!(processed.receive_to_processed_ms, Some(2_500));
+        assert_eq!(
+            processed.latencies().collect::<Vec<_>>(),
+            [
+                (Latency::Delivery, 12),
+                (Latency::ReceiveToProcessed, 2_500)
+            ]
         );
-        let from_body = envelope(&[("content-type", "push"), ("webhook-id", "msg_1")]);
-        assert!(RecordFacts::of(&from_body).type_signed);
+
+        let retried = Observation::record("demo", PUSH, RecordResult::Retried)
+            .with_delivery_ms(Some(12))
+            .with_time_since_received(since);
+        assert_eq!(retried.delivery_ms, Some(12));
+        assert_eq!(retried.receive_to_processed_ms, None, "not processed");
+
+        let forever = Observation::record("demo", PUSH, RecordResult::Processed)
+            .with_time_since_received(Duration::MAX);
+        assert_eq!(forever.receive_to_processed_ms, Some(u64::MAX));
     }
 
     #[test]

@@ -23,7 +23,6 @@ use std::sync::{Mutex, PoisonError};
 use tracing::warn;
 
 use super::{Observation, UNKNOWN_TYPE, UNVERIFIED_TYPE};
-use crate::config::{Config, DEFAULT_MAX_TYPES_PER_SOURCE};
 
 /// The type label of everything a source's limits do not let through.
 pub const OTHER_TYPE: &str = "other";
@@ -47,11 +46,14 @@ struct Seen {
 impl Default for SeriesLimits {
     /// No allow-lists, the default cap.
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_TYPES_PER_SOURCE)
+        Self::new(Self::DEFAULT_MAX_TYPES_PER_SOURCE)
     }
 }
 
 impl SeriesLimits {
+    /// The cap of [`SeriesLimits::default`] (and of `[metrics] max_types_per_source`).
+    pub const DEFAULT_MAX_TYPES_PER_SOURCE: usize = 50;
+
     /// No allow-lists; at most `max_types_per_source` types per source.
     pub fn new(max_types_per_source: usize) -> Self {
         Self {
@@ -61,18 +63,16 @@ impl SeriesLimits {
         }
     }
 
-    /// The limits `config` sets: each source's `metric_types` and `[metrics]
-    /// max_types_per_source`.
-    pub fn from_config(config: &Config) -> Self {
-        let mut limits = Self::new(config.metrics.max_types_per_source);
-        for (name, source) in &config.sources {
-            if let Some(types) = &source.metric_types {
-                limits
-                    .allowed
-                    .insert(name.to_string(), types.iter().cloned().collect());
-            }
-        }
-        limits
+    /// The same limits, with `source`'s types split out limited to `types` (a source's
+    /// `metric_types`): every other type of it counts as [`OTHER_TYPE`].
+    pub fn allowing<T: Into<String>>(
+        mut self,
+        source: impl Into<String>,
+        types: impl IntoIterator<Item = T>,
+    ) -> Self {
+        self.allowed
+            .insert(source.into(), types.into_iter().map(Into::into).collect());
+        self
     }
 
     /// The type label `observation` is counted under (its `event_type` already cleaned into a
@@ -140,12 +140,7 @@ mod tests {
 
     #[test]
     fn unsigned_types_count_as_other_unless_listed() {
-        let config = Config::from_toml(
-            "[sources.gh]\nscheme='github'\nsecrets=['gh-webhook-secret-1']\nmetric_types=['push']\n\
-             [sources.shop]\nscheme='shopify'\nsecrets=['shop-client-secret']",
-        )
-        .unwrap();
-        let limits = SeriesLimits::from_config(&config);
+        let limits = SeriesLimits::default().allowing("gh", ["push"]);
         let unsigned = |source, t| Observation {
             type_signed: false,
             ..observation(source, t)
