@@ -23,6 +23,10 @@ use crate::payload::{self, Placement};
 use crate::pending::Take;
 use crate::queue::{attr, ReceivedMessage};
 
+/// The log target of these stages: the processor's own, as before they had a module of their
+/// own (log filters and queries name `hookgate_core::processor`).
+const TARGET: &str = "hookgate_core::processor";
+
 /// The time a record has: now, the invocation's deadline, the margin kept before it, and when
 /// the batch was received (SQS counts the 12 h visibility limit from there).
 pub(super) struct Window {
@@ -72,6 +76,7 @@ impl Processor {
         } = *window;
         if deadline.since(now) < margin {
             info!(
+                target: TARGET,
                 remaining_ms = deadline.since(now).as_millis(),
                 "too close to the deadline; handed back"
             );
@@ -96,7 +101,7 @@ impl Processor {
         let payload = match self.keep_payload(&queued, message.receive_count).await {
             Ok(payload) => payload,
             Err(e) => {
-                warn!(error = %e, "cannot archive the payload; the handler waits for it");
+                warn!(target: TARGET, error = %e, "cannot archive the payload; the handler waits for it");
                 return Err(self.back_off(message, e.to_string(), received).await);
             }
         };
@@ -128,18 +133,19 @@ impl Processor {
                 })
             }
             Ok(StartOutcome::AlreadyProcessed) => {
-                info!("already processed; acknowledged without running the handler");
+                info!(target: TARGET, "already processed; acknowledged without running the handler");
                 Err(RecordOutcome::AlreadyProcessed)
             }
             Ok(StartOutcome::Superseded { current }) => {
                 info!(
+                    target: TARGET,
                     current,
                     "superseded by a replay; acknowledged without running the handler"
                 );
                 Err(RecordOutcome::Superseded { current })
             }
             Ok(StartOutcome::Leased { until }) => {
-                info!(lease_until = %until, "leased by another consumer; backing off");
+                info!(target: TARGET, lease_until = %until, "leased by another consumer; backing off");
                 let error = format!("leased by another consumer until {until}");
                 let wait = until.since(now) + Duration::from_secs(1);
                 Err(self
@@ -147,7 +153,7 @@ impl Processor {
                     .await)
             }
             Err(e) => {
-                warn!(error = %e, "cannot start the attempt");
+                warn!(target: TARGET, error = %e, "cannot start the attempt");
                 Err(self.back_off(message, e.to_string(), received).await)
             }
         }
@@ -176,13 +182,13 @@ impl Processor {
                 match self.load_body(envelope, &pointer).await {
                     Ok(envelope) => envelope,
                     Err(BodyError::Unavailable(e)) => {
-                        warn!(error = %e, "cannot read the payload from the archive");
+                        warn!(target: TARGET, error = %e, "cannot read the payload from the archive");
                         return Err(self
                             .end_without_running(&event_id, attempt, e, false, message, window)
                             .await);
                     }
                     Err(BodyError::Lost(e)) => {
-                        error!(error = %e, "payload lost; to the DLQ");
+                        error!(target: TARGET, error = %e, "payload lost; to the DLQ");
                         return Err(self
                             .end_without_running(&event_id, attempt, e, true, message, window)
                             .await);
@@ -276,9 +282,10 @@ impl Processor {
                 None => RECORDED_LATE.to_owned(),
             });
             if self.pending.keep(kept) {
-                warn!(attempt, "success kept to be recorded before any rerun");
+                warn!(target: TARGET, attempt, "success kept to be recorded before any rerun");
             } else {
                 error!(
+                    target: TARGET,
                     attempt,
                     "too many unrecorded successes kept; a redelivery may run the handler again"
                 );
@@ -302,7 +309,7 @@ impl Processor {
         let duration_ms = invoked.duration_ms;
         match (invoked.result, recorded) {
             (Ok(_), Recorded::Yes) => {
-                info!(attempt, duration_ms, "event processed");
+                info!(target: TARGET, attempt, duration_ms, "event processed");
                 RecordOutcome::Processed
             }
             (Ok(_), Recorded::No) => {
@@ -310,7 +317,7 @@ impl Processor {
                 self.back_off(message, error, received).await
             }
             (Err(e), _) => {
-                warn!(attempt, duration_ms, status = %decision.status(), error = %truncate_error(&e.message), "attempt failed");
+                warn!(target: TARGET, attempt, duration_ms, status = %decision.status(), error = %truncate_error(&e.message), "attempt failed");
                 let how = match decision {
                     Decision::MoveToDlq => Settle::MoveToDlq,
                     Decision::Redrive { .. } => Settle::Redrive,
