@@ -105,7 +105,7 @@ async fn serve(
     }
     let config = chosen.config;
     let stack = match backend {
-        Backend::Memory => LocalStack::in_memory(config, Handlers::new()),
+        Backend::Memory => LocalStack::in_memory(config, handlers::handlers()),
         Backend::Aws => {
             let sdk = hookgate_aws::preflight::checked_sdk_config().await?;
             let aws = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
@@ -120,8 +120,13 @@ async fn serve(
             if archive.is_none() {
                 warn!("HOOKGATE_ARCHIVE_BUCKET is not set: payloads over the inline size are not kept, and bodies over [archive] claim_check_bytes must fit the queue");
             }
-            let stack =
-                LocalStack::with_archive(&config, aws.ledger, aws.queue, archive, Handlers::new())?;
+            let stack = LocalStack::with_archive(
+                &config,
+                aws.ledger,
+                aws.queue,
+                archive,
+                handlers::handlers(),
+            )?;
             match aws.dlq {
                 Some(dlq) => stack.with_dlq(dlq),
                 None => stack,

@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -24,9 +25,12 @@ use crate::clock::Timestamp;
 
 /// The stable identity of one event, used as the dedup key in the ledger and as the
 /// `webhook-id` of anything hookgate sends on about it.
+///
+/// Shared, not copied: an id is cloned into every ledger write, log span and handler context
+/// of its record, so a clone is a reference count, not an allocation.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct EventId(String);
+pub struct EventId(Arc<str>);
 
 /// Longest event id accepted (DynamoDB keys allow far more; logs and URLs prefer less).
 pub const MAX_EVENT_ID_LEN: usize = 200;
@@ -39,7 +43,7 @@ impl EventId {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(Arc::from(s)))
         } else {
             Err(InvalidEventId)
         }
@@ -58,11 +62,11 @@ impl EventId {
             h.update(p);
         }
         let digest = h.finalize();
-        Self(format!(
+        Self(Arc::from(format!(
             "{}:{}",
             source.as_str(),
             hex::encode(&digest[..16])
-        ))
+        )))
     }
 
     /// The id for a request whose only signed content is its body, keyed on the verified
@@ -101,7 +105,7 @@ impl TryFrom<String> for EventId {
 
 impl From<EventId> for String {
     fn from(id: EventId) -> Self {
-        id.0
+        id.0.to_string()
     }
 }
 
@@ -113,7 +117,7 @@ pub struct InvalidEventId;
 /// The name of a configured source (the `{source}` in `/webhooks/{source}`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct SourceName(String);
+pub struct SourceName(Arc<str>);
 
 impl SourceName {
     /// Validates a source name: 1–64 characters from `[a-z0-9_-]`. Anything else (path
@@ -124,7 +128,7 @@ impl SourceName {
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if ok {
-            Ok(Self(s.to_owned()))
+            Ok(Self(Arc::from(s)))
         } else {
             Err(InvalidSourceName)
         }
@@ -151,7 +155,7 @@ impl TryFrom<String> for SourceName {
 
 impl From<SourceName> for String {
     fn from(s: SourceName) -> Self {
-        s.0
+        s.0.to_string()
     }
 }
 

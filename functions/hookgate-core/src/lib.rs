@@ -15,6 +15,7 @@
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
 //! - [`replay`]: running an event again from its kept payload, one or many.
 //! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
+//! - [`testing`]: unit-testing handlers on synthetic or signed events, no AWS, no HTTP.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //! - [`xray`]: the X-Ray trace header the receiver hands to the processor.
 //! - [`metrics`]: what the cores count and time, as CloudWatch EMF lines or Prometheus text (a
@@ -48,13 +49,14 @@ pub mod secret;
 pub mod signature;
 pub mod status;
 pub mod telemetry;
+pub mod testing;
 pub mod xray;
 
 pub use archive::{Archive, ArchiveError, PayloadRef};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{Config, ConfigError};
 pub use envelope::{Envelope, EventId, SourceName};
-pub use handler::{Delivery, Handled, Handler, HandlerError, Handlers};
+pub use handler::{Context, Delivery, Handled, Handler, HandlerError, Handlers, ResultExt};
 pub use ledger::{EventRecord, EventStatus, Ledger, LedgerError};
 pub use processor::{BatchOutcome, Processor, RecordOutcome};
 pub use queue::{Queue, QueueError};

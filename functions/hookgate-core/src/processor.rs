@@ -19,37 +19,34 @@
 //! ledger has started one.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::stream::{self, StreamExt};
-use futures::FutureExt;
 use tracing::{debug, error, info, warn, Instrument};
 
-use crate::archive::{Archive, ArchiveError, PayloadRef};
+use crate::archive::Archive;
 use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::ArchiveConfig;
 use crate::config::{Config, ProcessorConfig};
-use crate::envelope::{Envelope, QueuedEvent};
-use crate::handler::{HandlerError, Handlers};
-use crate::ledger::{
-    truncate_error, Attempt, AttemptEnd, AttemptStart, EventStatus, Ledger, LedgerError,
-    StartOutcome,
-};
-use crate::ledger::{PayloadStore, PayloadWrite};
+use crate::envelope::QueuedEvent;
+use crate::handler::Handlers;
+use crate::ledger::{AttemptEnd, Ledger, LedgerError};
 use crate::metrics::{self, Metrics};
-use crate::payload::{self, Placement};
-use crate::pending::{PendingCompletion, PendingCompletions, Take};
+use crate::pending::{PendingCompletion, PendingCompletions};
 use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
 use crate::xray::AWS_TRACE_HEADER;
 
+mod decide;
 mod malformed;
 mod observation;
+mod stages;
 
+use decide::{decide, Verdict};
 use observation::{Counted, Ran};
+use stages::Window;
 
 /// What happened to one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,7 +372,8 @@ impl Processor {
         self.metrics.observe(&observation);
     }
 
-    /// Runs one record: its outcome, and how long its handler ran if it did.
+    /// Runs one record through the stages: its outcome, and how long its handler ran if it
+    /// did. Each stage either hands the record to the next or settles it itself.
     async fn run(
         &self,
         queued: QueuedEvent,
@@ -385,375 +383,41 @@ impl Processor {
         received: Instant,
     ) -> Ran {
         let now = self.clock.now();
-        if deadline.since(now) < margin {
-            info!(
-                remaining_ms = deadline.since(now).as_millis(),
-                "too close to the deadline; handed back"
-            );
-            let error = "handed back before the invocation's deadline".to_owned();
-            return self
-                .settle(message, error, Settle::Retry(Duration::ZERO), received)
-                .await
-                .into();
-        }
-        match self.pending.take(&queued.envelope.event_id) {
-            Take::None => {}
-            Take::InFlight => {
-                let error = "its handler succeeded before; that completion is being recorded now"
-                    .to_owned();
-                let delay = self
-                    .backoff
-                    .delay(message.receive_count, None, &mut rand::rng());
-                return self
-                    .settle(message, error, Settle::Retry(delay), received)
-                    .await
-                    .into();
-            }
-            Take::Ready(kept) => {
-                if let Some(outcome) = self.record_kept_first(kept, message, received).await {
-                    return outcome.into();
-                }
-            }
-        }
-        let payload = match self.keep_payload(&queued, message.receive_count).await {
-            Ok(payload) => payload,
-            Err(e) => {
-                warn!(error = %e, "cannot archive the payload; the handler waits for it");
-                let delay = self
-                    .backoff
-                    .delay(message.receive_count, None, &mut rand::rng());
-                return self
-                    .settle(message, e.to_string(), Settle::Retry(delay), received)
-                    .await
-                    .into();
-            }
-        };
-        let QueuedEvent {
-            envelope,
-            generation,
-            pointer,
-        } = queued;
-        let start = AttemptStart {
-            event_id: envelope.event_id.clone(),
-            source: envelope.source.clone(),
-            event_type: envelope.event_type.clone(),
-            received_at: envelope.received_at,
-            expires_at: now.plus(self.dedup_window).ceil_secs(),
+        let window = Window {
             now,
-            lease_until: deadline,
-            lease_token: uuid::Uuid::new_v4().to_string(),
-            generation,
-            payload,
+            deadline,
+            margin,
+            received,
         };
-        let attempt = match self.ledger.start_attempt(&start).await {
-            Ok(StartOutcome::Started { attempt }) => {
-                tracing::Span::current().record("attempt", attempt);
-                attempt
-            }
-            Ok(StartOutcome::AlreadyProcessed) => {
-                info!("already processed; acknowledged without running the handler");
-                return RecordOutcome::AlreadyProcessed.into();
-            }
-            Ok(StartOutcome::Superseded { current }) => {
-                info!(
-                    current,
-                    "superseded by a replay; acknowledged without running the handler"
-                );
-                return RecordOutcome::Superseded { current }.into();
-            }
-            Ok(StartOutcome::Leased { until }) => {
-                info!(lease_until = %until, "leased by another consumer; backing off");
-                let error = format!("leased by another consumer until {until}");
-                let wait = until.since(now) + Duration::from_secs(1);
-                return self
-                    .settle(message, error, Settle::Retry(wait), received)
-                    .await
-                    .into();
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot start the attempt");
-                let delay = self
-                    .backoff
-                    .delay(message.receive_count, None, &mut rand::rng());
-                return self
-                    .settle(message, e.to_string(), Settle::Retry(delay), received)
-                    .await
-                    .into();
-            }
+        // 1. Start: hand back near the deadline, record a kept success first, keep the
+        //    payload, take the lease.
+        let started = match self.start(queued, message, &window).await {
+            Ok(started) => started,
+            Err(outcome) => return outcome.into(),
         };
-
-        let envelope = match pointer {
-            None => envelope,
-            Some(pointer) => match self.load_body(envelope, &pointer).await {
-                Ok(envelope) => envelope,
-                Err(BodyError::Unavailable(e)) => {
-                    warn!(error = %e, "cannot read the payload from the archive");
-                    return self
-                        .end_without_running(
-                            &start.event_id,
-                            attempt,
-                            now,
-                            e,
-                            false,
-                            message,
-                            received,
-                        )
-                        .await
-                        .into();
-                }
-                Err(BodyError::Lost(e)) => {
-                    error!(error = %e, "payload lost; to the DLQ");
-                    return self
-                        .end_without_running(
-                            &start.event_id,
-                            attempt,
-                            now,
-                            e,
-                            true,
-                            message,
-                            received,
-                        )
-                        .await
-                        .into();
-                }
-            },
+        // 2. Invoke: read a claim-checked body, run the handler under its timeout, its panic
+        //    caught.
+        let invoked = match self.invoke(started, message, &window).await {
+            Ok(invoked) => invoked,
+            Err(outcome) => return outcome.into(),
         };
-        let handler = self
-            .handlers
-            .find(envelope.source.as_str(), &envelope.event_type);
-        let budget = Duration::from_secs(self.settings.handler_timeout_secs)
-            .min(deadline.since(now).saturating_sub(margin / 2));
-        let started = Instant::now();
-        // A panic in the handler is caught here and fails this record only; the timeout drops
-        // (cancels) a handler that overruns. No task per record: spawning one cost about as much
-        // as the rest of the record's work together (see benches/processor.rs).
-        let call = AssertUnwindSafe(async move { handler.handle(envelope).await }).catch_unwind();
-        let result = match tokio::time::timeout(budget, call).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_panic)) => Err(HandlerError::retry("handler panicked")),
-            Err(_) => Err(HandlerError::retry(format!(
-                "handler timed out after {} ms",
-                budget.as_millis()
-            ))),
-        };
-        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-
-        let last_receive = message.receive_count >= self.settings.max_receive_count;
-        let redriven = message
-            .attributes
-            .get(attr::REDRIVEN_AT)
-            .map(|at| format!("redriven from the DLQ at {at}"));
-        let (status, settle, outcome_note) = match &result {
-            Ok(_) => (EventStatus::Processed, None, None),
-            Err(e) if e.permanent => (
-                EventStatus::DeadLettered,
-                Some(Settle::MoveToDlq),
-                Some("permanent failure: moved to the DLQ".to_owned()),
-            ),
-            Err(_) if last_receive => (
-                EventStatus::DeadLettered,
-                Some(Settle::Redrive),
-                Some(format!(
-                    "receive {} of {}: the redrive policy moves it to the DLQ",
-                    message.receive_count, self.settings.max_receive_count
-                )),
-            ),
-            Err(e) => {
-                let delay =
-                    self.backoff
-                        .delay(message.receive_count, e.retry_after, &mut rand::rng());
-                (EventStatus::Failed, Some(Settle::Retry(delay)), None)
-            }
-        };
-        let delivery = match &result {
-            Ok(handled) => handled.delivery.as_ref(),
-            Err(e) => e.delivery.as_ref(),
-        };
-        let note = match (redriven, outcome_note) {
-            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
-            (a, b) => a.or(b),
-        };
-        let end = AttemptEnd {
-            event_id: start.event_id,
-            attempt: Attempt {
-                attempt,
-                at: now,
-                duration_ms,
-                success: result.is_ok(),
-                error: result.as_ref().err().map(|e| truncate_error(&e.message)),
-                note,
-                url: delivery.map(|d| d.url.clone()),
-                status_code: delivery.and_then(|d| d.status_code),
-            },
-            status,
-            now: self.clock.now(),
-        };
-        let recorded = self.record_end(&end).await;
-        let outcome = match result {
-            Ok(_) if recorded => {
-                info!(attempt, duration_ms, "event processed");
-                RecordOutcome::Processed
-            }
-            Ok(_) => {
-                // Not acknowledged: the ledger would claim the event still runs. The lease
-                // keeps a concurrent copy away; the kept completion keeps this container from
-                // running the handler again on the redelivery (see `crate::pending`).
-                let mut kept = end;
-                kept.attempt.note = Some(match kept.attempt.note.take() {
-                    Some(note) => format!("{note}; {RECORDED_LATE}"),
-                    None => RECORDED_LATE.to_owned(),
-                });
-                if self.pending.keep(kept) {
-                    warn!(attempt, "success kept to be recorded before any rerun");
-                } else {
-                    error!(
-                        attempt,
-                        "too many unrecorded successes kept; a redelivery may run the handler again"
-                    );
-                }
-                let error = "handler succeeded but the ledger could not record it".to_owned();
-                let delay = self
-                    .backoff
-                    .delay(message.receive_count, None, &mut rand::rng());
-                self.settle(message, error, Settle::Retry(delay), received)
-                    .await
-            }
-            Err(e) => {
-                warn!(attempt, duration_ms, status = %status, error = %truncate_error(&e.message), "attempt failed");
-                let how = settle.unwrap_or(Settle::Retry(Duration::ZERO));
-                self.settle(message, e.message, how, received).await
-            }
-        };
+        // 3. Decide: a pure function of the result, the receive count and the maximum.
+        let decision = decide(
+            Verdict::from(&invoked.result),
+            message.receive_count,
+            self.settings.max_receive_count,
+        );
+        // 4. Record the attempt's end (a success the ledger cannot take is kept).
+        let recorded = self.record(&invoked, decision, message, now).await;
+        // 5. Settle the message: acknowledge, back off, or dead-letter.
+        let handler_ms = Some(invoked.duration_ms);
+        let outcome = self
+            .conclude(invoked, decision, recorded, message, received)
+            .await;
         Ran {
             outcome,
-            handler_ms: Some(duration_ms),
+            handler_ms,
         }
-    }
-
-    /// Keeps the payload of an event first taken (see [`crate::payload`]): the ledger write
-    /// recording it (inline, or an archive object this puts first), or `None` when there is
-    /// nothing to record. The ledger records it only if it has none yet.
-    async fn keep_payload(
-        &self,
-        queued: &QueuedEvent,
-        receive_count: u32,
-    ) -> Result<Option<PayloadWrite>, ArchiveError> {
-        let envelope = &queued.envelope;
-        if let Some(pointer) = &queued.pointer {
-            // The receiver archived it; record what the pointer says.
-            return Ok(Some(PayloadWrite {
-                info: crate::ledger::PayloadInfo {
-                    bytes: pointer.size,
-                    sha256: pointer.sha256.clone(),
-                    stored: PayloadStore::Archive,
-                },
-                inline: None,
-            }));
-        }
-        match payload::placement(envelope, &self.archive_config) {
-            Placement::Inline(compressed) => Ok(Some(payload::write_for(
-                envelope,
-                PayloadStore::Inline,
-                Some(compressed),
-            ))),
-            Placement::Archive | Placement::ClaimCheck => {
-                let Some(archive) = &self.archive else {
-                    return Ok(None);
-                };
-                // A redelivery may find it archived by an earlier receive: a HEAD, not a PUT.
-                if receive_count > 1 && archive.exists(&envelope.event_id).await? {
-                    return Ok(Some(payload::write_for(
-                        envelope,
-                        PayloadStore::Archive,
-                        None,
-                    )));
-                }
-                archive.put(envelope).await?;
-                Ok(Some(payload::write_for(
-                    envelope,
-                    PayloadStore::Archive,
-                    None,
-                )))
-            }
-            Placement::NotKept => Ok(None),
-        }
-    }
-
-    /// The body a pointer message names, read from the archive and checked against the
-    /// pointer's size and SHA-256.
-    async fn load_body(
-        &self,
-        envelope: Envelope,
-        pointer: &PayloadRef,
-    ) -> Result<Envelope, BodyError> {
-        let Some(archive) = &self.archive else {
-            return Err(BodyError::Lost(format!(
-                "payload_missing: the body is in the archive ({}) but no archive is configured",
-                pointer.key
-            )));
-        };
-        match archive.get(&envelope.event_id).await {
-            Ok(Some(archived)) if pointer.matches(&archived.body) => Ok(Envelope {
-                body: archived.body,
-                ..envelope
-            }),
-            Ok(Some(_)) => Err(BodyError::Lost(format!(
-                "payload_corrupt: the archived body does not match the message's size {} and SHA-256 {}",
-                pointer.size, pointer.sha256
-            ))),
-            Ok(None) => Err(BodyError::Lost(format!(
-                "payload_missing: no archived payload at {}",
-                pointer.key
-            ))),
-            Err(ArchiveError::Corrupt(e)) => Err(BodyError::Lost(format!("payload_corrupt: {e}"))),
-            Err(ArchiveError::Unavailable(e)) => Err(BodyError::Unavailable(format!(
-                "archive unavailable: {e}"
-            ))),
-        }
-    }
-
-    /// Ends an attempt whose handler could not run because its body could not be read:
-    /// retried later (`lost` false), or dead-lettered at once with the reason (`lost`).
-    #[allow(clippy::too_many_arguments)]
-    async fn end_without_running(
-        &self,
-        event_id: &crate::envelope::EventId,
-        attempt: u32,
-        at: Timestamp,
-        error: String,
-        lost: bool,
-        message: &ReceivedMessage,
-        received: Instant,
-    ) -> RecordOutcome {
-        let (status, how, note) = if lost {
-            (
-                EventStatus::DeadLettered,
-                Settle::MoveToDlq,
-                Some("permanent failure: moved to the DLQ".to_owned()),
-            )
-        } else {
-            let delay = self
-                .backoff
-                .delay(message.receive_count, None, &mut rand::rng());
-            (EventStatus::Failed, Settle::Retry(delay), None)
-        };
-        let end = AttemptEnd {
-            event_id: event_id.clone(),
-            attempt: Attempt {
-                attempt,
-                at,
-                duration_ms: 0,
-                success: false,
-                error: Some(truncate_error(&error)),
-                note,
-                url: None,
-                status_code: None,
-            },
-            status,
-            now: self.clock.now(),
-        };
-        self.record_end(&end).await;
-        self.settle(message, error, how, received).await
     }
 
     /// Records the end of an attempt, retrying a transient ledger failure a few times.
@@ -936,5 +600,94 @@ fn received_message(record: &SqsMessage) -> ReceivedMessage {
             .iter()
             .filter_map(|(k, v)| Some((k.clone(), v.string_value.clone()?)))
             .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_lambda_events::event::sqs::SqsMessageAttribute;
+
+    use super::*;
+    use crate::memory::{MemoryLedger, MemoryQueue};
+
+    fn record(id: Option<&str>) -> SqsMessage {
+        let mut r = SqsMessage::default();
+        r.message_id = id.map(str::to_owned);
+        r.receipt_handle = Some("handle".into());
+        r.body = Some("not an envelope".into());
+        r
+    }
+
+    #[test]
+    fn batch_item_failures_name_exactly_the_failed_records() {
+        let failed = |dead_lettered| RecordOutcome::Failed {
+            error: "x".into(),
+            retry_in: None,
+            dead_lettered,
+        };
+        let outcome = BatchOutcome {
+            records: vec![
+                ("a".into(), RecordOutcome::Processed),
+                ("b".into(), failed(false)),
+                ("c".into(), RecordOutcome::AlreadyProcessed),
+                ("d".into(), RecordOutcome::Superseded { current: 2 }),
+                ("e".into(), RecordOutcome::MovedToDlq { error: "x".into() }),
+                ("f".into(), failed(true)),
+            ],
+        };
+        let named: Vec<String> = outcome
+            .to_response()
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect();
+        assert_eq!(named, ["b", "f"]);
+        assert_eq!(outcome.failed_ids().collect::<Vec<_>>(), ["b", "f"]);
+    }
+
+    #[test]
+    fn a_lambda_record_reads_as_a_received_message() {
+        let mut r = record(Some("m-1"));
+        r.attributes
+            .insert("ApproximateReceiveCount".into(), "3".into());
+        r.attributes
+            .insert(AWS_TRACE_HEADER.into(), "Root=1-abc".into());
+        let mut attribute = SqsMessageAttribute::default();
+        attribute.string_value = Some("demo:1".into());
+        r.message_attributes
+            .insert(attr::EVENT_ID.into(), attribute);
+        r.message_attributes
+            .insert("binary".into(), SqsMessageAttribute::default());
+        let m = received_message(&r);
+        assert_eq!((m.message_id.as_str(), m.receive_count), ("m-1", 3));
+        assert_eq!(m.trace_header.as_deref(), Some("Root=1-abc"));
+        assert_eq!(
+            m.attributes,
+            BTreeMap::from([(attr::EVENT_ID.to_owned(), "demo:1".to_owned())]),
+            "attributes without a string value are left out"
+        );
+        // No count (a hand-made event): the first receive.
+        r.attributes.clear();
+        assert_eq!(received_message(&r).receive_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_a_record_it_cannot_name_fails_whole() {
+        let config = Config::from_toml("").unwrap();
+        let processor = Processor::new(
+            &config,
+            Arc::new(MemoryLedger::new()),
+            Arc::new(MemoryQueue::new(Duration::from_secs(30))),
+            Handlers::new(),
+        );
+        for id in [None, Some("")] {
+            let mut batch = SqsEvent::default();
+            batch.records = vec![record(Some("fine")), record(id)];
+            assert_eq!(
+                processor.process_batch(&batch, None).await,
+                Err(BatchError::UnidentifiableRecord),
+                "{id:?}"
+            );
+        }
     }
 }

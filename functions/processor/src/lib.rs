@@ -1,8 +1,7 @@
 //! The processor Lambda's adapter: an SQS event source batch ↔ the processor core.
 //!
-//! Register your handlers in [`handlers`]; everything else is configuration.
-
-pub mod handlers;
+//! Your handlers come from the `handlers` crate (`functions/handlers`); everything else is
+//! configuration.
 
 use std::sync::Arc;
 

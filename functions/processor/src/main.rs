@@ -6,6 +6,6 @@ use lambda_runtime::{run, service_fn, Error};
 async fn main() -> Result<(), Error> {
     // Lambda's log format and level: see hookgate_core::telemetry.
     hookgate_core::telemetry::init_lambda()?;
-    let app = processor::App::from_env(processor::handlers::handlers()).await?;
+    let app = processor::App::from_env(handlers::handlers()).await?;
     run(service_fn(|event| app.handle(event))).await
 }

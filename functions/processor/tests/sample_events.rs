@@ -31,7 +31,7 @@ async fn a_good_batch_has_no_failures_and_is_recorded() {
         &Config::from_toml("").unwrap(),
         ledger.clone(),
         Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
-        processor::handlers::handlers(),
+        handlers::handlers(),
     );
     let response = app
         .handle(LambdaEvent::new(load("sqs-batch.json"), context()))
@@ -62,7 +62,7 @@ async fn a_bad_record_is_the_one_batch_item_failure() {
         &Config::from_toml("").unwrap(),
         Arc::new(MemoryLedger::new()),
         Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
-        processor::handlers::handlers(),
+        handlers::handlers(),
     );
     let response = app
         .handle(LambdaEvent::new(
@@ -92,7 +92,7 @@ async fn the_sample_batch_is_counted_record_by_record() {
         &Config::from_toml("").unwrap(),
         Arc::new(MemoryLedger::new()),
         Arc::new(MemoryQueue::new(std::time::Duration::from_secs(30))),
-        processor::handlers::handlers(),
+        handlers::handlers(),
     )
     .with_metrics(metrics.clone());
     app.handle(LambdaEvent::new(

@@ -37,7 +37,7 @@ use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::envelope::{Envelope, SourceName};
-use crate::handler::{Delivery, Handled, Handler, HandlerError, Handlers};
+use crate::handler::{Context, Delivery, Handled, Handler, HandlerError, Handlers};
 use crate::secret::Secret;
 use crate::signature::StandardWebhooks;
 use address::{GuardedResolver, RefusedAddress};
@@ -431,7 +431,7 @@ impl Forwarder {
 
 #[async_trait]
 impl Handler for Forwarder {
-    async fn handle(&self, event: Envelope) -> Result<Handled, HandlerError> {
+    async fn handle(&self, event: Envelope, _cx: &Context) -> Result<Handled, HandlerError> {
         self.deliver(&event).await
     }
 }
