@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config_choice;
+pub mod console;
 pub mod dlq_command;
 pub mod events;
 pub mod header_limits;

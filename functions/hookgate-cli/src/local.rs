@@ -19,6 +19,8 @@
 //!   listens on 127.0.0.1 by default, and the counters name sources and event types only —
 //!   never an event id, a header, a secret or a payload.
 //! - `GET /healthz`: liveness.
+//! - `/console`: the operator console (see [`crate::console`]); on a non-loopback address it
+//!   asks for the `[admin] token`.
 //!
 //! Every route: a request over the header limits of [`crate::header_limits`] is answered
 //! `431 headers_too_large` in JSON; the server's timeouts and connection cap are
@@ -48,6 +50,7 @@ use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue,
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::console::{login_required, ConsoleAccess, ConsoleBackend};
 use crate::http_server::{is_body_read_timeout, ServerLimits};
 
 /// The receiver, the processor and the status API over one pair of ports.
@@ -60,6 +63,10 @@ pub struct LocalStack {
     dead_letters: Option<Arc<DeadLetters>>,
     metrics: Arc<MetricsRegistry>,
     server_limits: ServerLimits,
+    console: Arc<ConsoleBackend>,
+    admin_token: Option<hookgate_core::Secret>,
+    /// Whether the console asks for the admin token (see [`LocalStack::with_console_login`]).
+    console_login: bool,
 }
 
 /// A configuration the local stack cannot run.
@@ -117,6 +124,8 @@ impl LocalStack {
         if let Some(archive) = archive {
             processor = processor.with_archive(archive);
         }
+        let console = ConsoleBackend::new(ledger.clone(), replayer.clone(), config)
+            .with_metrics(metrics.clone());
         Ok(Self {
             receiver: Arc::new(receiver),
             status: Arc::new(StatusApi::new(ledger.clone(), access).with_replayer(replayer)),
@@ -126,7 +135,17 @@ impl LocalStack {
             dead_letters: None,
             metrics,
             server_limits: ServerLimits::default(),
+            console: Arc::new(console),
+            admin_token: config.admin.token.clone(),
+            console_login: false,
         })
+    }
+
+    /// The same stack with its console asking for the admin token even on loopback (it always
+    /// does on any other address: [`LocalStack::serve`] decides from the listener).
+    pub fn with_console_login(mut self, required: bool) -> Self {
+        self.console_login = required;
+        self
     }
 
     /// The same stack with its HTTP server's timeouts and connection cap set to `limits`.
@@ -142,11 +161,15 @@ impl LocalStack {
 
     /// The same stack with DLQ tools over `dlq` (the queue's dead-letter queue).
     pub fn with_dlq(mut self, dlq: Arc<dyn Queue>) -> Self {
-        self.dead_letters = Some(Arc::new(DeadLetters::new(
+        let tools = Arc::new(DeadLetters::new(
             self.queue.clone(),
             dlq,
             self.ledger.clone(),
-        )));
+        ));
+        if let Some(console) = Arc::get_mut(&mut self.console) {
+            console.dead_letters = Some(tools.clone());
+        }
+        self.dead_letters = Some(tools);
         self
     }
 
@@ -210,6 +233,13 @@ impl LocalStack {
                 ))
             })
             .with_state(state)
+            .merge(crate::console::router(
+                self.console.clone(),
+                Arc::new(ConsoleAccess::new(
+                    self.admin_token.clone(),
+                    self.console_login,
+                )),
+            ))
             .layer(axum::middleware::from_fn(
                 crate::header_limits::refuse_oversized_headers,
             ))
@@ -217,7 +247,7 @@ impl LocalStack {
 
     /// Serves HTTP on `listener` and runs the processor until `shutdown` completes.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
@@ -227,6 +257,9 @@ impl LocalStack {
                  GET /events/{{id}}, /dlq) are closed and answer 401"
             );
         }
+        let addr = listener.local_addr()?;
+        self.console_login = login_required(addr.ip(), self.console_login);
+        info!("operator console on http://{addr}/console");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let events = EventSource::new(self.queue.clone(), self.processor.clone());
         let mut stopped = stop_rx.clone();

@@ -52,7 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use emf::Emf;
-pub use registry::MetricsRegistry;
+pub use registry::{MetricsRegistry, SourceTotals, LATENCY_BUCKETS_MS};
 pub use series::{SeriesLimits, OTHER_TYPE};
 
 /// The `source` of a request to no configured source, and of a record that is not an envelope.

@@ -22,6 +22,29 @@ const BUCKETS_MS: [u64; 16] = [
     3_600_000,
 ];
 
+/// Upper bounds of the latency buckets of [`SourceTotals::latency_buckets`], in milliseconds;
+/// the last bucket holds what is over the last bound.
+pub const LATENCY_BUCKETS_MS: [u64; 16] = BUCKETS_MS;
+
+/// One source's counts, summed over its types ([`MetricsRegistry::snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceTotals {
+    /// Each counter, indexed as [`Counter::ALL`].
+    pub counts: [u64; Counter::ALL.len()],
+    /// Rejections by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Each latency's observations per bucket (not cumulative), indexed as [`Latency::ALL`];
+    /// one more bucket than [`LATENCY_BUCKETS_MS`] for those over its last bound.
+    pub latency_buckets: [[u64; BUCKETS_MS.len() + 1]; Latency::ALL.len()],
+}
+
+impl SourceTotals {
+    /// How many times `counter` was counted.
+    pub fn count(&self, counter: Counter) -> u64 {
+        self.counts[counter.index()]
+    }
+}
+
 /// Counters and histograms by source and type.
 #[derive(Debug, Default)]
 pub struct MetricsRegistry {
@@ -114,6 +137,32 @@ impl MetricsRegistry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, BTreeMap<String, Series>>> {
         self.series.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Everything counted so far, per source, summed over types: what the operator console
+    /// samples to show the last hour.
+    pub fn snapshot(&self) -> BTreeMap<String, SourceTotals> {
+        let all = self.lock();
+        all.iter()
+            .map(|(source, types)| {
+                let mut totals = SourceTotals::default();
+                for s in types.values() {
+                    for (total, n) in totals.counts.iter_mut().zip(s.counts) {
+                        *total += n;
+                    }
+                    for (reason, n) in &s.rejected {
+                        *totals.rejected.entry((*reason).to_owned()).or_default() += n;
+                    }
+                    for (total, h) in totals.latency_buckets.iter_mut().zip(&s.latencies) {
+                        for (t, n) in total.iter_mut().zip(h.buckets) {
+                            *t += n;
+                        }
+                        total[BUCKETS_MS.len()] += h.count - h.buckets.iter().sum::<u64>();
+                    }
+                }
+                (source.clone(), totals)
+            })
+            .collect()
     }
 
     /// Everything counted so far, in the Prometheus text format (version 0.0.4).
@@ -303,6 +352,32 @@ mod tests {
             r.latency(Latency::ReceiveToProcessed, "demo", "push"),
             (0, 0)
         );
+    }
+
+    #[test]
+    fn a_snapshot_sums_each_source_over_its_types() {
+        let r = MetricsRegistry::new();
+        r.observe(&observation(&[Counter::Received, Counter::Enqueued]));
+        r.observe(&Observation {
+            event_type: "pull_request",
+            delivery_ms: Some(40),
+            ..observation(&[Counter::Processed])
+        });
+        r.observe(&Observation {
+            event_type: UNVERIFIED_TYPE,
+            reason: Some("signature_mismatch"),
+            delivery_ms: Some(4_000_000),
+            ..observation(&[Counter::Received, Counter::Rejected])
+        });
+        let snapshot = r.snapshot();
+        let demo = &snapshot["demo"];
+        assert_eq!(demo.count(Counter::Received), 2);
+        assert_eq!(demo.count(Counter::Processed), 1);
+        assert_eq!(demo.rejected["signature_mismatch"], 1);
+        let delivery = &demo.latency_buckets[0];
+        assert_eq!(delivery[3], 1, "40 ms is in the 50 ms bucket");
+        assert_eq!(delivery[LATENCY_BUCKETS_MS.len()], 1, "over the last bound");
+        assert_eq!(delivery.iter().sum::<u64>(), 2);
     }
 
     #[test]

@@ -1,0 +1,121 @@
+//! The operator console: server-rendered pages at `/console` over the ledger, the archive, the
+//! DLQ and the metrics — in `hookgate serve` next to the stack it runs, and in `hookgate
+//! console` over a deployment on AWS, read with the operator's own credentials (no admin route
+//! on API Gateway).
+//!
+//! - [`security`]: who may use it (loopback, or the admin token and a session cookie), CSRF on
+//!   every state-changing request, and the headers of every answer (a CSP of `'self'`).
+//! - [`views`]: what the pages show, made from records and payloads (never a secret or a
+//!   signature value).
+//! - [`pages`]: the routes and their askama templates (`templates/console/`); every value is
+//!   escaped by the templates, none is marked safe.
+//! - [`charts`]: the health page's SVG charts, drawn here.
+//! - [`sampler`]: the last hour of the metrics registry, one sample every few seconds.
+//! - [`assets`]: the CSS and the small script, embedded in the binary (no CDN, no Node).
+//!
+//! It reuses the core's tools: listings through [`Ledger::list_page`] (the by-status index,
+//! never a scan), replays through [`Replayer`], bulk replays through
+//! [`hookgate_core::replay::run_bulk`], the DLQ through [`DeadLetters`].
+
+pub mod assets;
+pub mod charts;
+pub mod pages;
+pub mod sampler;
+pub mod security;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use hookgate_core::dlq::DeadLetters;
+use hookgate_core::metrics::MetricsRegistry;
+use hookgate_core::replay::Replayer;
+use hookgate_core::{Config, Ledger};
+
+pub use security::{login_required, ConsoleAccess};
+
+/// One configured source, as the sources page shows it: never its secrets, only how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// Its name.
+    pub name: String,
+    /// Its signature scheme.
+    pub scheme: String,
+    /// How many secrets it has.
+    pub secrets: usize,
+    /// Its forward destination, without the query, if any.
+    pub destination: Option<String>,
+}
+
+/// The sources of `config`, by name.
+pub fn sources_of(config: &Config) -> Vec<SourceInfo> {
+    config
+        .sources
+        .iter()
+        .map(|(name, source)| SourceInfo {
+            name: name.to_string(),
+            scheme: source.scheme.name().to_owned(),
+            secrets: source.secrets.len(),
+            destination: source
+                .forward
+                .as_ref()
+                .map(|d| views::url_without_query(d.shown_url()).to_owned()),
+        })
+        .collect()
+}
+
+/// What the console reads and acts on.
+pub struct ConsoleBackend {
+    /// The ledger: listings, events, attempts.
+    pub ledger: Arc<dyn Ledger>,
+    /// Payloads and replays.
+    pub replayer: Arc<Replayer>,
+    /// The DLQ tools, when there is a DLQ.
+    pub dead_letters: Option<Arc<DeadLetters>>,
+    /// The last hour of the metrics, when this process counts them (the local stack).
+    pub sampler: Option<Arc<sampler::Sampler>>,
+    /// The configured sources.
+    pub sources: Vec<SourceInfo>,
+    /// Where the console looks: `local stack`, `AWS`.
+    pub place: String,
+}
+
+impl ConsoleBackend {
+    /// A backend without DLQ or metrics.
+    pub fn new(ledger: Arc<dyn Ledger>, replayer: Arc<Replayer>, config: &Config) -> Self {
+        Self {
+            ledger,
+            replayer,
+            dead_letters: None,
+            sampler: None,
+            sources: sources_of(config),
+            place: "local stack".to_owned(),
+        }
+    }
+
+    /// The same backend with the DLQ tools.
+    pub fn with_dead_letters(mut self, dead_letters: Arc<DeadLetters>) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
+    }
+
+    /// The same backend sampling `metrics` for the sources and health pages.
+    pub fn with_metrics(mut self, metrics: Arc<MetricsRegistry>) -> Self {
+        self.sampler = Some(Arc::new(sampler::Sampler::new(metrics)));
+        self
+    }
+
+    /// The same backend, saying it looks at `place`.
+    pub fn with_place(mut self, place: impl Into<String>) -> Self {
+        self.place = place.into();
+        self
+    }
+}
+
+/// The console's routes, under `/console`, with `access` deciding who may use them.
+pub fn router(backend: Arc<ConsoleBackend>, access: Arc<ConsoleAccess>) -> Router {
+    if let Some(sampler) = &backend.sampler {
+        sampler.start();
+    }
+    pages::router(backend, access)
+}
