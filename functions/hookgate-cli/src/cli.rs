@@ -79,6 +79,9 @@ pub enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Ask for the admin token at /console on loopback too (it always does elsewhere).
+        #[arg(long)]
+        console_login: bool,
     },
     /// Print the headers a source's provider would send with a body: its signature, the event
     /// type's header (--type) and any --header.
@@ -206,6 +209,10 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// The operator console in the browser, over a deployment on AWS (or moto, with
+    /// AWS_ENDPOINT_URL), read with your own credentials and region: no admin route is exposed
+    /// through API Gateway. Resource names as `hookgate setup` prints them.
+    Console(ConsoleArgs),
     /// Create the DynamoDB table, the SQS queue + DLQ and the S3 archive bucket (idempotent),
     /// and print the environment the functions and `serve --backend aws` need (nothing, and a
     /// non-zero exit, on failure).
@@ -224,6 +231,35 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+}
+
+/// `hookgate console`.
+#[derive(Debug, Clone, Args)]
+pub struct ConsoleArgs {
+    /// Address to listen on. On anything but loopback the admin token is required.
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    pub addr: SocketAddr,
+    /// The DynamoDB ledger table.
+    #[arg(long, env = "HOOKGATE_TABLE")]
+    pub table: String,
+    /// The SQS queue's URL.
+    #[arg(long, env = "HOOKGATE_QUEUE_URL")]
+    pub queue_url: String,
+    /// The dead-letter queue's URL (for the dead letters page).
+    #[arg(long, env = "HOOKGATE_DLQ_URL")]
+    pub dlq_url: Option<String>,
+    /// The payload archive bucket (for payloads and replays of archived events).
+    #[arg(long, env = "HOOKGATE_ARCHIVE_BUCKET")]
+    pub bucket: Option<String>,
+    /// The admin token the console's login form asks for (required off loopback).
+    #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Ask for the admin token on loopback too.
+    #[arg(long)]
+    pub require_login: bool,
+    /// For the sources, the archive settings and the claim timeout.
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 /// The `dlq` tools.

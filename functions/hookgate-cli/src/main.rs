@@ -96,6 +96,7 @@ async fn serve(
     addr: std::net::SocketAddr,
     backend: Backend,
     log_format: LogFormat,
+    console_login: bool,
 ) -> anyhow::Result<()> {
     init_logs(log_format, "info")?;
     let chosen = load_config(config.as_deref(), true)?;
@@ -133,6 +134,7 @@ async fn serve(
             }
         }
     };
+    let stack = stack.with_console_login(console_login);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -150,7 +152,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             addr,
             backend,
             log_format,
-        } => serve(config.config, addr, backend, log_format).await?,
+            console_login,
+        } => serve(config.config, addr, backend, log_format, console_login).await?,
+        Command::Console(args) => {
+            init_logs(LogFormat::Text, "info")?;
+            let config = load_config(args.config.config.as_deref(), false)?.config;
+            hookgate_cli::console::aws::run(&args, &config, shutdown_signal()).await?;
+        }
         Command::Sign(args) => {
             for (name, value) in provider_request(&args)?.headers {
                 println!("{name}: {value}");

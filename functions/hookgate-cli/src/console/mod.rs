@@ -11,6 +11,7 @@
 //!   escaped by the templates, none is marked safe.
 //! - [`charts`]: the health page's SVG charts, drawn here.
 //! - [`sampler`]: the last hour of the metrics registry, one sample every few seconds.
+//! - [`aws`]: `hookgate console`, the same pages over DynamoDB, SQS and S3.
 //! - [`assets`]: the CSS and the small script, embedded in the binary (no CDN, no Node).
 //!
 //! It reuses the core's tools: listings through [`Ledger::list_page`] (the by-status index,
@@ -18,6 +19,7 @@
 //! [`hookgate_core::replay::run_bulk`], the DLQ through [`DeadLetters`].
 
 pub mod assets;
+pub mod aws;
 pub mod charts;
 pub mod pages;
 pub mod sampler;
