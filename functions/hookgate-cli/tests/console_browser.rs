@@ -822,3 +822,233 @@ async fn hookgate_console_on_moto_lists_the_events_in_dynamodb() {
     browser.screenshot("").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_list_refreshes_itself_until_paused_and_finds_an_event_by_id() {
+    let _one = ONE_BROWSER.lock().await;
+    let served = serve(&[]);
+    let base = served.base.clone();
+    let browser = Browser::start("auto-refresh").await;
+    browser.goto(&format!("{base}/console")).await;
+    assert_eq!(browser.count("#no-events").await, 1);
+    browser
+        .script("window.__sameDocument = 'yes'; return null;")
+        .await;
+    let id = post_demo(&base, r#"{"live":1}"#, "application/json", "live").await;
+    let row = format!("tr.event-row[data-id=\"{id}\"]");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while browser.count(&row).await == 0 {
+        assert!(Instant::now() < deadline, "the new event never showed up");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        browser
+            .script("return window.__sameDocument || null;")
+            .await,
+        json!("yes"),
+        "refreshed in place"
+    );
+    // Paused: a newer event stays off the list until the operator reloads.
+    browser.click("#auto-refresh").await;
+    let later = post_demo(&base, r#"{"live":2}"#, "application/json", "live").await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        browser
+            .count(&format!("tr.event-row[data-id=\"{later}\"]"))
+            .await,
+        0,
+        "paused"
+    );
+    // Search by id: straight to the event.
+    let search = browser.client().find(Locator::Css("#f-id")).await.unwrap();
+    search.send_keys(&later).await.unwrap();
+    browser.click("#apply-filters").await;
+    browser
+        .client()
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#event-id"))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#event-id").await, later);
+    browser.screenshot("").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn bulk_replay_counts_first_then_replays() {
+    let _one = ONE_BROWSER.lock().await;
+    let served = serve(&[]);
+    let base = served.base.clone();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(
+            post_demo(
+                &base,
+                &format!("{{\"bulk\":{n}}}"),
+                "application/json",
+                "bulk",
+            )
+            .await,
+        );
+    }
+    let browser = Browser::start("bulk-replay").await;
+    browser
+        .until(
+            &format!("{base}/console?status=processed"),
+            SETTLE,
+            "three processed events",
+            AtLeast("tr.event-row", 3),
+        )
+        .await;
+    browser.goto(&format!("{base}/console/replay")).await;
+    browser
+        .script("document.getElementById('b-status').value = 'processed'; return null;")
+        .await;
+    browser.click("#bulk-dry-run").await;
+    browser
+        .client()
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#bulk-matched"))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#bulk-matched").await, "3");
+    // A replay needs its confirmation.
+    browser.click("#bulk-replay").await;
+    assert!(browser.text("[role=alert]").await.contains("confirmation"));
+    browser.click("#bulk-confirm").await;
+    browser.click("#bulk-replay").await;
+    browser
+        .client()
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#bulk-replayed"))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#bulk-replayed").await, "3");
+    browser.screenshot("").await;
+    for id in &ids {
+        browser
+            .until(
+                &event_url(&base, id),
+                SETTLE,
+                "a second processed attempt",
+                AtLeast("tr.timeline-row[data-outcome=ok]", 2),
+            )
+            .await;
+    }
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_dlq_is_purged_only_with_the_typed_confirmation() {
+    let _one = ONE_BROWSER.lock().await;
+    let served = serve(&[]);
+    let base = served.base.clone();
+    let id = post_zero_charge(&base, "evt_purge_me").await;
+    let browser = Browser::start("dlq-purge").await;
+    let row = format!("tr.dlq-row[data-id=\"{id}\"]");
+    browser
+        .until(
+            &format!("{base}/console/dlq"),
+            SETTLE,
+            "the event in the DLQ",
+            AtLeast(&row, 1),
+        )
+        .await;
+    // The wrong word: the browser's own check stops it, and the server's refuses it.
+    let confirm = browser
+        .client()
+        .find(Locator::Css("#purge-confirm"))
+        .await
+        .unwrap();
+    confirm.send_keys("yes").await.unwrap();
+    browser.click("#purge").await;
+    assert_eq!(browser.count(&row).await, 1, "not purged");
+    let csrf = browser
+        .script("return document.querySelector('meta[name=csrf-token]').content;")
+        .await;
+    let response = client()
+        .post(format!("{base}/console/dlq/purge"))
+        .form(&[("csrf", csrf.as_str().unwrap()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    browser.goto(&format!("{base}/console/dlq")).await;
+    let confirm = browser
+        .client()
+        .find(Locator::Css("#purge-confirm"))
+        .await
+        .unwrap();
+    confirm.send_keys("purge").await.unwrap();
+    browser.click("#purge").await;
+    browser
+        .client()
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#dlq-flash"))
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#dlq-flash").await, "Purged 1 message.");
+    assert_eq!(browser.count("#dlq-empty").await, 1);
+    browser.screenshot("").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn sources_and_health_show_the_last_hour() {
+    let _one = ONE_BROWSER.lock().await;
+    let served = serve(&[]);
+    let base = served.base.clone();
+    post_demo(&base, r#"{"n":1}"#, "application/json", "counted").await;
+    post_demo(&base, r#"{"n":2}"#, "application/json", "counted").await;
+    // One request with a bad signature: a rejection.
+    let refused = client()
+        .post(format!("{base}/webhooks/demo"))
+        .header("x-signature", format!("sha256={}", "0".repeat(64)))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let browser = Browser::start("sources-health").await;
+    browser
+        .until(
+            &format!("{base}/console/sources"),
+            SETTLE,
+            "two processed events counted",
+            TextContains("tr.source-row[data-source=demo]", "2"),
+        )
+        .await;
+    let demo: Vec<String> = {
+        let mut cells = Vec::new();
+        for cell in browser
+            .client()
+            .find_all(Locator::Css("tr.source-row[data-source=demo] td"))
+            .await
+            .unwrap()
+        {
+            cells.push(cell.text().await.unwrap());
+        }
+        cells
+    };
+    // name, scheme, secrets, destination, received, rejected, processed, failed
+    assert_eq!(demo[1], "hmac-sha256");
+    assert_eq!(demo[2], "1");
+    assert_eq!(demo[4], "3");
+    assert!(demo[5].contains("signature_mismatch: 1"), "{demo:?}");
+    assert_eq!(demo[6], "2");
+    let page = browser.client().source().await.unwrap();
+    assert!(!page.contains("local-demo-s3cr3t"), "never a secret");
+    browser.screenshot("sources").await;
+    browser.goto(&format!("{base}/console/health")).await;
+    assert_eq!(browser.count("figure.chart svg polyline").await, 5);
+    assert!(browser
+        .text("#rejections")
+        .await
+        .contains("signature_mismatch"));
+    browser.screenshot("").await;
+    browser.close().await;
+}

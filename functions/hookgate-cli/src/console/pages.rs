@@ -26,7 +26,7 @@ use hookgate_core::{Clock, EventId, SourceName, SystemClock, Timestamp};
 use serde::Deserialize;
 
 use super::charts::LineChart;
-use super::sampler::{failed, quantile_ms, sum};
+use super::sampler::{failed, per_minute, quantile_ms, sum};
 use super::security::{
     cleared_cookie_header, json_error, require_csrf, security_headers, session_cookie,
     session_cookie_header, ConsoleAccess, Visitor,
@@ -1173,26 +1173,20 @@ async fn health_page(
             StatusCode::OK,
         );
     };
-    let intervals = sampler.intervals();
-    let per_sec = |c: Counter| -> Vec<f64> {
-        intervals
-            .iter()
-            .map(|i| i.totals.count(c) as f64 / i.secs)
-            .collect()
-    };
+    let minutes = per_minute(&sampler.intervals(), SystemClock.now());
+    let count = |c: Counter| -> Vec<f64> { minutes.iter().map(|m| m.count(c) as f64).collect() };
     let latency = |q: f64| -> Vec<f64> {
-        intervals
+        minutes
             .iter()
-            .map(|i| {
-                quantile_ms(&i.totals.latency_buckets[Latency::Delivery as usize], q).unwrap_or(0)
-                    as f64
+            .map(|m| {
+                quantile_ms(&m.latency_buckets[Latency::Delivery as usize], q).unwrap_or(0) as f64
             })
             .collect()
     };
     let charts = vec![
-        LineChart::new("Processed", "events/s", &per_sec(Counter::Processed)),
-        LineChart::new("Received", "requests/s", &per_sec(Counter::Received)),
-        LineChart::new("Rejected", "requests/s", &per_sec(Counter::Rejected)),
+        LineChart::new("Processed", "events/min", &count(Counter::Processed)),
+        LineChart::new("Received", "requests/min", &count(Counter::Received)),
+        LineChart::new("Rejected", "requests/min", &count(Counter::Rejected)),
         LineChart::new("Delivery latency p50", "ms", &latency(0.5)),
         LineChart::new("Delivery latency p99", "ms", &latency(0.99)),
     ];

@@ -141,20 +141,45 @@ pub struct Interval {
 pub fn sum(all: &BTreeMap<String, SourceTotals>) -> SourceTotals {
     let mut out = SourceTotals::default();
     for t in all.values() {
-        for (o, n) in out.counts.iter_mut().zip(t.counts) {
-            *o += n;
-        }
-        for (reason, n) in &t.rejected {
-            *out.rejected.entry(reason.clone()).or_default() += n;
-        }
-        for (o, buckets) in out.latency_buckets.iter_mut().zip(&t.latency_buckets) {
-            for (o, n) in o.iter_mut().zip(buckets) {
-                *o += n;
-            }
-        }
+        add(&mut out, t);
     }
     out
 }
+
+/// Adds `t` to `into`, counter by counter.
+pub fn add(into: &mut SourceTotals, t: &SourceTotals) {
+    for (o, n) in into.counts.iter_mut().zip(t.counts) {
+        *o += n;
+    }
+    for (reason, n) in &t.rejected {
+        *into.rejected.entry(reason.clone()).or_default() += n;
+    }
+    for (o, buckets) in into.latency_buckets.iter_mut().zip(&t.latency_buckets) {
+        for (o, n) in o.iter_mut().zip(buckets) {
+            *o += n;
+        }
+    }
+}
+
+/// The last hour in [`MINUTES`] one-minute slots, oldest first, the last one ending at `now`:
+/// what the intervals ending in each slot counted (nothing where the process was not running).
+pub fn per_minute(intervals: &[Interval], now: Timestamp) -> Vec<SourceTotals> {
+    let mut slots = vec![SourceTotals::default(); MINUTES];
+    for interval in intervals {
+        let age_ms = now.as_millis() - interval.end.as_millis();
+        if age_ms < 0 {
+            continue;
+        }
+        let back = (age_ms / 60_000) as usize;
+        if back < MINUTES {
+            add(&mut slots[MINUTES - 1 - back], &interval.totals);
+        }
+    }
+    slots
+}
+
+/// Slots of [`per_minute`].
+pub const MINUTES: usize = 60;
 
 /// `a - b`, counter by counter (never below zero).
 pub fn minus(a: &SourceTotals, b: &SourceTotals) -> SourceTotals {
@@ -207,6 +232,24 @@ pub fn quantile_ms(buckets: &[u64], q: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_fall_in_the_minute_they_ended() {
+        let now = Timestamp::from_secs(10_000);
+        let mut totals = SourceTotals::default();
+        totals.counts[Counter::Processed as usize] = 3;
+        let at = |secs_ago: i64| Interval {
+            end: Timestamp::from_secs(10_000 - secs_ago),
+            secs: 10.0,
+            totals: totals.clone(),
+        };
+        let slots = per_minute(&[at(5), at(30), at(61), at(3600), at(-1)], now);
+        assert_eq!(slots.len(), MINUTES);
+        assert_eq!(slots[MINUTES - 1].count(Counter::Processed), 6);
+        assert_eq!(slots[MINUTES - 2].count(Counter::Processed), 3);
+        let all: u64 = slots.iter().map(|s| s.count(Counter::Processed)).sum();
+        assert_eq!(all, 9, "an hour ago and the future are out");
+    }
 
     #[test]
     fn quantiles_are_bucket_bounds() {
