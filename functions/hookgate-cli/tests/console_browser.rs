@@ -764,6 +764,29 @@ async fn a_post_without_the_csrf_token_is_refused() {
         .await
         .unwrap();
     assert_eq!(record["replays"], 0, "no replay went through");
+    // The same form with the page's token, as a browser without the script posts it: replayed,
+    // and back to the event.
+    browser.goto(&url).await;
+    let csrf = browser
+        .script("return document.querySelector('meta[name=csrf-token]').content;")
+        .await;
+    let response = client()
+        .post(format!("{url}/replay"))
+        .form(&[("csrf", csrf.as_str().unwrap()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.url().as_str().ends_with("?replayed=1"),
+        "{}",
+        response.url()
+    );
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Replayed: queued as generation 1."));
     browser.close().await;
 }
 
