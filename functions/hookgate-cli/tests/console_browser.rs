@@ -351,6 +351,17 @@ async fn events_sent_through_the_stack_appear_newest_first() {
     let processed = browser.text("a[data-status=processed] .count").await;
     assert_eq!(processed, "2");
     browser.screenshot("").await;
+    // At a phone's width the page does not scroll sideways (the table scrolls in its box).
+    browser.client().set_window_size(390, 844).await.unwrap();
+    browser.goto(&format!("{base}/console")).await;
+    assert_eq!(
+        browser
+            .script("return document.documentElement.scrollWidth <= window.innerWidth;")
+            .await,
+        json!(true),
+        "no sideways scrolling at 390 px"
+    );
+    browser.screenshot("phone").await;
     // Every console answer carries the CSP and the frame ban.
     let response = client()
         .get(format!("{base}/console"))
