@@ -50,6 +50,7 @@ use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue,
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::console::depth::{MemoryDepth, QueueDepth};
 use crate::console::{login_required, ConsoleAccess, ConsoleBackend};
 use crate::http_server::{is_body_read_timeout, ServerLimits};
 
@@ -188,12 +189,24 @@ impl LocalStack {
         Self::with_archive(
             &config,
             Arc::new(MemoryLedger::new()),
-            queue,
+            queue.clone(),
             Some(archive),
             handlers,
         )
         .unwrap_or_else(|e| panic!("a loaded config is valid: {e}"))
-        .with_dlq(dlq)
+        .with_dlq(dlq.clone())
+        .with_console_depth(Arc::new(MemoryDepth {
+            queue: queue.clone(),
+            dlq: Some(dlq),
+        }))
+    }
+
+    /// The same stack with its console reading the queues' depth from `depth`.
+    pub fn with_console_depth(mut self, depth: Arc<dyn QueueDepth>) -> Self {
+        if let Some(console) = Arc::get_mut(&mut self.console) {
+            console.depth = Some(depth);
+        }
+        self
     }
 
     /// The HTTP routes.

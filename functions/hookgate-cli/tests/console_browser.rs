@@ -851,6 +851,16 @@ async fn hookgate_console_on_moto_lists_the_events_in_dynamodb() {
         )
         .await;
     assert!(browser.text("header .place").await.contains(&aws.table));
+    // The queues' depth, from SQS's attributes.
+    browser
+        .goto(&format!("{}/console/health", console.base))
+        .await;
+    assert_eq!(
+        browser.count("#queues dd").await,
+        3,
+        "waiting, in flight, dead letters"
+    );
+    assert_eq!(browser.text("dd[data-queue='dead letters']").await, "0");
     browser.goto(&event_url(&console.base, &id)).await;
     assert!(browser.text("#payload").await.contains("\"on\": \"moto\""));
     browser.screenshot("").await;
@@ -1077,7 +1087,16 @@ async fn sources_and_health_show_the_last_hour() {
     let page = browser.client().source().await.unwrap();
     assert!(!page.contains("local-demo-s3cr3t"), "never a secret");
     browser.screenshot("sources").await;
-    browser.goto(&format!("{base}/console/health")).await;
+    post_zero_charge(&base, "evt_health_dead").await;
+    browser
+        .until(
+            &format!("{base}/console/health"),
+            SETTLE,
+            "one message in the DLQ",
+            TextContains("dd[data-queue='dead letters']", "1"),
+        )
+        .await;
+    assert_eq!(browser.text("dd[data-queue=waiting]").await, "0");
     assert_eq!(browser.count("figure.chart svg polyline").await, 5);
     assert!(browser
         .text("#rejections")

@@ -19,6 +19,7 @@ use hookgate_core::replay::Replayer;
 use hookgate_core::{Archive, Config, Secret};
 use tracing::{info, warn};
 
+use super::depth::SqsDepth;
 use super::security::{json_error, security_headers};
 use super::{login_required, ConsoleAccess, ConsoleBackend};
 use crate::cli::ConsoleArgs;
@@ -96,7 +97,12 @@ pub async fn run(
         bucket,
     );
     let place = format!("AWS · {}", args.table);
-    let backend = Arc::new(backend(&aws, config, &place));
+    let depth = SqsDepth {
+        client: aws_sdk_sqs::Client::new(&sdk),
+        queue_url: args.queue_url.clone(),
+        dlq_url: aws.dlq.as_ref().map(|d| d.queue_url().to_owned()),
+    };
+    let backend = Arc::new(backend(&aws, config, &place).with_depth(Arc::new(depth)));
     let access = Arc::new(ConsoleAccess::new(token, login));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -9,7 +9,7 @@
 //!   signature value).
 //! - [`pages`]: the routes and their askama templates (`templates/console/`); every value is
 //!   escaped by the templates, none is marked safe.
-//! - [`charts`]: the health page's SVG charts, drawn here.
+//! - [`charts`]: the health page's SVG charts, drawn here; [`depth`]: how deep the queues are.
 //! - [`sampler`]: the last hour of the metrics registry, one sample every few seconds.
 //! - [`aws`]: `hookgate console`, the same pages over DynamoDB, SQS and S3.
 //! - [`assets`]: the CSS and the small script, embedded in the binary (no CDN, no Node).
@@ -21,6 +21,7 @@
 pub mod assets;
 pub mod aws;
 pub mod charts;
+pub mod depth;
 pub mod pages;
 pub mod sampler;
 pub mod security;
@@ -76,6 +77,8 @@ pub struct ConsoleBackend {
     pub dead_letters: Option<Arc<DeadLetters>>,
     /// The last hour of the metrics, when this process counts them (the local stack).
     pub sampler: Option<Arc<sampler::Sampler>>,
+    /// How deep the queues are, when the backend can say.
+    pub depth: Option<Arc<dyn depth::QueueDepth>>,
     /// The configured sources.
     pub sources: Vec<SourceInfo>,
     /// Where the console looks: `local stack`, `AWS`.
@@ -90,6 +93,7 @@ impl ConsoleBackend {
             replayer,
             dead_letters: None,
             sampler: None,
+            depth: None,
             sources: sources_of(config),
             place: "local stack".to_owned(),
         }
@@ -104,6 +108,12 @@ impl ConsoleBackend {
     /// The same backend sampling `metrics` for the sources and health pages.
     pub fn with_metrics(mut self, metrics: Arc<MetricsRegistry>) -> Self {
         self.sampler = Some(Arc::new(sampler::Sampler::new(metrics)));
+        self
+    }
+
+    /// The same backend reading the queues' depth from `depth`.
+    pub fn with_depth(mut self, depth: Arc<dyn depth::QueueDepth>) -> Self {
+        self.depth = Some(depth);
         self
     }
 

@@ -1153,6 +1153,8 @@ async fn sources_page(
 #[template(path = "console/health.html")]
 struct HealthPage {
     nav: Nav,
+    queues: Vec<(&'static str, String)>,
+    queues_error: Option<String>,
     measured: bool,
     charts: Vec<LineChart>,
     rejections: Vec<(String, u64)>,
@@ -1162,10 +1164,34 @@ async fn health_page(
     State(pages): State<Pages>,
     Extension(visitor): Extension<Visitor>,
 ) -> Response {
+    let (queues, queues_error) = match &pages.backend.depth {
+        None => (
+            Vec::new(),
+            Some("this backend does not say how deep its queues are".to_owned()),
+        ),
+        Some(depth) => match depth.depth().await {
+            Ok(d) => {
+                let mut rows = vec![("waiting", d.waiting.to_string())];
+                if let Some(n) = d.in_flight {
+                    rows.push(("in flight", n.to_string()));
+                }
+                if let Some(n) = d.dead_letters {
+                    rows.push(("dead letters", n.to_string()));
+                }
+                (rows, None)
+            }
+            Err(e) => (
+                Vec::new(),
+                Some(format!("the queues could not be read: {e}")),
+            ),
+        },
+    };
     let Some(sampler) = &pages.backend.sampler else {
         return render(
             &HealthPage {
                 nav: Nav::new(&pages, &visitor, "health"),
+                queues,
+                queues_error,
                 measured: false,
                 charts: Vec::new(),
                 rejections: Vec::new(),
@@ -1194,6 +1220,8 @@ async fn health_page(
     render(
         &HealthPage {
             nav: Nav::new(&pages, &visitor, "health"),
+            queues,
+            queues_error,
             measured: true,
             charts,
             rejections: rejections.into_iter().collect(),
