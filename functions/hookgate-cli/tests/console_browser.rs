@@ -69,6 +69,7 @@ struct Browser {
     client: Option<Client>,
     driver: Child,
     name: String,
+    profile: PathBuf,
 }
 
 fn binary(env: &str, names: &[&str]) -> PathBuf {
@@ -114,13 +115,14 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
+        let profile =
+            std::env::temp_dir().join(format!("hookgate-chromium-{}", uuid::Uuid::new_v4()));
         let mut browser = Browser {
             client: None,
             driver,
             name: name.to_owned(),
+            profile: profile.clone(),
         };
-        let profile =
-            std::env::temp_dir().join(format!("hookgate-chromium-{}", uuid::Uuid::new_v4()));
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -134,7 +136,7 @@ impl Browser {
             }),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match ClientBuilder::new(connector.clone())
                 .capabilities(caps.clone())
@@ -237,8 +239,24 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        self.client.take();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A session a failed test left open: end the chromium processes of this test's own
+        // profile (and no other), which outlive their driver.
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                    let _ = Command::new("kill").arg(pid.to_string()).status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
