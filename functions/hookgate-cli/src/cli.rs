@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn the_console_listens_on_loopback_by_default() {
+        let Command::Console(args) = parse(&["console", "--table", "t", "--queue-url", "u"])
+            .unwrap()
+            .command
+        else {
+            panic!("not console");
+        };
+        assert_eq!(args.addr, "127.0.0.1:3001".parse().unwrap());
+        assert!(!args.require_login);
+        let Command::Serve {
+            addr,
+            console_login,
+            ..
+        } = parse(&["serve"]).unwrap().command
+        else {
+            panic!("not serve");
+        };
+        assert!(addr.ip().is_loopback() && !console_login);
+    }
+
+    #[test]
     fn redrive_without_arguments_names_all() {
         let e = redrive(&[]).unwrap_err();
         assert!(e.to_string().contains("--all"), "{e}");
