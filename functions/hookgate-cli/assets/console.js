@@ -71,4 +71,39 @@
       });
     });
   }
+  // Bulk replay with progress: the replay (not the dry run) starts in the background and its
+  // counts are shown as it goes. Without the script the form waits for the whole run.
+  var bulk = document.getElementById("bulk-form");
+  if (bulk) {
+    bulk.addEventListener("submit", function (e) {
+      var submitter = e.submitter;
+      if (!submitter || submitter.value !== "replay") { return; }
+      var confirmBox = document.getElementById("bulk-confirm");
+      if (!confirmBox || !confirmBox.checked) { return; } // the server explains
+      e.preventDefault();
+      var out = document.getElementById("bulk-progress");
+      document.querySelectorAll("main [role=alert]").forEach(function (n) { n.remove(); });
+      var body = new URLSearchParams(new FormData(bulk));
+      body.set("action", "replay");
+      out.className = "flash";
+      out.textContent = "Starting…";
+      // (`bulk.action` would be the buttons named "action", not the form's URL.)
+      fetch(bulk.getAttribute("action"), {
+        method: "POST", credentials: "same-origin", body: body,
+        headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
+      }).then(function (r) { return r.json(); }).then(function (answer) {
+        if (answer.error) { out.className = "flash error"; out.textContent = answer.message; return; }
+        var poll = setInterval(function () {
+          fetch(answer.progress_url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+            .then(function (r) { return r.json(); })
+            .then(function (run) {
+              var skipped = Object.keys(run.skipped || {}).map(function (k) { return k + " " + run.skipped[k]; }).join(", ");
+              out.textContent = (run.done ? "Done: replayed " : "Replaying: ") + run.replayed + " of " + run.matched +
+                " matched" + (skipped ? " (skipped: " + skipped + ")" : "") + (run.stopped ? "; stopped: " + run.stopped : "") + ".";
+              if (run.done) { clearInterval(poll); }
+            }).catch(function () {});
+        }, 500);
+      }).catch(function (err) { out.className = "flash error"; out.textContent = "Bulk replay failed: " + err; });
+    });
+  }
 })();

@@ -981,14 +981,19 @@ async fn bulk_replay_counts_first_then_replays() {
     assert!(browser.text("[role=alert]").await.contains("confirmation"));
     browser.click("#bulk-confirm").await;
     browser.click("#bulk-replay").await;
-    browser
-        .client()
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#bulk-replayed"))
-        .await
-        .unwrap();
-    assert_eq!(browser.text("#bulk-replayed").await, "3");
+    // The script follows the run in place.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let progress = browser.text("#bulk-progress").await;
+        if progress.contains("Done: replayed 3 of 3 matched") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress to the end: {progress:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     browser.screenshot("").await;
     for id in &ids {
         browser
@@ -1000,6 +1005,25 @@ async fn bulk_replay_counts_first_then_replays() {
             )
             .await;
     }
+    // Without the script, the same form waits for the run and shows its summary.
+    let csrf = browser
+        .script("return document.querySelector('meta[name=csrf-token]').content;")
+        .await;
+    let page = client()
+        .post(format!("{base}/console/replay"))
+        .form(&[
+            ("csrf", csrf.as_str().unwrap()),
+            ("status", "processed"),
+            ("action", "replay"),
+            ("confirm", "yes"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"id="bulk-replayed">3<"#), "{page}");
     browser.close().await;
 }
 

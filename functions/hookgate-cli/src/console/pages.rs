@@ -3,8 +3,8 @@
 //! sampler). Every state-changing route is a plain form `POST` (so it works without the
 //! script); the replay route also answers JSON to the script (`Accept: application/json`).
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use askama::Template;
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use hookgate_core::replay::{
     Replayer,
 };
 use hookgate_core::{Clock, EventId, SourceName, SystemClock, Timestamp};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::charts::LineChart;
 use super::sampler::{failed, per_minute, quantile_ms, sum};
@@ -45,6 +45,15 @@ pub const VIA: &str = "console";
 struct Pages {
     backend: Arc<ConsoleBackend>,
     access: Arc<ConsoleAccess>,
+    runs: Arc<Mutex<HashMap<String, BulkRun>>>,
+}
+
+/// A bulk replay started by the script, and how far it got.
+#[derive(Debug, Clone, Serialize)]
+struct BulkRun {
+    #[serde(flatten)]
+    summary: BulkSummary,
+    done: bool,
 }
 
 /// The routes, every one behind the security headers, the state-changing ones behind the
@@ -53,6 +62,7 @@ pub fn router(backend: Arc<ConsoleBackend>, access: Arc<ConsoleAccess>) -> Route
     let pages = Pages {
         backend,
         access: access.clone(),
+        runs: Arc::default(),
     };
     Router::new()
         .route("/console", get(events_page))
@@ -61,6 +71,7 @@ pub fn router(backend: Arc<ConsoleBackend>, access: Arc<ConsoleAccess>) -> Route
         .route("/console/events/{id}/payload", get(payload_download))
         .route("/console/events/{id}/replay", post(replay_one))
         .route("/console/replay", get(bulk_page).post(bulk_run))
+        .route("/console/replay/runs/{run}", get(bulk_progress))
         .route("/console/dlq", get(dlq_page))
         .route("/console/dlq/redrive", post(dlq_redrive))
         .route("/console/dlq/purge", post(dlq_purge))
@@ -826,10 +837,15 @@ impl ReplayTarget for ConsoleReplays<'_> {
 async fn bulk_run(
     State(pages): State<Pages>,
     Extension(visitor): Extension<Visitor>,
+    headers: HeaderMap,
     form: Result<Form<BulkForm>, FormRejection>,
 ) -> Response {
+    let json = wants_json(&headers);
     let f = form.ok().map(|Form(f)| f).unwrap_or_default();
     let bad = |f: BulkForm, text: String| {
+        if json {
+            return json_error(StatusCode::BAD_REQUEST, "invalid_bulk_replay", &text);
+        }
         bulk_page_with(
             &pages,
             &visitor,
@@ -875,6 +891,9 @@ async fn bulk_run(
         dry_run,
         ..BulkOptions::default()
     };
+    if json && !dry_run {
+        return start_bulk_run(&pages, filter, options);
+    }
     let summary = run_bulk(
         &ConsoleReplays(&pages.backend.replayer),
         &filter,
@@ -884,6 +903,77 @@ async fn bulk_run(
     )
     .await;
     bulk_page_with(&pages, &visitor, f, Some(summary), None, StatusCode::OK)
+}
+
+/// Starts a bulk replay in the background (the script follows it at
+/// `/console/replay/runs/{run}`): `202 {"run": …, "progress_url": …}`. The run's id comes from
+/// its filter, so the same filter while a run is going joins it rather than starting another.
+fn start_bulk_run(pages: &Pages, filter: BulkFilter, options: BulkOptions) -> Response {
+    let run = filter.run_id();
+    let answer = (
+        StatusCode::ACCEPTED,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({ "run": run, "progress_url": format!("/console/replay/runs/{run}") })
+            .to_string(),
+    )
+        .into_response();
+    {
+        let mut runs = pages.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        if runs.get(&run).is_some_and(|r| !r.done) {
+            return answer;
+        }
+        runs.insert(
+            run.clone(),
+            BulkRun {
+                summary: BulkSummary {
+                    run: run.clone(),
+                    ..BulkSummary::default()
+                },
+                done: false,
+            },
+        );
+    }
+    let backend = pages.backend.clone();
+    let runs = pages.runs.clone();
+    tokio::spawn(async move {
+        let record = |summary: &BulkSummary, done: bool| {
+            runs.lock().unwrap_or_else(PoisonError::into_inner).insert(
+                summary.run.clone(),
+                BulkRun {
+                    summary: summary.clone(),
+                    done,
+                },
+            );
+        };
+        let summary = run_bulk(
+            &ConsoleReplays(&backend.replayer),
+            &filter,
+            &options,
+            &|| false,
+            &mut |progress| record(progress, false),
+        )
+        .await;
+        tracing::info!(run = %summary.run, replayed = summary.replayed, "console bulk replay done");
+        record(&summary, true);
+    });
+    answer
+}
+
+/// `GET /console/replay/runs/{run}`: how far a bulk replay got.
+async fn bulk_progress(State(pages): State<Pages>, Path(run): Path<String>) -> Response {
+    let runs = pages.runs.lock().unwrap_or_else(PoisonError::into_inner);
+    match runs.get(&run) {
+        Some(state) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_string(state).unwrap_or_default(),
+        )
+            .into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "run_not_found",
+            "no such bulk replay",
+        ),
+    }
 }
 
 /// One DLQ row.
