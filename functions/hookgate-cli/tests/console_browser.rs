@@ -163,9 +163,13 @@ impl Browser {
         self.client().goto(url).await.unwrap();
     }
 
+    /// The text of the first element `css` matches, waiting up to 10 s for one (a page that
+    /// a click is still loading).
     async fn text(&self, css: &str) -> String {
         self.client()
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no {css}: {e}"))
             .text()
