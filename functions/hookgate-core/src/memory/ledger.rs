@@ -159,35 +159,6 @@ impl Ledger for MemoryLedger {
         Ok(ClaimOutcome::Claimed)
     }
 
-    async fn mark_queued(
-        &self,
-        event_id: &EventId,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(), LedgerError> {
-        let mut rows = self.lock();
-        match rows.get_mut(event_id) {
-            Some(row)
-                if row.record.status == EventStatus::Received
-                    && row.claim_token.as_deref() == Some(token) =>
-            {
-                row.record.status = EventStatus::Queued;
-                row.record.updated_at = now;
-                Ok(())
-            }
-            // Marked before by this very call: its answer was lost and the call retried.
-            Some(row)
-                if row.record.status == EventStatus::Queued
-                    && row.claim_token.as_deref() == Some(token) =>
-            {
-                Ok(())
-            }
-            _ => Err(LedgerError::Conflict(format!(
-                "{event_id} is not a received event claimed by this token"
-            ))),
-        }
-    }
-
     async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError> {
         let mut rows = self.lock();
         match rows.get(event_id) {
