@@ -20,4 +20,4 @@ pub mod simulation;
 
 pub use profile::{builtin, Profile, ProfileError};
 pub use report::{Latency, Limits, MinuteRow, Report};
-pub use simulation::{run, SimError};
+pub use simulation::{limits, run, SimError};

@@ -152,6 +152,19 @@ pub fn config_for(profile: &Profile) -> Result<Config, SimError> {
     Config::from_toml(&config_text(profile)).map_err(|e| SimError::Config(e.to_string()))
 }
 
+/// The limits `profile` runs against, at its scale.
+pub fn limits(profile: &Profile) -> Limits {
+    Limits {
+        scale: profile.scale,
+        max_in_flight: profile.scaled(hookgate_core::memory::SQS_MAX_IN_FLIGHT as f64) as usize,
+        index_partition_writes_per_sec: profile.scaled(f64::from(
+            hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
+        )) as u32,
+        table_key_writes_per_sec: hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
+        processor_concurrency: profile.scaled(f64::from(profile.processor_concurrency)) as u32,
+    }
+}
+
 /// Runs `profile`; `on_minute` sees each row as it is made (to print it as the run goes).
 pub async fn run(
     profile: &Profile,
@@ -163,15 +176,7 @@ pub async fn run(
     let config = config_for(profile)?;
     let clock = Arc::new(ManualClock::new(START));
     let dyn_clock: Arc<dyn Clock> = clock.clone();
-    let limits = Limits {
-        scale: profile.scale,
-        max_in_flight: profile.scaled(hookgate_core::memory::SQS_MAX_IN_FLIGHT as f64) as usize,
-        index_partition_writes_per_sec: profile.scaled(f64::from(
-            hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
-        )) as u32,
-        table_key_writes_per_sec: hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
-        processor_concurrency: profile.scaled(f64::from(profile.processor_concurrency)) as u32,
-    };
+    let limits = limits(profile);
     let queue_limits = QueueLimits {
         max_in_flight: limits.max_in_flight,
         ..QueueLimits::default()
