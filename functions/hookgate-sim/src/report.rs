@@ -160,6 +160,8 @@ pub struct Report {
     pub peak_in_flight: usize,
     /// Most writes to one index partition in one second over the run.
     pub peak_index_partition_writes: u32,
+    /// Most writes to the table in one second over the run.
+    pub peak_table_writes: u64,
     /// Table writes refused as throttled over the run.
     pub table_throttles: u64,
     /// Index writes over the per-partition limit over the run.
@@ -188,7 +190,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "simulated {} s: {} events accepted, {} messages sent, {} delivered ({} more than once), {} on the DLQ, {} requests refused\n\
-             peak in flight {} (limit {}), peak index partition {} writes/s (limit {}), throttles: table {}, index {}; receives at the in-flight limit {}\n",
+             peak in flight {} (limit {}), peak table {} writes/s, peak index partition {} writes/s (limit {}), throttles: table {}, index {}; receives at the in-flight limit {}\n",
             self.simulated.as_secs(),
             self.events_accepted,
             self.messages_sent,
@@ -198,6 +200,7 @@ impl Report {
             self.rejected,
             self.peak_in_flight,
             self.limits.max_in_flight,
+            self.peak_table_writes,
             self.peak_index_partition_writes,
             self.limits.index_partition_writes_per_sec,
             self.table_throttles,

@@ -340,6 +340,7 @@ pub async fn run(
             report.peak_index_partition_writes = report
                 .peak_index_partition_writes
                 .max(l.peak_index_partition_writes_per_sec);
+            report.peak_table_writes = report.peak_table_writes.max(l.peak_table_writes_per_sec);
             report.rejected += tally.rejected;
             last_receives_at_limit = q.receives_at_in_flight_limit;
             last_ledger = l;

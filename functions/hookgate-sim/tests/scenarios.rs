@@ -66,6 +66,10 @@ fn healthy_10k_every_event_is_processed_once_quickly_with_in_flight_bounded() {
         r.summary()
     );
     assert_eq!(r.receives_at_limit, 0);
+    // docs/scale.md's table line: four table writes per event (claim, mark queued, lease,
+    // finish), 40,000 writes/s at full scale.
+    let per_second = (10_000.0 * r.limits.scale).round() as u64;
+    assert_eq!(r.peak_table_writes, 4 * per_second, "{}", r.summary());
     for (source, latency) in &r.latency {
         assert!(latency.p99 <= P99_BOUND, "{source}: {latency:?}");
     }
