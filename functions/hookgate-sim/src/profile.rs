@@ -5,11 +5,14 @@
 //! `7d`, or sums of them (`10h30m`).
 //!
 //! **Scale.** A profile runs at `scale` (1 = full scale): every rate is multiplied by it, and so
-//! is every limit an aggregate rate runs into — the SQS in-flight limit, the writes per second of
-//! one index partition, the processor's concurrency — so every ratio that decides whether a
-//! design hits a wall is the same as at full scale, with `scale` times fewer events to run. The
-//! writes per second of one table partition key (one event id) are not scaled: an event's writes
-//! do not grow with the rate.
+//! are the limits a level or an aggregate rate runs into — the SQS in-flight limit and the
+//! processor's concurrency — so every ratio that decides whether a design hits a wall is the same
+//! as at full scale, with `scale` times fewer events to run. The writes of one index partition
+//! are counted against the full-scale limit (1,000) over a window of `1/scale` seconds instead of
+//! one: the same mean as a scaled limit per second, and the same bursts as at full scale (a
+//! limit of 10 writes per second at scale 0.01 would see hot partitions in mere chance
+//! collisions). The writes per second of one table partition key (one event id) are not scaled:
+//! an event's writes do not grow with the rate.
 
 use std::time::Duration;
 

@@ -30,7 +30,9 @@ pub struct MinuteRow {
     pub peak_in_flight: usize,
     /// Age of the oldest message on the queue at the end of the minute.
     pub oldest_age: Duration,
-    /// Most writes to one `by-status` index partition in one second during the minute.
+    /// Most writes to one `by-status` index partition in one index window (see [`Limits`])
+    /// seen during the minute: at a scale `s` the window is `1/s` s, so this is the full-scale
+    /// figure per second.
     pub peak_index_partition_writes: u32,
     /// That partition.
     pub peak_index_partition: String,
@@ -44,7 +46,7 @@ pub struct MinuteRow {
 
 impl MinuteRow {
     /// The column header of [`MinuteRow`]'s lines.
-    pub const HEADER: &'static str = "  min  accepted   dup  rejected  processed  retried  dlq  in_flight(peak)  oldest_s  idx_w/s(partition)  throttles(table/index)  recv_at_limit";
+    pub const HEADER: &'static str = "  min  accepted   dup  rejected  processed  retried  dlq  in_flight(peak)  oldest_s  idx_w/win(partition)  throttles(table/index)  recv_at_limit";
 }
 
 impl fmt::Display for MinuteRow {
@@ -57,7 +59,7 @@ impl fmt::Display for MinuteRow {
         let throttles = format!("{}/{}", self.table_throttles, self.index_throttles);
         write!(
             f,
-            "{:>5}  {:>8}  {:>4}  {:>8}  {:>9}  {:>7}  {:>3}  {:>15}  {:>8}  {:>18}  {:>22}  {:>13}",
+            "{:>5}  {:>8}  {:>4}  {:>8}  {:>9}  {:>7}  {:>3}  {:>15}  {:>8}  {:>20}  {:>22}  {:>13}",
             self.minute,
             self.accepted,
             self.duplicates,
@@ -108,10 +110,12 @@ impl Latency {
 pub struct Limits {
     /// The scale.
     pub scale: f64,
-    /// SQS in-flight messages.
+    /// SQS in-flight messages (scaled).
     pub max_in_flight: usize,
-    /// Writes per second per `by-status` index partition.
-    pub index_partition_writes_per_sec: u32,
+    /// Writes per `by-status` index partition in one index window (not scaled: the window is).
+    pub index_partition_writes: u32,
+    /// The index window: a second divided by the scale.
+    pub index_window: Duration,
     /// Writes per second per table partition key (not scaled).
     pub table_key_writes_per_sec: u32,
     /// Batches processed at once.
@@ -122,11 +126,12 @@ impl fmt::Display for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "scale {} (rates and aggregate limits x{}): in-flight limit {}, index partition {} writes/s, table key {} writes/s, {} batches at once",
+            "scale {} (rates, in-flight limit and concurrency x{}): in-flight limit {}, index partition {} writes per {} s window, table key {} writes/s, {} batches at once",
             self.scale,
             self.scale,
             self.max_in_flight,
-            self.index_partition_writes_per_sec,
+            self.index_partition_writes,
+            self.index_window.as_secs_f64(),
             self.table_key_writes_per_sec,
             self.processor_concurrency
         )
@@ -158,7 +163,7 @@ pub struct Report {
     pub dlq_messages: usize,
     /// Most messages in flight at once over the run.
     pub peak_in_flight: usize,
-    /// Most writes to one index partition in one second over the run.
+    /// Most writes to one index partition in one index window over the run.
     pub peak_index_partition_writes: u32,
     /// Most writes to the table in one second over the run.
     pub peak_table_writes: u64,
@@ -190,7 +195,7 @@ impl Report {
     pub fn summary(&self) -> String {
         let mut out = format!(
             "simulated {} s: {} events accepted, {} messages sent, {} delivered ({} more than once), {} on the DLQ, {} requests refused\n\
-             peak in flight {} (limit {}), peak table {} writes/s, peak index partition {} writes/s (limit {}), throttles: table {}, index {}; receives at the in-flight limit {}\n",
+             peak in flight {} (limit {}), peak table {} writes/s, peak index partition {} writes per window (limit {}), throttles: table {}, index {}; receives at the in-flight limit {}\n",
             self.simulated.as_secs(),
             self.events_accepted,
             self.messages_sent,
@@ -202,7 +207,7 @@ impl Report {
             self.limits.max_in_flight,
             self.peak_table_writes,
             self.peak_index_partition_writes,
-            self.limits.index_partition_writes_per_sec,
+            self.limits.index_partition_writes,
             self.table_throttles,
             self.index_throttles,
             self.receives_at_limit,

@@ -157,9 +157,8 @@ pub fn limits(profile: &Profile) -> Limits {
     Limits {
         scale: profile.scale,
         max_in_flight: profile.scaled(hookgate_core::memory::SQS_MAX_IN_FLIGHT as f64) as usize,
-        index_partition_writes_per_sec: profile.scaled(f64::from(
-            hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
-        )) as u32,
+        index_partition_writes: hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
+        index_window: Duration::from_secs_f64(1.0 / profile.scale),
         table_key_writes_per_sec: hookgate_core::memory::DYNAMODB_PARTITION_WRITES_PER_SEC,
         processor_concurrency: profile.scaled(f64::from(profile.processor_concurrency)) as u32,
     }
@@ -191,7 +190,8 @@ pub async fn run(
         MemoryLedger::new()
             .with_limits(LedgerLimits {
                 table_key_writes_per_sec: limits.table_key_writes_per_sec,
-                index_partition_writes_per_sec: limits.index_partition_writes_per_sec,
+                index_partition_writes: limits.index_partition_writes,
+                index_window: limits.index_window,
             })
             .with_clock(dyn_clock.clone()),
     );
@@ -330,7 +330,7 @@ pub async fn run(
                 in_flight: q.in_flight,
                 peak_in_flight: q.peak_in_flight,
                 oldest_age: q.oldest_age,
-                peak_index_partition_writes: l.peak_index_partition_writes_per_sec,
+                peak_index_partition_writes: l.peak_index_partition_writes,
                 peak_index_partition: l.peak_index_partition.clone().unwrap_or_default(),
                 table_throttles: l.table_throttles - last_ledger.table_throttles,
                 index_throttles: l.index_throttles - last_ledger.index_throttles,
@@ -339,7 +339,7 @@ pub async fn run(
             report.peak_in_flight = report.peak_in_flight.max(q.peak_in_flight);
             report.peak_index_partition_writes = report
                 .peak_index_partition_writes
-                .max(l.peak_index_partition_writes_per_sec);
+                .max(l.peak_index_partition_writes);
             report.peak_table_writes = report.peak_table_writes.max(l.peak_table_writes_per_sec);
             report.rejected += tally.rejected;
             last_receives_at_limit = q.receives_at_in_flight_limit;

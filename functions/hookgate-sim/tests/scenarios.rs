@@ -81,7 +81,7 @@ fn healthy_10k_no_index_partition_is_throttled() {
     let r = healthy();
     assert_eq!(r.index_throttles, 0, "{}", r.summary());
     assert!(
-        r.peak_index_partition_writes <= r.limits.index_partition_writes_per_sec,
+        r.peak_index_partition_writes <= r.limits.index_partition_writes,
         "{}",
         r.summary()
     );

@@ -11,13 +11,20 @@
 //! cores retry as any transient failure); each applied write that changes what the `by-status`
 //! index holds writes that index — out of the old status's partition and into the new one's
 //! (see [`crate::status_index`]) — and an index write beyond
-//! [`LedgerLimits::index_partition_writes_per_sec`] in one second is counted as throttled (on
-//! AWS the index's back-pressure would then throttle the table's writes). Seconds are the
-//! ledger's [`Clock`]'s.
+//! [`LedgerLimits::index_partition_writes`] in one [`LedgerLimits::index_window`] (a second, as
+//! DynamoDB meters) is counted as throttled (on AWS the index's back-pressure would then
+//! throttle the table's writes). Time is the ledger's [`Clock`]'s.
+//!
+//! The index's window may be longer than a second for a simulation scaled down by a factor
+//! `s`: with rates `s` times lower, writes counted over `1/s` seconds against the full-scale
+//! limit have the same distribution as a second's at full scale, so a scaled run sees the
+//! bursts a full-scale one would (a limit scaled to `1000 · s` per second would not: a handful
+//! of writes landing in one second would look like a hot partition).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -112,16 +119,20 @@ pub struct LedgerLimits {
     /// Writes per second to one partition key value of the table (one event id); beyond, a
     /// write fails as throttled.
     pub table_key_writes_per_sec: u32,
-    /// Writes per second to one partition key value of the `by-status` index; beyond, the
-    /// write is counted as throttled.
-    pub index_partition_writes_per_sec: u32,
+    /// Writes to one partition key value of the `by-status` index in one
+    /// [`LedgerLimits::index_window`]; beyond, the write is counted as throttled.
+    pub index_partition_writes: u32,
+    /// The window the index's writes are counted over: a second (DynamoDB's), or `1/s`
+    /// seconds for a simulation at scale `s` (see the module documentation).
+    pub index_window: Duration,
 }
 
 impl Default for LedgerLimits {
     fn default() -> Self {
         Self {
             table_key_writes_per_sec: DYNAMODB_PARTITION_WRITES_PER_SEC,
-            index_partition_writes_per_sec: DYNAMODB_PARTITION_WRITES_PER_SEC,
+            index_partition_writes: DYNAMODB_PARTITION_WRITES_PER_SEC,
+            index_window: Duration::from_secs(1),
         }
     }
 }
@@ -140,28 +151,35 @@ pub struct LedgerCounters {
     pub index_throttles: u64,
     /// Most writes to the table in one second.
     pub peak_table_writes_per_sec: u64,
-    /// Most writes to one index partition in one second.
-    pub peak_index_partition_writes_per_sec: u32,
+    /// Most writes to one index partition in one index window.
+    pub peak_index_partition_writes: u32,
     /// The index partition of that peak.
     pub peak_index_partition: Option<String>,
 }
 
-/// The current second's writes.
+/// The current second's table writes and the current window's index writes.
 #[derive(Debug, Default)]
 struct Metering {
     second: i64,
     table: u64,
     per_key: HashMap<EventId, u32>,
+    index_window: i64,
     per_index_partition: HashMap<String, u32>,
     counters: LedgerCounters,
 }
 
 impl Metering {
-    fn roll(&mut self, second: i64) {
+    fn roll_table(&mut self, second: i64) {
         if second != self.second {
             self.second = second;
             self.table = 0;
             self.per_key.clear();
+        }
+    }
+
+    fn roll_index(&mut self, window: i64) {
+        if window != self.index_window {
+            self.index_window = window;
             self.per_index_partition.clear();
         }
     }
@@ -216,7 +234,7 @@ impl MemoryLedger {
     pub fn reset_peaks(&self) {
         let mut m = self.meter();
         m.counters.peak_table_writes_per_sec = 0;
-        m.counters.peak_index_partition_writes_per_sec = 0;
+        m.counters.peak_index_partition_writes = 0;
         m.counters.peak_index_partition = None;
     }
 
@@ -230,7 +248,7 @@ impl MemoryLedger {
     fn admit(&self, key: &EventId) -> Result<(), LedgerError> {
         let second = self.clock.now().as_secs();
         let mut m = self.meter();
-        m.roll(second);
+        m.roll_table(second);
         let limit = self.limits.table_key_writes_per_sec;
         let count = m.per_key.entry(key.clone()).or_default();
         if *count >= limit {
@@ -259,10 +277,13 @@ impl MemoryLedger {
         if partitions.is_empty() {
             return;
         }
-        let second = self.clock.now().as_secs();
-        let limit = self.limits.index_partition_writes_per_sec;
+        let window_ms = i64::try_from(self.limits.index_window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let window = self.clock.now().as_millis().div_euclid(window_ms);
+        let limit = self.limits.index_partition_writes;
         let mut m = self.meter();
-        m.roll(second);
+        m.roll_index(window);
         for partition in partitions {
             let count = {
                 let count = m.per_index_partition.entry(partition.clone()).or_default();
@@ -273,8 +294,8 @@ impl MemoryLedger {
             if count > limit {
                 m.counters.index_throttles += 1;
             }
-            if count > m.counters.peak_index_partition_writes_per_sec {
-                m.counters.peak_index_partition_writes_per_sec = count;
+            if count > m.counters.peak_index_partition_writes {
+                m.counters.peak_index_partition_writes = count;
                 m.counters.peak_index_partition = Some(partition);
             }
         }
@@ -718,7 +739,7 @@ mod tests {
     async fn status_changes_write_the_index_out_of_one_partition_and_into_another() {
         let clock = Arc::new(crate::clock::ManualClock::new(Timestamp::from_secs(1_000)));
         let limits = LedgerLimits {
-            index_partition_writes_per_sec: 2,
+            index_partition_writes: 2,
             ..LedgerLimits::default()
         };
         let ledger = MemoryLedger::new()
@@ -735,14 +756,14 @@ mod tests {
         let counters = ledger.counters();
         // Three puts into `received`, three moves `received` → `queued`.
         assert_eq!(counters.index_writes, 9);
-        assert_eq!(counters.peak_index_partition_writes_per_sec, 6);
+        assert_eq!(counters.peak_index_partition_writes, 6);
         assert_eq!(counters.peak_index_partition.as_deref(), Some("received"));
         // received: 6 writes, 4 over the limit; queued: 3 writes, 1 over.
         assert_eq!(counters.index_throttles, 5);
         // Counted, not refused: the table's writes went through.
         assert_eq!(counters.table_throttles, 0);
         ledger.reset_peaks();
-        assert_eq!(ledger.counters().peak_index_partition_writes_per_sec, 0);
+        assert_eq!(ledger.counters().peak_index_partition_writes, 0);
         // A refused conditional write changes no index entry.
         let stale = claim_at(0, clock.now(), Duration::from_secs(60));
         assert!(ledger
@@ -750,6 +771,47 @@ mod tests {
             .await
             .is_err());
         assert_eq!(ledger.counters().index_writes, 9);
+    }
+
+    #[tokio::test]
+    async fn index_writes_are_counted_over_the_configured_window() {
+        let clock = Arc::new(crate::clock::ManualClock::new(Timestamp::from_secs(1_000)));
+        let limits = LedgerLimits {
+            index_partition_writes: 3,
+            index_window: Duration::from_secs(10),
+            ..LedgerLimits::default()
+        };
+        let ledger = MemoryLedger::new()
+            .with_limits(limits)
+            .with_clock(clock.clone());
+        // Three puts into `received`, a second apart: one window, at the limit, not over.
+        for n in 0..3 {
+            ledger
+                .claim(&claim_at(n, clock.now(), Duration::from_secs(60)))
+                .await
+                .unwrap();
+            clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(ledger.counters().index_throttles, 0);
+        ledger
+            .claim(&claim_at(3, clock.now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(ledger.counters().index_throttles, 1, "the fourth in 10 s");
+        // The next window starts afresh.
+        clock.advance(Duration::from_secs(10));
+        ledger
+            .claim(&claim_at(4, clock.now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let counters = ledger.counters();
+        assert_eq!(
+            (
+                counters.index_throttles,
+                counters.peak_index_partition_writes
+            ),
+            (1, 4)
+        );
     }
 
     #[tokio::test]
