@@ -593,6 +593,32 @@ mod tests {
         assert_eq!(queue.counters().peak_in_flight, 0);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_at_the_in_flight_limit_waits_and_returns_nothing_without_an_error() {
+        let (_clock, queue) = small(1);
+        queue.send(message("a")).await.unwrap();
+        queue.send(message("b")).await.unwrap();
+        let first = queue.receive(1, Duration::ZERO).await.unwrap();
+        let waited = tokio::time::Instant::now();
+        let got = queue.receive(10, Duration::from_secs(20)).await;
+        assert_eq!(
+            got,
+            Ok(Vec::new()),
+            "as SQS's long polling: no error, nothing"
+        );
+        assert_eq!(waited.elapsed(), Duration::from_secs(20));
+        // Room made while a receive waits: it gets the message at once.
+        let waiting = queue.receive(10, Duration::from_secs(20));
+        let delete = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            queue.delete(&first[0].receipt_handle).await.unwrap();
+        };
+        let started = tokio::time::Instant::now();
+        let (got, ()) = tokio::join!(waiting, delete);
+        assert_eq!(got.unwrap().len(), 1);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
     #[tokio::test]
     async fn visibility_follows_the_clock_and_is_capped_from_the_receive() {
         let (clock, queue) = small(100);
