@@ -269,12 +269,12 @@ impl MemoryLedger {
     /// `after` (`None`: no item).
     fn index(&self, event_id: &EventId, before: Option<EventStatus>, after: Option<EventStatus>) {
         let before = before.map(|s| status_partition(s, event_id));
-        let after = after.map(|s| status_partition(s, event_id));
-        let partitions: Vec<String> = match (before, after) {
-            (Some(b), Some(a)) if a == b => vec![a],
-            (b, a) => b.into_iter().chain(a).collect(),
-        };
-        if partitions.is_empty() {
+        let mut after = after.map(|s| status_partition(s, event_id));
+        if after.is_some() && after == before {
+            // The same partition: the entry is updated in place, one write.
+            after = None;
+        }
+        if before.is_none() && after.is_none() {
             return;
         }
         let window_ms = i64::try_from(self.limits.index_window.as_millis())
@@ -284,11 +284,18 @@ impl MemoryLedger {
         let limit = self.limits.index_partition_writes;
         let mut m = self.meter();
         m.roll_index(window);
-        for partition in partitions {
-            let count = {
-                let count = m.per_index_partition.entry(partition.clone()).or_default();
-                *count += 1;
-                *count
+        for partition in before.into_iter().chain(after) {
+            // Every write of an event goes through here: a partition's name is copied only the
+            // first time in a window it is written, or when it makes a new peak.
+            let count = match m.per_index_partition.get_mut(partition.as_str()) {
+                Some(count) => {
+                    *count += 1;
+                    *count
+                }
+                None => {
+                    m.per_index_partition.insert(partition.clone(), 1);
+                    1
+                }
             };
             m.counters.index_writes += 1;
             if count > limit {
@@ -296,7 +303,9 @@ impl MemoryLedger {
             }
             if count > m.counters.peak_index_partition_writes {
                 m.counters.peak_index_partition_writes = count;
-                m.counters.peak_index_partition = Some(partition);
+                if m.counters.peak_index_partition.as_deref() != Some(partition.as_str()) {
+                    m.counters.peak_index_partition = Some(partition);
+                }
             }
         }
     }
