@@ -331,15 +331,19 @@ class Function:
             raise SystemExit(f"{bootstrap}: no first poll")
 
     def run(self, payloads, check):
-        """Invokes each payload in turn: (cpu ns, latencies ns, peak RSS KiB)."""
+        """Invokes each payload in turn: (cpu ns, latencies ns, peak RSS KiB); the log bytes
+        the invocations wrote (what CloudWatch Logs would ingest) are left in `log_bytes`."""
         time.sleep(0.05)  # let init settle: only the invocations are measured
         before = cpu_ns(self.child.pid)
+        log_before = os.fstat(self.log.fileno()).st_size
         latencies = []
         for payload in payloads:
             ns, kind, body = self.api.invoke(payload)
             check(kind, body)
             latencies.append(ns)
         cpu = cpu_ns(self.child.pid) - before
+        time.sleep(0.05)  # the last lines reach the file
+        self.log_bytes = os.fstat(self.log.fileno()).st_size - log_before
         return cpu, latencies, vm_hwm_kib(self.child.pid)
 
     def close(self):
@@ -388,8 +392,9 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
                HOOKGATE_CONFIG=config(sink.port), HOOKGATE_MAX_RECEIVE_COUNT="5")
     env.pop("HOOKGATE_ARCHIVE_BUCKET", None) if args.no_archive else None
 
-    def record(scenario, per, cpu, lat, rss, counts):
+    def record(scenario, per, cpu, lat, rss, counts, function):
         results[scenario] = {
+            "log_bytes": function.log_bytes / per,
             "cpu_ms": cpu / per / 1e6,
             "p50_ms": statistics.median(lat) / 1e6,
             "p99_ms": sorted(lat)[max(0, int(len(lat) * 0.99) - 1)] / 1e6,
@@ -400,7 +405,7 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
     echo = Function(directory / "echo" / "bootstrap", env)
     try:
         cpu, lat, rss = echo.run([{"n": i} for i in range(n)], expect_echo)
-        record("echo", n, cpu, lat, rss, proxy.take())
+        record("echo", n, cpu, lat, rss, proxy.take(), echo)
     finally:
         echo.close()
 
@@ -409,41 +414,40 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
     try:
         proxy.take()
         cpu, lat, rss = receiver.run(events, expect_status(202))
-        record("receiver/new", n, cpu, lat, rss, proxy.take())
-        cpu, lat, rss = receiver.run(events, expect_status(200))
-        record("receiver/duplicate", n, cpu, lat, rss, proxy.take())
+        record("receiver/new", n, cpu, lat, rss, proxy.take(), receiver)
         bad = [standard_event(body_1kib(i), f"msg_{uuid.uuid4().hex}", good=False)
                for i in range(n)]
         cpu, lat, rss = receiver.run(bad, expect_status(401))
-        record("receiver/rejected", n, cpu, lat, rss, proxy.take())
+        record("receiver/rejected", n, cpu, lat, rss, proxy.take(), receiver)
+
+        queue_url = resources["HOOKGATE_QUEUE_URL"]
+        queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
+        batches = []
+        while sum(len(b["Records"]) for b in batches) < n:
+            got = boto_sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                           AttributeNames=["All"], MessageAttributeNames=["All"],
+                                           VisibilityTimeout=600, WaitTimeSeconds=1)
+            messages = got.get("Messages", [])
+            if not messages:
+                have = sum(len(b["Records"]) for b in batches)
+                raise SystemExit(f"only {have} of {n} messages queued")
+            batches.append({"Records": sqs_records(messages, queue_arn)})
+        processor = Function(directory / "processor" / "bootstrap", env)
+        try:
+            proxy.take()
+            forwarded = sink.count
+            cpu, lat, rss = processor.run(batches, expect_no_failures)
+            if sink.count - forwarded != n:
+                raise SystemExit(f"the sink saw {sink.count - forwarded} deliveries, not {n}")
+            record("processor/batch10 (per record)", n, cpu, lat, rss, proxy.take(), processor)
+        finally:
+            processor.close()
+
+        # The provider's repeats, once the events are processed: each a duplicate.
+        cpu, lat, rss = receiver.run(events, expect_status(200))
+        record("receiver/duplicate", n, cpu, lat, rss, proxy.take(), receiver)
     finally:
         receiver.close()
-
-    queue_url = resources["HOOKGATE_QUEUE_URL"]
-    queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
-    batches = []
-    while sum(len(b['Records']) for b in batches) < n:
-        got = boto_sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                       AttributeNames=["All"], MessageAttributeNames=["All"],
-                                       VisibilityTimeout=600, WaitTimeSeconds=1)
-        messages = got.get("Messages", [])
-        if not messages:
-            attrs = boto_sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
-            raise SystemExit(f"only {sum(len(b['Records']) for b in batches)} of {n} messages queued: "
-                             f"{attrs['Attributes']}")
-        batches.append({"Records": sqs_records(messages, queue_arn)})
-    processor = Function(directory / "processor" / "bootstrap", env)
-    try:
-        proxy.take()
-        forwarded = sink.count
-        cpu, lat, rss = processor.run(batches, expect_no_failures)
-        if sink.count - forwarded != n:
-            raise SystemExit(f"the sink saw {sink.count - forwarded} deliveries, not {n}")
-        record("processor/batch10 (per record)", n, cpu, lat, rss, proxy.take())
-        results["processor/batch10 (per record)"]["p50_ms_batch"] = results[
-            "processor/batch10 (per record)"]["p50_ms"]
-    finally:
-        processor.close()
     return results
 
 
@@ -510,7 +514,8 @@ def main():
         for scenario, r in scenarios.items():
             reqs = ", ".join(f"{k} {v:g}" for k, v in r["requests"].items()) or "none"
             print(f"{scenario:32} CPU {r['cpu_ms']:.3f} ms   p50 {r['p50_ms']:.2f} ms   "
-                  f"p99 {r['p99_ms']:.2f} ms   RSS {r['rss_mib']:.1f} MiB   AWS: {reqs}")
+                  f"p99 {r['p99_ms']:.2f} ms   RSS {r['rss_mib']:.1f} MiB   "
+                  f"log {r['log_bytes']:.0f} B   AWS: {reqs}")
     if len(report) > 1:
         first, *others = list(report)
         for other in others:
