@@ -341,6 +341,7 @@ async fn items_have_the_documented_layout() {
 
     ledger.mark_queued(&id, "tok", now).await.unwrap();
     let start = AttemptStart {
+        ticket: None,
         event_id: id.clone(),
         source: SourceName::parse("github").unwrap(),
         event_type: "push".into(),
@@ -366,6 +367,7 @@ async fn items_have_the_documented_layout() {
     );
 
     let end = |attempt: u32, status, error: Option<&str>| AttemptEnd {
+        next_attempt_at: None,
         event_id: id.clone(),
         attempt: Attempt {
             attempt,
@@ -600,6 +602,7 @@ async fn items_written_before_still_read() {
     .await
     .unwrap();
     let old_record = EventRecord {
+        next_attempt_at: None,
         event_id: old.clone(),
         source: SourceName::parse("github").unwrap(),
         event_type: "push".into(),
@@ -670,6 +673,7 @@ async fn items_written_before_still_read() {
     .await
     .unwrap();
     let new_record = EventRecord {
+        next_attempt_at: None,
         event_id: new.clone(),
         source: SourceName::parse("github").unwrap(),
         event_type: "push".into(),
@@ -765,6 +769,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     ledger.mark_queued(&id, "claim-tok", at(5)).await.unwrap();
     let payload = b"\x78\x9c compressed envelope \x00\xff".to_vec();
     let start = |attempt: i64, lease_token: &str| AttemptStart {
+        ticket: None,
         event_id: id.clone(),
         source: github.clone(),
         event_type: "push".into(),
@@ -814,6 +819,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     };
     ledger
         .finish_attempt(&AttemptEnd {
+            next_attempt_at: None,
             event_id: id.clone(),
             attempt: failed,
             status: EventStatus::Failed,
@@ -856,6 +862,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     };
     ledger
         .finish_attempt(&AttemptEnd {
+            next_attempt_at: None,
             event_id: id.clone(),
             attempt: processed,
             status: EventStatus::Processed,
@@ -972,6 +979,7 @@ async fn missing_resources_are_unavailable() {
         None,
     );
     let msg = OutgoingMessage {
+        delay: None,
         body: "x".into(),
         attributes: BTreeMap::new(),
         trace_header: None,

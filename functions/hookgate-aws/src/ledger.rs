@@ -27,6 +27,8 @@
 //! | `payload_bytes`, `payload_sha256`, `payload_stored` | N, S, S | the payload, once the processor took the event: `inline` or `archive` |
 //! | `payload` | B | the compressed envelope, when `inline` |
 //! | `replay_token`, `replay_run`, `replayed_at`, `replay_previous` | S, S, N, S | the last replay |
+//! | `retry_ticket`, `retry_ticket_generation` | S, N | the ticket of the re-sent copy of the message that holds the event's retry, and the generation it was handed off in ([`HandOff`]) |
+//! | `next_attempt_at` | N | ms: when the next attempt is due, while the event waits for a retry |
 //!
 //! Optional attributes are absent, never NULL. Tables hold items written by every earlier
 //! version, so an attribute is never renamed or re-typed, and one added later reads as its zero
@@ -64,8 +66,8 @@ use hookgate_core::clock::Timestamp;
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
     newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
-    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
-    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    EventStatus, EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
+    PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 use tokio::task::JoinSet;
 
@@ -342,18 +344,21 @@ impl Ledger for DynamoDbLedger {
                 payload_values.push((":payload", b(inline)));
             }
         }
+        update.push_str(" REMOVE next_attempt_at");
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(&start.event_id)))
             .update_expression(update)
-            .condition_expression(
+            .condition_expression(format!(
                 "attribute_not_exists(event_id) OR (#status <> :processed AND \
                  (attribute_not_exists(generation) OR generation <= :generation) AND \
+                 {TICKET_HELD} AND \
                  (#status <> :processing OR attribute_not_exists(lease_until) \
                  OR lease_until < :now))",
-            )
+                TICKET_HELD = ticket_held(start.ticket.is_some()),
+            ))
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_names("#source", a::SOURCE)
             .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
@@ -372,6 +377,9 @@ impl Ledger for DynamoDbLedger {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (name, value) in payload_values {
             request = request.expression_attribute_values(name, value);
+        }
+        if let Some(ticket) = &start.ticket {
+            request = request.expression_attribute_values(":ticket", s(ticket));
         }
         let result = request.send().await;
         let returned = match result {
@@ -401,6 +409,9 @@ impl Ledger for DynamoDbLedger {
         match status_of(&old)? {
             EventStatus::Processed => Ok(StartOutcome::AlreadyProcessed),
             _ if current > start.generation => Ok(StartOutcome::Superseded { current }),
+            _ if !holds_ticket(&old, start.ticket.as_deref(), start.generation)? => {
+                Ok(StartOutcome::Stale)
+            }
             // Our own lease, taken by an attempt whose answer was lost.
             EventStatus::Processing
                 if opt_s(&old, a::LEASE_TOKEN)? == Some(start.lease_token.as_str()) =>
@@ -449,13 +460,24 @@ impl Ledger for DynamoDbLedger {
             )
             .expression_attribute_values(":n", n(end.attempt.attempt))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut remove = vec!["lease_until", "lease_token"];
         match &end.attempt.error {
             Some(error) => {
-                update.push_str(", last_error = :last_error REMOVE lease_until, lease_token");
+                update.push_str(", last_error = :last_error");
                 request = request.expression_attribute_values(":last_error", s(error));
             }
-            None => update.push_str(" REMOVE lease_until, lease_token, last_error"),
+            None => remove.push(a::LAST_ERROR),
         }
+        match end.next_attempt_at {
+            Some(at) => {
+                update.push_str(", next_attempt_at = :next_attempt_at");
+                request =
+                    request.expression_attribute_values(":next_attempt_at", n(at.as_millis()));
+            }
+            None => remove.push(a::NEXT_ATTEMPT_AT),
+        }
+        update.push_str(" REMOVE ");
+        update.push_str(&remove.join(", "));
         let result = request.update_expression(update).send().await;
         let returned = match result {
             Ok(_) => return Ok(()),
@@ -476,6 +498,48 @@ impl Ledger for DynamoDbLedger {
             )),
             None => LedgerError::Conflict(format!("{} is not in the ledger", end.event_id)),
         })
+    }
+
+    async fn hand_off(&self, hand_off: &HandOff) -> Result<(), LedgerError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&hand_off.event_id)))
+            .update_expression(
+                "SET retry_ticket = :to, retry_ticket_generation = :generation, \
+                 next_attempt_at = :due",
+            )
+            .condition_expression(format!(
+                "attribute_exists(event_id) AND #status <> :processed AND \
+                 (attribute_not_exists(generation) OR generation <= :generation) AND \
+                 {TICKET_HELD}",
+                TICKET_HELD = ticket_held(hand_off.from.is_some()),
+            ))
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
+            .expression_attribute_values(":to", s(&hand_off.to))
+            .expression_attribute_values(":generation", n(hand_off.generation))
+            .expression_attribute_values(":due", n(hand_off.due.as_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(from) = &hand_off.from {
+            request = request.expression_attribute_values(":ticket", s(from));
+        }
+        let returned = match request.send().await {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("UpdateItem", &other)),
+            },
+        };
+        match self.old_item(&hand_off.event_id, returned).await? {
+            // This very hand-off, applied by an attempt whose answer was lost.
+            Some(old) if opt_s(&old, a::RETRY_TICKET)? == Some(hand_off.to.as_str()) => Ok(()),
+            _ => Err(LedgerError::Conflict(format!(
+                "{}: this copy no longer holds the retry",
+                hand_off.event_id
+            ))),
+        }
     }
 
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
@@ -815,6 +879,29 @@ impl Ledger for DynamoDbLedger {
             },
         }
     }
+}
+
+/// The condition that the message's retry ticket (`:ticket`, when it carries one) is the
+/// item's: the same ticket, or — for a message without one — none handed off in its generation
+/// (`:generation`) or later.
+fn ticket_held(carries_ticket: bool) -> &'static str {
+    if carries_ticket {
+        "retry_ticket = :ticket"
+    } else {
+        "(attribute_not_exists(retry_ticket) OR retry_ticket_generation < :generation)"
+    }
+}
+
+/// [`ticket_held`] read from an old item: whether a message of `generation` carrying `ticket`
+/// holds the event's retry.
+fn holds_ticket(old: &Item, ticket: Option<&str>, generation: u64) -> Result<bool, LedgerError> {
+    let held = opt_s(old, a::RETRY_TICKET)?;
+    Ok(match (held, ticket) {
+        (None, None) => true,
+        (Some(_), None) => opt_n::<u64>(old, a::RETRY_TICKET_GENERATION)?.unwrap_or(0) < generation,
+        (Some(held), Some(ticket)) => held == ticket,
+        (None, Some(_)) => false,
+    })
 }
 
 fn not_owned(event_id: &EventId) -> LedgerError {

@@ -66,6 +66,9 @@ pub(super) mod a {
     pub const REPLAY_RUN: &str = "replay_run";
     pub const REPLAYED_AT: &str = "replayed_at";
     pub const REPLAY_PREVIOUS: &str = "replay_previous";
+    pub const RETRY_TICKET: &str = "retry_ticket";
+    pub const RETRY_TICKET_GENERATION: &str = "retry_ticket_generation";
+    pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
     // Inside one `history` entry.
     pub const KIND: &str = "kind";
     // Inside one `attempts` entry.
@@ -226,6 +229,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> 
         replays: opt_n(item, a::REPLAYS)?.unwrap_or(0),
         history: list_of(item, a::HISTORY, history_from_av)?,
         payload: payload_from_item(item)?,
+        next_attempt_at: opt_n(item, a::NEXT_ATTEMPT_AT)?.map(Timestamp::from_millis),
     })
 }
 
@@ -396,6 +400,7 @@ mod tests {
 
     fn record_before_the_archive() -> EventRecord {
         EventRecord {
+            next_attempt_at: None,
             event_id: EventId::parse("github:abc").unwrap(),
             source: SourceName::parse("github").unwrap(),
             event_type: "push".into(),

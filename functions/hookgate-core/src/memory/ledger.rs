@@ -15,8 +15,8 @@ use crate::clock::Timestamp;
 use crate::envelope::EventId;
 use crate::ledger::{
     newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
-    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
-    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    EventStatus, EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
+    PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 
 #[derive(Debug, Clone)]
@@ -37,6 +37,21 @@ struct Row {
     replay_previous: Option<EventStatus>,
     /// Tokens of the history entries added with [`Ledger::add_history`].
     history_tokens: std::collections::BTreeSet<String>,
+    /// The retry ticket and the generation it was handed off in (see [`HandOff`]).
+    ticket: Option<(String, u64)>,
+}
+
+impl Row {
+    /// Whether a message of `generation` carrying `ticket` is the event's live copy: the same
+    /// ticket, or none while the ledger holds none of this generation or later.
+    fn holds_ticket(&self, ticket: Option<&str>, generation: u64) -> bool {
+        match (&self.ticket, ticket) {
+            (None, None) => true,
+            (Some((_, of)), None) => *of < generation,
+            (Some((held, _)), Some(ticket)) => held == ticket,
+            (None, Some(_)) => false,
+        }
+    }
 }
 
 impl Row {
@@ -54,6 +69,7 @@ impl Row {
             replayed_at: None,
             replay_previous: None,
             history_tokens: std::collections::BTreeSet::new(),
+            ticket: None,
         }
     }
 }
@@ -83,6 +99,7 @@ fn new_record(
         replays: 0,
         history: Vec::new(),
         payload: None,
+        next_attempt_at: None,
     }
 }
 
@@ -228,6 +245,9 @@ impl Ledger for MemoryLedger {
                 current: row.record.generation,
             });
         }
+        if !row.holds_ticket(start.ticket.as_deref(), start.generation) {
+            return Ok(StartOutcome::Stale);
+        }
         match (row.record.status, row.lease_until) {
             (EventStatus::Processing, Some(until)) if until >= start.now => {
                 // This very start, applied before: its answer was lost and the call retried.
@@ -241,6 +261,7 @@ impl Ledger for MemoryLedger {
             _ => {}
         }
         row.record.status = EventStatus::Processing;
+        row.record.next_attempt_at = None;
         row.record.attempt_count += 1;
         row.record.updated_at = start.now;
         row.lease_until = Some(start.lease_until);
@@ -265,6 +286,7 @@ impl Ledger for MemoryLedger {
                 row.record.updated_at = end.now;
                 row.record.last_error = end.attempt.error.clone();
                 row.record.attempts.push(end.attempt.clone());
+                row.record.next_attempt_at = end.next_attempt_at;
                 row.lease_until = None;
                 row.lease_token = None;
                 row.finished_attempt = end.attempt.attempt;
@@ -279,6 +301,36 @@ impl Ledger for MemoryLedger {
                 end.event_id
             ))),
         }
+    }
+
+    async fn hand_off(&self, hand_off: &HandOff) -> Result<(), LedgerError> {
+        let mut rows = self.lock();
+        let Some(row) = rows.get_mut(&hand_off.event_id) else {
+            return Err(LedgerError::Conflict(format!(
+                "{} is not in the ledger",
+                hand_off.event_id
+            )));
+        };
+        if row
+            .ticket
+            .as_ref()
+            .is_some_and(|(held, _)| held == &hand_off.to)
+        {
+            // This very hand-off, applied before: its answer was lost and the call retried.
+            return Ok(());
+        }
+        if row.record.status == EventStatus::Processed
+            || row.record.generation > hand_off.generation
+            || !row.holds_ticket(hand_off.from.as_deref(), hand_off.generation)
+        {
+            return Err(LedgerError::Conflict(format!(
+                "{}: this copy no longer holds the retry",
+                hand_off.event_id
+            )));
+        }
+        row.ticket = Some((hand_off.to.clone(), hand_off.generation));
+        row.record.next_attempt_at = Some(hand_off.due);
+        Ok(())
     }
 
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {

@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::queue::{
-    sqs_accepts, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
-    SQS_MAX_MESSAGE_BYTES,
+    sqs_accepts, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_SEND_DELAY,
+    MAX_VISIBILITY_TIMEOUT, SQS_MAX_MESSAGE_BYTES,
 };
 
 #[derive(Debug)]
@@ -103,13 +103,25 @@ impl MemoryQueue {
         attributes: BTreeMap<String, String>,
         trace_header: Option<String>,
     ) {
+        self.push_delayed(message_id, body, attributes, trace_header, Duration::ZERO);
+    }
+
+    /// Adds a message that becomes visible after `delay` (SQS's `DelaySeconds`).
+    fn push_delayed(
+        &self,
+        message_id: String,
+        body: String,
+        attributes: BTreeMap<String, String>,
+        trace_header: Option<String>,
+        delay: Duration,
+    ) {
         self.lock().entries.push(Entry {
             message_id,
             body,
             attributes,
             trace_header,
             receive_count: 0,
-            visible_at: Instant::now(),
+            visible_at: Instant::now() + delay,
             receipt_handle: None,
         });
         self.arrived.notify_waiters();
@@ -170,12 +182,19 @@ impl Queue for MemoryQueue {
                 "the message holds characters SQS refuses".into(),
             ));
         }
+        let delay = message.delay.unwrap_or_default();
+        if delay > MAX_SEND_DELAY {
+            return Err(QueueError::Invalid(
+                "a message's delay is at most 15 minutes".into(),
+            ));
+        }
         let id = uuid::Uuid::new_v4().to_string();
-        self.push(
+        self.push_delayed(
             id.clone(),
             message.body,
             message.attributes,
             message.trace_header,
+            delay,
         );
         Ok(id)
     }
