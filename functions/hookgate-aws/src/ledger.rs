@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `event_id`, `source`, `event_type` | S | the event |
 //! | `status` | S | [`EventStatus::as_str`] |
+//! | `status_shard` | S | `status#shard` ([`status_partition`]): the sharded status index's key, written with every status |
 //! | `received_at`, `updated_at` | N | epoch milliseconds |
 //! | `expires_at` | N | epoch **seconds** (rounded up): the table's TTL attribute |
 //! | `claim_token`, `claimed_at` (ms) | S, N | the receiver's claim |
@@ -45,12 +46,16 @@
 //! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
 //! of the claim's condition rather than left to TTL.
 //!
-//! Listings ([`Ledger::list`]) read the global secondary index `by-status`
-//! ([`STATUS_INDEX`]: partition key `status`, sort key `received_at`, projecting exactly the
-//! attributes of an [`EventSummary`]) with `Query`, newest first — never a `Scan`. The template
-//! and [`create_table`](crate::setup::create_table) define the same index.
+//! Listings ([`Ledger::list`], [`Ledger::list_page`]) read the global secondary index
+//! `by-status-shard` ([`STATUS_SHARD_INDEX`]: partition key `status_shard`, sort key
+//! `received_at`, projecting exactly the attributes of an [`EventSummary`]) with `Query`,
+//! every shard of a status at once, merged newest first — never a `Scan` (the private `listing`
+//! submodule). A table not migrated yet is listed from the old `by-status` ([`STATUS_INDEX`],
+//! keyed by `status`). The template and [`create_table`](crate::setup::create_table) define the
+//! same indexes.
 
 mod item;
+mod listing;
 
 use std::collections::HashMap;
 
@@ -63,31 +68,34 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 use bytes::Bytes;
 use hookgate_core::clock::Timestamp;
-use hookgate_core::envelope::{EventId, SourceName};
+use hookgate_core::envelope::EventId;
 use hookgate_core::ledger::{
-    newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
-    EventStatus, EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
-    PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    newest_first, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus,
+    EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
+    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
 };
+use hookgate_core::status_index::status_partition;
 use tokio::task::JoinSet;
 
 use item::{
-    a, attempt_to_av, b, claim_item, corrupt, history_to_av, inline_payload, n, opt_n, opt_s,
-    record_from_item, req_n, req_s, s, status_of, summary_from_item, ttl_secs, Item,
+    a, attempt_to_av, b, claim_item, history_to_av, inline_payload, n, opt_n, opt_s,
+    record_from_item, req_n, s, status_of, ttl_secs, Item,
 };
 
-pub use crate::setup::STATUS_INDEX;
+pub use crate::setup::{STATUS_INDEX, STATUS_SHARD_INDEX};
 
 /// How many index entries one page of a listing filtered by source reads. (DynamoDB's `Limit`
 /// counts the entries read, before the filter drops other sources' events.)
 pub const FILTERED_PAGE_ITEMS: usize = 200;
 
-/// How many pages a listing reads at most, per status: 20. Without a source filter the first
-/// page normally holds all `limit` events; with one, a listing reads at most
-/// 20 × [`FILTERED_PAGE_ITEMS`] = 4,000 of a status's newest events, so a source whose events are
-/// rarer than that among them may be listed short of `limit` (or not at all). The bound keeps a
+/// How many pages a listing reads at most, per index partition (a status has
+/// [`STATUS_SHARDS`](hookgate_core::status_index::STATUS_SHARDS) of them, read at once): 2.
+/// Without a source filter the first page normally holds all `limit` events; with one, a
+/// listing reads at most 2 × [`FILTERED_PAGE_ITEMS`] = 400 entries per shard (12,800 of a
+/// status's newest events), so a source whose events are rarer than that among them may be
+/// listed short of `limit` (or not at all), with a cursor to go on from. The bound keeps a
 /// listing's cost and latency fixed however large the table grows.
-pub const MAX_LIST_PAGES: usize = 20;
+pub const MAX_LIST_PAGES: usize = 2;
 
 /// The hookgate ledger on a DynamoDB table keyed by `event_id` (S).
 #[derive(Debug, Clone)]
@@ -110,7 +118,7 @@ impl DynamoDbLedger {
     }
 
     /// The same ledger with other listing bounds: `page_items` entries per page of a filtered
-    /// listing (at least 1) and at most `max_pages` pages per status (at least 1). For tests of
+    /// listing (at least 1) and at most `max_pages` pages per index partition (at least 1). For tests of
     /// the paging; the defaults are [`FILTERED_PAGE_ITEMS`] and [`MAX_LIST_PAGES`].
     pub fn with_list_paging(mut self, page_items: usize, max_pages: usize) -> Self {
         self.page_items = page_items.max(1);
@@ -152,59 +160,6 @@ impl DynamoDbLedger {
             Some(item) => Ok(Some(item)),
             None => self.get_item(event_id).await,
         }
-    }
-
-    /// The newest (at most `limit`, at least 1) events with `status`, from `source` if given:
-    /// a `Query` on [`STATUS_INDEX`], newest first, page after page (`ExclusiveStartKey`) until
-    /// `limit` events are found, the index has no more, or [`MAX_LIST_PAGES`] pages were read.
-    async fn list_status(
-        &self,
-        status: EventStatus,
-        source: Option<&SourceName>,
-        limit: usize,
-    ) -> Result<Vec<EventSummary>, LedgerError> {
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        for _ in 0..self.max_pages {
-            // Unfiltered, every entry read is listed: read no more than are still wanted.
-            let page = match source {
-                Some(_) => self.page_items,
-                None => limit - found.len(),
-            };
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression("#status = :status")
-                .projection_expression(
-                    "event_id, #source, event_type, #status, received_at, updated_at, \
-                     attempt_count, last_error",
-                )
-                .expression_attribute_names("#status", a::STATUS)
-                .expression_attribute_names("#source", a::SOURCE)
-                .expression_attribute_values(":status", s(status.as_str()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if let Some(source) = source {
-                request = request
-                    .filter_expression("#source = :source")
-                    .expression_attribute_values(":source", s(source.as_str()));
-            }
-            let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
-            for item in out.items() {
-                if found.len() == limit {
-                    break;
-                }
-                found.push(summary_from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if found.len() < limit && !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(found)
     }
 }
 
@@ -260,7 +215,11 @@ impl Ledger for DynamoDbLedger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(event_id)))
-            .update_expression("SET #status = :queued, updated_at = :now")
+            .update_expression("SET #status = :queued, status_shard = :shard, updated_at = :now")
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(EventStatus::Queued, event_id)),
+            )
             .condition_expression("#status = :received AND claim_token = :token")
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
@@ -321,7 +280,8 @@ impl Ledger for DynamoDbLedger {
 
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
         let mut update = String::from(
-            "SET #status = :processing, lease_until = :lease_until, lease_token = :lease_token, \
+            "SET #status = :processing, status_shard = :shard, \
+             lease_until = :lease_until, lease_token = :lease_token, \
              attempt_count = if_not_exists(attempt_count, :zero) + :one, \
              updated_at = :now, generation = :generation, \
              #source = if_not_exists(#source, :source), \
@@ -362,6 +322,10 @@ impl Ledger for DynamoDbLedger {
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_names("#source", a::SOURCE)
             .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(EventStatus::Processing, &start.event_id)),
+            )
             .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
             .expression_attribute_values(":lease_until", n(start.lease_until.as_millis()))
             .expression_attribute_values(":lease_token", s(&start.lease_token))
@@ -438,7 +402,8 @@ impl Ledger for DynamoDbLedger {
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
         let mut update = String::from(
-            "SET #status = :status, updated_at = :now, finished_attempt = :n, \
+            "SET #status = :status, status_shard = :shard, updated_at = :now, \
+             finished_attempt = :n, \
              attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
         );
         let mut request = self
@@ -452,6 +417,7 @@ impl Ledger for DynamoDbLedger {
             )
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":shard", s(status_partition(end.status, &end.event_id)))
             .expression_attribute_values(":now", n(end.now.as_millis()))
             .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
             .expression_attribute_values(
@@ -549,138 +515,44 @@ impl Ledger for DynamoDbLedger {
             .transpose()
     }
 
-    /// One `Query` per status asked for (all six at once without a status), merged newest
-    /// first. Reads the index, so it is eventually consistent: a change shows within moments.
+    /// One page per status asked for (all six at once without a status), each read from every
+    /// shard of the status index at once, merged newest first. Reads the index, so it is
+    /// eventually consistent: a change shows within moments.
     async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError> {
         let limit = query.effective_limit();
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if let Some(status) = query.status {
-            let found = self
-                .list_status(status, query.source.as_ref(), limit)
-                .await?;
-            return Ok(newest_first(found, limit));
-        }
-        let mut queries = JoinSet::new();
-        for status in EventStatus::ALL {
+        let statuses = match query.status {
+            Some(status) => vec![status],
+            None => EventStatus::ALL.to_vec(),
+        };
+        let mut pages = JoinSet::new();
+        for status in statuses {
             let ledger = self.clone();
-            let source = query.source.clone();
-            queries.spawn(async move { ledger.list_status(status, source.as_ref(), limit).await });
+            let page = PageQuery {
+                status,
+                source: query.source.clone(),
+                event_type: None,
+                since: None,
+                until: None,
+                limit,
+                cursor: None,
+            };
+            pages.spawn(async move { ledger.read_page(&page).await });
         }
         let mut found = Vec::new();
-        // On the first error the set is dropped, which cancels the queries still running.
-        while let Some(joined) = queries.join_next().await {
-            let part = joined
+        // On the first error the set is dropped, which cancels the reads still running.
+        while let Some(joined) = pages.join_next().await {
+            let page = joined
                 .map_err(|e| LedgerError::Unavailable(format!("DynamoDB Query task: {e}")))??;
-            found.extend(part);
+            found.extend(page.events);
         }
         Ok(newest_first(found, limit))
     }
+
     async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError> {
-        let limit = query.limit.clamp(1, MAX_LIST_LIMIT);
-        let filtered = query.source.is_some() || query.event_type.is_some();
-        let mut found: Vec<EventSummary> = Vec::new();
-        let mut start = query.cursor.as_ref().map(|c| {
-            HashMap::from([
-                (a::STATUS.to_owned(), s(query.status.as_str())),
-                (a::RECEIVED_AT.to_owned(), n(c.received_at.as_millis())),
-                (a::EVENT_ID.to_owned(), s(c.event_id.as_str())),
-            ])
-        });
-        let mut next = None;
-        for _ in 0..self.max_pages {
-            // Unfiltered, every entry read is listed: read no more than are still wanted.
-            let page = if filtered {
-                self.page_items
-            } else {
-                limit - found.len()
-            };
-            let mut key = String::from("#status = :status");
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .projection_expression(
-                    "event_id, #source, event_type, #status, received_at, updated_at, \
-                     attempt_count, last_error",
-                )
-                .expression_attribute_names("#status", a::STATUS)
-                .expression_attribute_names("#source", a::SOURCE)
-                .expression_attribute_values(":status", s(query.status.as_str()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            // The time range is the index's sort key: DynamoDB reads only that stretch.
-            match (query.since, query.until) {
-                (Some(since), Some(until)) => {
-                    key.push_str(" AND received_at BETWEEN :since AND :until_incl");
-                    request = request
-                        .expression_attribute_values(":since", n(since.as_millis()))
-                        .expression_attribute_values(":until_incl", n(until.as_millis() - 1));
-                }
-                (Some(since), None) => {
-                    key.push_str(" AND received_at >= :since");
-                    request = request.expression_attribute_values(":since", n(since.as_millis()));
-                }
-                (None, Some(until)) => {
-                    key.push_str(" AND received_at < :until");
-                    request = request.expression_attribute_values(":until", n(until.as_millis()));
-                }
-                (None, None) => {}
-            }
-            let mut filter = Vec::new();
-            if let Some(source) = &query.source {
-                filter.push("#source = :source");
-                request = request.expression_attribute_values(":source", s(source.as_str()));
-            }
-            if let Some(event_type) = &query.event_type {
-                filter.push("event_type = :event_type");
-                request = request.expression_attribute_values(":event_type", s(event_type));
-            }
-            if !filter.is_empty() {
-                request = request.filter_expression(filter.join(" AND "));
-            }
-            let out = request
-                .key_condition_expression(key)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", &e))?;
-            for item in out.items() {
-                let summary = summary_from_item(item)?;
-                if page_matches(query, &summary) {
-                    found.push(summary);
-                }
-            }
-            next = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if found.len() >= limit || next.is_none() {
-                break;
-            }
-            start = next.clone();
-        }
-        if found.len() > limit {
-            // A filtered page read more than asked: go on from the last one listed.
-            found.truncate(limit);
-            next = found.last().map(|last| {
-                HashMap::from([
-                    (a::RECEIVED_AT.to_owned(), n(last.received_at.as_millis())),
-                    (a::EVENT_ID.to_owned(), s(last.event_id.as_str())),
-                ])
-            });
-        }
-        let next = match next {
-            None => None,
-            Some(key) => Some(Cursor {
-                received_at: Timestamp::from_millis(req_n(&key, a::RECEIVED_AT)?),
-                event_id: EventId::parse(req_s(&key, a::EVENT_ID)?)
-                    .map_err(|e| corrupt(a::EVENT_ID, &e.to_string()))?,
-            }),
-        };
-        Ok(Page {
-            events: found,
-            next,
-        })
+        self.read_page(query).await
     }
 
     async fn inline_payload(&self, event_id: &EventId) -> Result<Option<Bytes>, LedgerError> {
@@ -701,7 +573,8 @@ impl Ledger for DynamoDbLedger {
 
     async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
         let mut update = String::from(
-            "SET replay_previous = #status, #status = :queued, generation = :next, \
+            "SET replay_previous = #status, #status = :queued, status_shard = :shard, \
+             generation = :next, \
              replays = if_not_exists(replays, :zero) + :one, updated_at = :now, \
              history = list_append(if_not_exists(history, :empty), :entry), \
              replay_token = :token, replayed_at = :now",
@@ -718,6 +591,10 @@ impl Ledger for DynamoDbLedger {
             .table_name(&self.table)
             .set_key(Some(Self::key(&replay.event_id)))
             .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(EventStatus::Queued, &replay.event_id)),
+            )
             .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
             .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
             .expression_attribute_values(":failed", s(EventStatus::Failed.as_str()))
@@ -809,7 +686,8 @@ impl Ledger for DynamoDbLedger {
             .table_name(&self.table)
             .set_key(Some(Self::key(&undo.event_id)))
             .update_expression(
-                "SET #status = :restore, generation = :previous, replays = replays - :one, \
+                "SET #status = :restore, status_shard = :shard, generation = :previous, \
+                 replays = replays - :one, \
                  updated_at = :now, history = list_append(if_not_exists(history, :empty), :entry) \
                  REMOVE replay_token, replay_run, replayed_at, replay_previous",
             )
@@ -818,6 +696,10 @@ impl Ledger for DynamoDbLedger {
             )
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":restore", s(undo.restore.as_str()))
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(undo.restore, &undo.event_id)),
+            )
             .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
             .expression_attribute_values(":generation", n(undo.generation))
             .expression_attribute_values(":previous", n(undo.generation.saturating_sub(1)))
