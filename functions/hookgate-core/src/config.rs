@@ -336,8 +336,8 @@ impl ProcessorConfig {
     }
 
     /// Checks `retry_schedule` against the queue's retention, the dedup window and
-    /// `max_receive_count`.
-    fn check_retry_schedule(&self, dedup_window_secs: u64) -> Result<(), String> {
+    /// `max_receive_count` (done at load; again by whoever overrides `max_receive_count`).
+    pub fn check_retry_schedule(&self, dedup_window_secs: u64) -> Result<(), String> {
         let Some(delays) = self.retry_delays()? else {
             return Ok(());
         };
