@@ -220,6 +220,39 @@ mod moto {
         all.since = Some(t);
         let (listed, _) = walk(&ledger, all).await;
         assert_eq!(listed, newest_first(&put));
+
+        // Seven events of one shard in one millisecond, read two entries at a time: the index
+        // orders them in no particular way, the listing by id, and paging splits them right.
+        let t2 = t.plus(Duration::from_secs(60));
+        let shard = shard_of(&put[0].id);
+        let mut tied = Vec::new();
+        while tied.len() < 7 {
+            let id = EventId::parse(&format!("tie:{}", uuid::Uuid::new_v4().simple())).unwrap();
+            if shard_of(&id) != shard {
+                continue;
+            }
+            let claim = Claim {
+                event_id: id.clone(),
+                source: a.clone(),
+                event_type: "t".into(),
+                now: t2,
+                expires_at: t2.plus(Duration::from_secs(3600)),
+                timeout: Duration::from_secs(30),
+                token: "tok".into(),
+            };
+            assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+            ledger.mark_queued(&id, "tok", t2).await.unwrap();
+            tied.push(Put {
+                id,
+                source: a.clone(),
+                at: t2,
+            });
+        }
+        let mut ties = query(None, 3);
+        ties.since = Some(t2);
+        let (listed, pages) = walk(&ledger, ties).await;
+        assert_eq!(listed, newest_first(&tied));
+        assert!(pages >= 3, "{pages}");
     }
 
     /// A table as the previous release made it — the unsharded `by-status` only, items without

@@ -155,7 +155,10 @@ impl DynamoDbLedger {
     }
 
     /// Reads one partition newest first from `query.cursor` on, until `want` events match, the
-    /// partition has no more, or `max_pages` pages were read.
+    /// partition has no more, or `max_pages` pages past the cursor were read — and never stops
+    /// inside a millisecond: the entries of the last one read are all read too (the index
+    /// orders entries of one `received_at` in no particular order), so the read is complete
+    /// for every time at or after where it stopped.
     async fn read_partition(
         &self,
         index: Index,
@@ -173,130 +176,176 @@ impl DynamoDbLedger {
             (u, c) => u.or(c),
         };
         let since = query.since.map(Timestamp::as_millis);
+        let mut read = PartitionRead {
+            found: Vec::new(),
+            stopped: None,
+        };
         if let (Some(since), Some(upper)) = (since, upper) {
             if since > upper {
-                return Ok(PartitionRead {
-                    found: Vec::new(),
-                    stopped: None,
-                });
+                return Ok(read);
             }
         }
+        let range = Range { since, upper };
+        let mut start = None;
+        let mut pages = 0;
+        let last = loop {
+            // Unfiltered, every entry read is listed: read no more than are still wanted.
+            let page = if filtered {
+                self.page_items
+            } else {
+                want.saturating_sub(read.found.len()).max(1)
+            };
+            let (items, last) = self
+                .query_once(index, partition, query, range, page, start.take())
+                .await?;
+            self.keep(query, &items, &mut read.found)?;
+            let Some(last) = last else {
+                return Ok(read);
+            };
+            // A page of entries at the cursor's own millisecond only (listed before) does not
+            // count against the bound, so a read always gets past the cursor.
+            let at = req_n::<i64>(&last, a::RECEIVED_AT)?;
+            if cursor.is_none_or(|c| at < c) {
+                pages += 1;
+            }
+            if read.found.len() >= want || pages >= max_pages {
+                break last;
+            }
+            start = Some(last);
+        };
+        // Stopped: read the rest of the last millisecond, so the read is whole down to it.
+        let stopped = position(&last)?;
+        let millisecond = stopped.received_at.as_millis();
+        let same = Range {
+            since: Some(millisecond),
+            upper: Some(millisecond),
+        };
+        let mut start = Some(last);
+        while let Some(from) = start.take() {
+            let (items, last) = self
+                .query_once(index, partition, query, same, self.page_items, Some(from))
+                .await?;
+            self.keep(query, &items, &mut read.found)?;
+            start = last;
+        }
+        read.stopped = Some(stopped);
+        Ok(read)
+    }
+
+    /// Adds the entries of `items` past the cursor that pass `query`'s filters to `found`.
+    fn keep(
+        &self,
+        query: &PageQuery,
+        items: &[HashMap<String, AttributeValue>],
+        found: &mut Vec<EventSummary>,
+    ) -> Result<(), LedgerError> {
+        for item in items {
+            let summary = summary_from_item(item)?;
+            let after_cursor = query.cursor.as_ref().is_none_or(|c| {
+                order(summary.received_at, &summary.event_id) < order(c.received_at, &c.event_id)
+            });
+            if after_cursor && page_matches(query, &summary) {
+                found.push(summary);
+            }
+        }
+        Ok(())
+    }
+
+    /// One `Query` of `partition` newest first within `range`, at most `limit` entries read,
+    /// from `start`: the entries and the `LastEvaluatedKey`, if more may follow.
+    async fn query_once(
+        &self,
+        index: Index,
+        partition: &str,
+        query: &PageQuery,
+        range: Range,
+        limit: usize,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<Page0, ReadError> {
         let mut key = String::from("#pk = :pk");
-        match (since, upper) {
+        match (range.since, range.upper) {
             (Some(_), Some(_)) => key.push_str(" AND received_at BETWEEN :since AND :upper"),
             (Some(_), None) => key.push_str(" AND received_at >= :since"),
             (None, Some(_)) => key.push_str(" AND received_at <= :upper"),
             (None, None) => {}
         }
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index.name())
+            .key_condition_expression(key)
+            .projection_expression(
+                "event_id, #source, event_type, #status, received_at, updated_at, \
+                 attempt_count, last_error",
+            )
+            .expression_attribute_names("#pk", index.key_attribute())
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_names("#source", a::SOURCE)
+            .expression_attribute_values(":pk", s(partition))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start);
+        if let Some(since) = range.since {
+            request = request.expression_attribute_values(":since", n(since));
+        }
+        if let Some(upper) = range.upper {
+            request = request.expression_attribute_values(":upper", n(upper));
+        }
         let mut filter = Vec::new();
-        if query.source.is_some() {
+        if let Some(source) = &query.source {
             filter.push("#source = :source");
+            request = request.expression_attribute_values(":source", s(source.as_str()));
         }
-        if query.event_type.is_some() {
+        if let Some(event_type) = &query.event_type {
             filter.push("event_type = :event_type");
+            request = request.expression_attribute_values(":event_type", s(event_type));
         }
-        let mut found: Vec<EventSummary> = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        let mut stopped = None;
-        for _ in 0..max_pages {
-            // Unfiltered, every entry read is listed: read no more than are still wanted.
-            let page = if filtered {
-                self.page_items
-            } else {
-                want - found.len()
-            };
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index.name())
-                .key_condition_expression(key.clone())
-                .projection_expression(
-                    "event_id, #source, event_type, #status, received_at, updated_at, \
-                     attempt_count, last_error",
-                )
-                .expression_attribute_names("#pk", index.key_attribute())
-                .expression_attribute_names("#status", a::STATUS)
-                .expression_attribute_names("#source", a::SOURCE)
-                .expression_attribute_values(":pk", s(partition))
-                .scan_index_forward(false)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if let Some(since) = since {
-                request = request.expression_attribute_values(":since", n(since));
+        if !filter.is_empty() {
+            request = request.filter_expression(filter.join(" AND "));
+        }
+        match request.send().await {
+            Ok(out) => {
+                let last = out.last_evaluated_key.filter(|k| !k.is_empty());
+                Ok((out.items.unwrap_or_default(), last))
             }
-            if let Some(upper) = upper {
-                request = request.expression_attribute_values(":upper", n(upper));
-            }
-            if let Some(source) = &query.source {
-                request = request.expression_attribute_values(":source", s(source.as_str()));
-            }
-            if let Some(event_type) = &query.event_type {
-                request = request.expression_attribute_values(":event_type", s(event_type));
-            }
-            if !filter.is_empty() {
-                request = request.filter_expression(filter.join(" AND "));
-            }
-            let out = match request.send().await {
-                Ok(out) => out,
-                Err(e) => {
-                    // DynamoDB: `ValidationException` ("The table does not have the specified
-                    // index", "Cannot read from backfilling global secondary index"); moto:
-                    // `ResourceNotFoundException` ("Invalid index").
-                    let missing = e.as_service_error().is_some_and(|e| {
-                        let message = e.message().unwrap_or_default();
-                        match e.code() {
-                            Some("ValidationException") => {
-                                message.contains("specified index")
-                                    || message.contains("backfilling")
-                            }
-                            Some("ResourceNotFoundException") => message.contains("index"),
-                            _ => false,
+            Err(e) => {
+                // DynamoDB: `ValidationException` ("The table does not have the specified
+                // index", "Cannot read from backfilling global secondary index"); moto:
+                // `ResourceNotFoundException` ("Invalid index").
+                let missing = e.as_service_error().is_some_and(|e| {
+                    let message = e.message().unwrap_or_default();
+                    match e.code() {
+                        Some("ValidationException") => {
+                            message.contains("specified index") || message.contains("backfilling")
                         }
-                    });
-                    let text = super::unavailable("Query", &e);
-                    return Err(if missing {
-                        ReadError::NoIndex(text.to_string())
-                    } else {
-                        ReadError::Ledger(text)
-                    });
-                }
-            };
-            for item in out.items() {
-                let summary = summary_from_item(item)?;
-                let after_cursor = query.cursor.as_ref().is_none_or(|c| {
-                    order(summary.received_at, &summary.event_id)
-                        < order(c.received_at, &c.event_id)
-                });
-                if after_cursor && page_matches(query, &summary) {
-                    found.push(summary);
-                }
-            }
-            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
-                None => {
-                    stopped = None;
-                    break;
-                }
-                Some(last) => {
-                    stopped = Some(position(&last)?);
-                    if found.len() >= want {
-                        break;
+                        Some("ResourceNotFoundException") => message.contains("index"),
+                        _ => false,
                     }
-                    start = Some(last);
-                }
+                });
+                let text = super::unavailable("Query", &e);
+                Err(if missing {
+                    ReadError::NoIndex(text.to_string())
+                } else {
+                    ReadError::Ledger(text)
+                })
             }
         }
-        if found.len() >= want {
-            // Enough from this partition: whatever follows the last one kept is unread.
-            found.truncate(want);
-            stopped = found.last().map(|last| Cursor {
-                received_at: last.received_at,
-                event_id: last.event_id.clone(),
-            });
-        }
-        Ok(PartitionRead { found, stopped })
     }
 }
+
+/// The `received_at` range a `Query` reads (epoch ms, both ends included).
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    since: Option<i64>,
+    upper: Option<i64>,
+}
+
+/// What one `Query` returned: its entries and its `LastEvaluatedKey`.
+type Page0 = (
+    Vec<HashMap<String, AttributeValue>>,
+    Option<HashMap<String, AttributeValue>>,
+);
 
 /// Where a `Query` stopped: its `LastEvaluatedKey` as a cursor.
 fn position(key: &HashMap<String, AttributeValue>) -> Result<Cursor, LedgerError> {
@@ -307,29 +356,36 @@ fn position(key: &HashMap<String, AttributeValue>) -> Result<Cursor, LedgerError
     })
 }
 
-/// The page the partitions' reads make together: newest first, only as far as every partition
-/// was read (the newest place a partition stopped), at most `limit` events, and the cursor to
-/// go on from.
+/// The page the partitions' reads make together: newest first, only down to the newest
+/// millisecond at which a partition stopped (older ones are not read everywhere), at most
+/// `limit` events, and the cursor to go on from.
 fn merge(reads: Vec<PartitionRead>, limit: usize) -> Page {
     let frontier = reads
         .iter()
         .filter_map(|r| r.stopped.as_ref())
-        .max_by(|x, y| order(x.received_at, &x.event_id).cmp(&order(y.received_at, &y.event_id)))
+        .max_by_key(|stop| stop.received_at)
         .cloned();
     let mut events: Vec<EventSummary> = reads.into_iter().flat_map(|r| r.found).collect();
     events
         .sort_by(|x, y| order(y.received_at, &y.event_id).cmp(&order(x.received_at, &x.event_id)));
     if let Some(f) = &frontier {
-        events.retain(|e| order(e.received_at, &e.event_id) >= order(f.received_at, &f.event_id));
+        // Every partition was read whole down to `f`'s millisecond.
+        events.retain(|e| e.received_at >= f.received_at);
     }
-    let next = if events.len() > limit {
-        events.truncate(limit);
+    let last = |events: &[EventSummary]| {
         events.last().map(|last| Cursor {
             received_at: last.received_at,
             event_id: last.event_id.clone(),
         })
+    };
+    let next = if events.len() > limit {
+        events.truncate(limit);
+        last(&events)
     } else {
-        frontier
+        // All there is down to the frontier is listed: go on past it (past its millisecond,
+        // or — with nothing listed — from the entry the read stopped at, whose millisecond's
+        // other entries did not match).
+        frontier.map(|f| last(&events).unwrap_or(f))
     };
     Page { events, next }
 }
