@@ -90,17 +90,20 @@ def main():
         for event in events:
             if event.startswith("webhook-") and event not in special:
                 expect_http(event, 202, status="queued")
-        expect_http("webhook-github-redelivery.json", 200, status="duplicate")
-        expect_http("webhook-demo-rest-v1.json", 200, status="duplicate")
+        # Repeats of events accepted above that still wait in the queue (no processor has taken
+        # them): refused as in progress, to be retried later, and enqueued no second time.
+        expect_http("webhook-github-redelivery.json", 409, error="event_in_progress")
+        expect_http("webhook-demo-rest-v1.json", 409, error="event_in_progress")
         expect_http("webhook-bad-signature.json", 401, error="signature_mismatch")
         expect_http("webhook-unknown-source.json", 404, error="unknown_source")
         expect_http("status-get.json", 404, error="event_not_found")
-        # status=queued&source=demo&limit=5, read from the table's by-status index: the three demo
-        # events queued above (webhook-demo.json, webhook-demo-base64.json and
-        # webhook-demo-large.json, the last one archived and enqueued as a pointer), newest first.
+        # status=received&source=demo&limit=5, read from the table's by-status index: the three
+        # demo events accepted above and waiting in the queue (webhook-demo.json,
+        # webhook-demo-base64.json and webhook-demo-large.json, the last one archived and enqueued
+        # as a pointer), newest first.
         listed = expect_http("status-list.json", 200)["events"]
         assert len(listed) == 3, listed
-        assert all(e["status"] == "queued" and e["source"] == "demo" for e in listed), listed
+        assert all(e["status"] == "received" and e["source"] == "demo" for e in listed), listed
         assert listed[0]["received_at"] >= listed[1]["received_at"], listed
         assert all("attempts" not in e for e in listed), listed
 

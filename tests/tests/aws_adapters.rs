@@ -339,7 +339,6 @@ async fn items_have_the_documented_layout() {
         Timestamp::from_secs(now.as_secs() + 3601)
     );
 
-    ledger.mark_queued(&id, "tok", now).await.unwrap();
     let start = AttemptStart {
         ticket: None,
         event_id: id.clone(),
@@ -786,7 +785,6 @@ async fn the_ledger_writes_the_documented_attributes() {
     ]));
     assert_eq!(raw_item(&dynamodb, &r.table, &id).await, want);
 
-    ledger.mark_queued(&id, "claim-tok", at(5)).await.unwrap();
     let payload = b"\x78\x9c compressed envelope \x00\xff".to_vec();
     let start = |attempt: i64, lease_token: &str| AttemptStart {
         ticket: None,
@@ -1052,14 +1050,6 @@ async fn unreachable_store_is_unavailable() {
         matches!(got, Err(LedgerError::Unavailable(_))),
         "got {got:?}"
     );
-    let got = backend
-        .ledger
-        .mark_queued(&new_id(), "t", SystemClock.now())
-        .await;
-    assert!(
-        matches!(got, Err(LedgerError::Unavailable(_))),
-        "got {got:?}"
-    );
     let got = backend.ledger.list(&ListQuery::default()).await;
     assert!(
         matches!(got, Err(LedgerError::Unavailable(_))),
@@ -1245,11 +1235,10 @@ async fn listing_pages_through_the_status_index() {
         let mut c = claim(&id, now, "t");
         c.source = source.clone();
         assert_eq!(ledger.claim(&c).await.unwrap(), ClaimOutcome::Claimed);
-        ledger.mark_queued(&id, "t", now).await.unwrap();
         put.push(id);
     }
     let query = |source: &SourceName, limit| ListQuery {
-        status: Some(EventStatus::Queued),
+        status: Some(EventStatus::Received),
         source: Some(source.clone()),
         limit,
     };

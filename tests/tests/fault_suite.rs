@@ -154,9 +154,11 @@ async fn queue_down_after_the_claim_is_503_and_the_retry_is_enqueued_once(b: Pip
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{accepted:?}");
     assert_eq!(accepted.body["status"], "queued");
     let id = accepted.body["event_id"].as_str().unwrap().to_owned();
+    // A retry while the event waits in the queue: in progress (retry later), never enqueued
+    // again and never taken for a duplicate of something that might not be on the queue.
     let again = receiver.handle(signed(&receiver, &body)).await;
-    assert_eq!(again.status, StatusCode::OK);
-    assert_eq!(again.body["status"], "duplicate");
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+    assert_eq!(again.error_code(), Some("event_in_progress"));
     assert_eq!(
         queued_event_ids(&b).await,
         std::slice::from_ref(&id),
@@ -168,7 +170,7 @@ async fn queue_down_after_the_claim_is_503_and_the_retry_is_enqueued_once(b: Pip
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.status, EventStatus::Queued);
+    assert_eq!(record.status, EventStatus::Received);
     assert_eq!(faults.injected_total(), 3);
 }
 
@@ -198,7 +200,7 @@ async fn the_nth_send_failing_loses_nothing(b: Pipeline) {
 async fn injected_latency_is_still_a_success(b: Pipeline) {
     let faults = Faults::new();
     let receiver = receiver(&b, &faults);
-    for op in ["claim", "send", "mark_queued"] {
+    for op in ["claim", "send"] {
         faults.add_latency(op, Duration::from_millis(150));
     }
     let reply = receiver.handle(signed(&receiver, &body())).await;

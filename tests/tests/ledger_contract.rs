@@ -100,14 +100,14 @@ fn end_at(
     }
 }
 
-/// Claims `id` at `now` and marks it queued; returns the token.
-async fn claim_and_queue(ledger: &dyn Ledger, id: &EventId, now: Timestamp) -> String {
+/// Claims `id` at `now` as the receiver does (it stays `received` until the processor takes
+/// it); returns the token.
+async fn claim_new(ledger: &dyn Ledger, id: &EventId, now: Timestamp) -> String {
     let tok = token();
     assert_eq!(
         ledger.claim(&claim_at(id, now, &tok)).await.unwrap(),
         ClaimOutcome::Claimed
     );
-    ledger.mark_queued(id, &tok, now).await.unwrap();
     tok
 }
 
@@ -123,7 +123,7 @@ fn unique_source() -> SourceName {
 
 /// A new event from `source`, received at `at`, taken to `status` through the ledger's own
 /// operations (everything happens at `at`; `failed` and `dead_lettered` after one attempt that
-/// failed with "boom", `processed` after one that succeeded).
+/// failed with "boom", `processed` after one that succeeded, `queued` replayed after that).
 async fn event_in(
     ledger: &dyn Ledger,
     source: &SourceName,
@@ -140,10 +140,6 @@ async fn event_in(
     if status == EventStatus::Received {
         return id;
     }
-    ledger.mark_queued(&id, &tok, at).await.unwrap();
-    if status == EventStatus::Queued {
-        return id;
-    }
     let start = AttemptStart {
         source: source.clone(),
         ..start_at(&id, at, at)
@@ -155,11 +151,26 @@ async fn event_in(
     if status == EventStatus::Processing {
         return id;
     }
-    let error = (status != EventStatus::Processed).then_some("boom");
+    // Only a replay (or a redrive) makes an event `queued`: processed first, then replayed.
+    let settled = match status {
+        EventStatus::Queued => EventStatus::Processed,
+        other => other,
+    };
+    let error = (settled != EventStatus::Processed).then_some("boom");
     ledger
-        .finish_attempt(&end_at(&id, 1, at, at, status, error))
+        .finish_attempt(&end_at(&id, 1, at, at, settled, error))
         .await
         .unwrap();
+    if status == EventStatus::Queued {
+        let outcome = ledger
+            .begin_replay(&replay_start(&id, 0, at, None))
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, ReplayOutcome::Started { .. }),
+            "{outcome:?}"
+        );
+    }
     id
 }
 
@@ -237,33 +248,35 @@ async fn claim_then_duplicate(ledger: Arc<dyn Ledger>) {
         ledger.claim(&claim_at(&id, now, &tok)).await.unwrap(),
         ClaimOutcome::Claimed
     );
-    let later = now.plus(secs(2));
-    ledger.mark_queued(&id, &tok, later).await.unwrap();
     let record = ledger.get(&id).await.unwrap().unwrap();
-    assert_eq!(record.status, EventStatus::Queued);
-    assert_eq!(record.updated_at, later);
+    assert_eq!(record.status, EventStatus::Received);
     assert_eq!(record.received_at, now);
+    // The processor takes it: from then on the claim is settled.
+    let later = now.plus(secs(2));
+    ledger
+        .start_attempt(&start_at(&id, now, later))
+        .await
+        .unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Processing);
 
     // Same id again, any token, any time inside the window — even long after the claim timeout.
     for at in [now.plus(secs(3)), now.plus(secs(600))] {
         assert_eq!(
             ledger.claim(&claim_at(&id, at, &token())).await.unwrap(),
-            ClaimOutcome::Duplicate(EventStatus::Queued)
+            ClaimOutcome::Duplicate(EventStatus::Processing)
         );
     }
-    // The duplicate changed nothing.
+    // The duplicate changed nothing, and the claim can no longer be released.
     assert_eq!(ledger.get(&id).await.unwrap().unwrap(), record);
-    // Marking queued twice under the claim's token (a retried call) is success, and changes
-    // nothing; under another token it is a conflict.
-    ledger.mark_queued(&id, &tok, later).await.unwrap();
+    assert_conflict(ledger.release(&id, &tok).await);
     assert_eq!(ledger.get(&id).await.unwrap().unwrap(), record);
-    assert_conflict(ledger.mark_queued(&id, &token(), later).await);
 }
 
 async fn duplicate_reports_the_current_status(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     let s1 = now.plus(secs(1));
     assert_eq!(
         ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap(),
@@ -324,11 +337,13 @@ async fn claim_in_progress_is_not_a_duplicate(ledger: Arc<dyn Ledger>) {
             ClaimOutcome::InProgress
         );
     }
-    // The first claim still owns it.
-    ledger
-        .mark_queued(&id, &first, now.plus(secs(2)))
-        .await
-        .unwrap();
+    // The first claim still owns it: its own claim again is its own, and it may release it.
+    assert_eq!(
+        ledger.claim(&claim_at(&id, now, &first)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    ledger.release(&id, &first).await.unwrap();
+    assert_eq!(ledger.get(&id).await.unwrap(), None);
 }
 
 async fn stale_claim_is_taken_over(ledger: Arc<dyn Ledger>) {
@@ -350,19 +365,21 @@ async fn stale_claim_is_taken_over(ledger: Arc<dyn Ledger>) {
     assert_eq!(record.status, EventStatus::Received);
     assert_eq!(record.received_at, later);
     // The first owner lost it; the second owns it.
-    assert_conflict(ledger.mark_queued(&id, &first, later).await);
     assert_conflict(ledger.release(&id, &first).await);
-    ledger.mark_queued(&id, &second, later).await.unwrap();
     assert_eq!(
-        ledger.get(&id).await.unwrap().unwrap().status,
-        EventStatus::Queued
+        ledger.claim(&claim_at(&id, later, &second)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
+    assert_eq!(
+        ledger.claim(&claim_at(&id, later, &first)).await.unwrap(),
+        ClaimOutcome::InProgress
     );
 }
 
 async fn expired_claim_is_reclaimable(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     ledger
         .start_attempt(&start_at(&id, now, now))
         .await
@@ -392,7 +409,10 @@ async fn expired_claim_is_reclaimable(ledger: Arc<dyn Ledger>) {
     assert_eq!(record.received_at, later);
     assert_eq!(record.attempt_count, 0);
     assert_eq!(record.attempts, vec![]);
-    ledger.mark_queued(&id, &tok, later).await.unwrap();
+    assert_eq!(
+        ledger.claim(&claim_at(&id, later, &tok)).await.unwrap(),
+        ClaimOutcome::Claimed
+    );
 }
 
 async fn release_frees_the_id(ledger: Arc<dyn Ledger>) {
@@ -403,9 +423,8 @@ async fn release_frees_the_id(ledger: Arc<dyn Ledger>) {
         ledger.claim(&claim_at(&id, now, &tok)).await.unwrap(),
         ClaimOutcome::Claimed
     );
-    // Another token may neither release nor enqueue it, and trying changes nothing.
+    // Another token may not release it, and trying changes nothing.
     assert_conflict(ledger.release(&id, "not-the-token").await);
-    assert_conflict(ledger.mark_queued(&id, "not-the-token", now).await);
     assert_eq!(
         ledger.get(&id).await.unwrap().unwrap().status,
         EventStatus::Received
@@ -414,9 +433,8 @@ async fn release_frees_the_id(ledger: Arc<dyn Ledger>) {
     ledger.release(&id, &tok).await.unwrap();
     assert_eq!(ledger.get(&id).await.unwrap(), None);
     // Released twice (a retried call whose first answer was lost): nothing is claimed, which
-    // is what a release is for. Marked queued after the release: the claim is gone.
+    // is what a release is for.
     ledger.release(&id, &tok).await.unwrap();
-    assert_conflict(ledger.mark_queued(&id, &tok, now).await);
     // The provider's retry is a fresh claim, not a duplicate.
     assert_eq!(
         ledger
@@ -429,23 +447,27 @@ async fn release_frees_the_id(ledger: Arc<dyn Ledger>) {
 
 async fn release_after_queued_conflicts(ledger: Arc<dyn Ledger>) {
     let id = new_id();
-    let tok = claim_and_queue(ledger.as_ref(), &id, t0()).await;
+    let tok = claim_new(ledger.as_ref(), &id, t0()).await;
+    // Put back on the queue by a replay after a first attempt: no longer the receiver's claim.
+    ledger
+        .start_attempt(&start_at(&id, t0(), t0()))
+        .await
+        .unwrap();
     assert_conflict(ledger.release(&id, &tok).await);
     assert_eq!(
         ledger.get(&id).await.unwrap().unwrap().status,
-        EventStatus::Queued
+        EventStatus::Processing
     );
-    // Unknown ids: nothing to release; nothing to mark.
+    // Unknown ids: nothing to release.
     let unknown = new_id();
     ledger.release(&unknown, &tok).await.unwrap();
-    assert_conflict(ledger.mark_queued(&unknown, &tok, t0()).await);
     assert_eq!(ledger.get(&unknown).await.unwrap(), None);
 }
 
 async fn start_attempt_numbers_attempts(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     for n in 1..=3u32 {
         let s = now.plus(secs(u64::from(n) * 10));
         assert_eq!(
@@ -475,7 +497,7 @@ async fn start_attempt_numbers_attempts(ledger: Arc<dyn Ledger>) {
 async fn live_lease_is_respected(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     let lease_until = now.plus(LEASE);
     assert_eq!(
         ledger
@@ -499,7 +521,7 @@ async fn live_lease_is_respected(ledger: Arc<dyn Ledger>) {
 async fn expired_lease_is_taken_over(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     ledger
         .start_attempt(&start_at(&id, now, now))
         .await
@@ -527,7 +549,7 @@ async fn expired_lease_is_taken_over(ledger: Arc<dyn Ledger>) {
 async fn processed_is_final(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     ledger
         .start_attempt(&start_at(&id, now, now))
         .await
@@ -550,7 +572,7 @@ async fn processed_is_final(ledger: Arc<dyn Ledger>) {
 async fn finish_with_a_stale_attempt_conflicts(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     ledger
         .start_attempt(&start_at(&id, now, now))
         .await
@@ -605,7 +627,7 @@ async fn finish_unknown_event_conflicts(ledger: Arc<dyn Ledger>) {
 async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
 
     let s1 = now.plus(secs(1));
     ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap();
@@ -670,7 +692,7 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
 async fn dead_lettered_event_may_start_again(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     ledger
         .start_attempt(&start_at(&id, now, now))
         .await
@@ -751,7 +773,7 @@ async fn start_attempt_on_unknown_id_upserts(ledger: Arc<dyn Ledger>) {
 }
 
 async fn start_attempt_on_a_received_claim(ledger: Arc<dyn Ledger>) {
-    // The receiver enqueued but crashed before `mark_queued`: the processor may still start.
+    // The receiver makes no write after its enqueue: the processor starts a `received` claim.
     let id = new_id();
     let now = t0();
     let tok = token();
@@ -763,9 +785,13 @@ async fn start_attempt_on_a_received_claim(ledger: Arc<dyn Ledger>) {
             .unwrap(),
         StartOutcome::Started { attempt: 1 }
     );
-    // … and then the claim can no longer be marked queued or released.
-    assert_conflict(ledger.mark_queued(&id, &tok, now.plus(secs(2))).await);
+    // … and then the claim can no longer be released, nor taken over once stale.
     assert_conflict(ledger.release(&id, &tok).await);
+    let stale = now.plus(CLAIM_TIMEOUT).plus(secs(1));
+    assert_eq!(
+        ledger.claim(&claim_at(&id, stale, &token())).await.unwrap(),
+        ClaimOutcome::Duplicate(EventStatus::Processing)
+    );
     assert_eq!(
         ledger.get(&id).await.unwrap().unwrap().status,
         EventStatus::Processing
@@ -789,7 +815,7 @@ async fn list_by_status_is_newest_first(ledger: Arc<dyn Ledger>) {
     let record = ledger.get(&q2).await.unwrap().unwrap();
     assert_eq!(queued[0], record.summary());
     assert_eq!(queued[0].status, EventStatus::Queued);
-    assert_eq!(queued[0].attempt_count, 0);
+    assert_eq!(queued[0].attempt_count, 1);
 
     let processed = list(l, Some(EventStatus::Processed), &src, 20).await;
     assert_eq!(ids(&processed), vec![done.clone()]);
@@ -982,26 +1008,23 @@ async fn a_retried_claim_finds_its_own_token(ledger: Arc<dyn Ledger>) {
         ledger.claim(&claim_at(&id, now, &token())).await.unwrap(),
         ClaimOutcome::InProgress
     );
-    ledger.mark_queued(&id, &tok, now).await.unwrap();
-    // Marked queued again under the same token: success, still queued.
+    // Once the processor has taken it, even its own token's claim is a duplicate.
     ledger
-        .mark_queued(&id, &tok, now.plus(secs(1)))
+        .start_attempt(&start_at(&id, now, now.plus(secs(1))))
         .await
         .unwrap();
-    assert_conflict(ledger.mark_queued(&id, &token(), now).await);
-    // Once queued, even its own token's claim is a duplicate: the request has moved on.
     assert_eq!(
         ledger.claim(&claim).await.unwrap(),
-        ClaimOutcome::Duplicate(EventStatus::Queued)
+        ClaimOutcome::Duplicate(EventStatus::Processing)
     );
     let record = ledger.get(&id).await.unwrap().unwrap();
-    assert_eq!(record.status, EventStatus::Queued);
+    assert_eq!(record.status, EventStatus::Processing);
 }
 
 async fn a_retried_start_takes_its_own_lease(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     let start = start_at(&id, now, now.plus(secs(1)));
     assert_eq!(
         ledger.start_attempt(&start).await.unwrap(),
@@ -1034,7 +1057,7 @@ async fn a_retried_start_takes_its_own_lease(ledger: Arc<dyn Ledger>) {
 async fn a_retried_attempt_end_is_recorded_once(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     let s1 = now.plus(secs(1));
     ledger.start_attempt(&start_at(&id, now, s1)).await.unwrap();
     let failed = end_at(
@@ -1092,7 +1115,7 @@ fn replay_start(id: &EventId, expected: u64, now: Timestamp, run: Option<&str>) 
 
 /// An event claimed, queued, started and finished with `status` at t0 + 1..2 s.
 async fn finished(ledger: &dyn Ledger, id: &EventId, now: Timestamp, status: EventStatus) {
-    claim_and_queue(ledger, id, now).await;
+    claim_new(ledger, id, now).await;
     let s1 = now.plus(secs(1));
     ledger.start_attempt(&start_at(id, now, s1)).await.unwrap();
     let error = (status != EventStatus::Processed).then_some("boom");
@@ -1105,7 +1128,7 @@ async fn finished(ledger: &dyn Ledger, id: &EventId, now: Timestamp, status: Eve
 async fn the_first_start_records_the_payload_once(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     let inline = bytes::Bytes::from_static(b"\x78\x01compressed");
     let mut start = start_at(&id, now, now.plus(secs(1)));
     start.payload = Some(PayloadWrite {
@@ -1314,7 +1337,7 @@ async fn a_replay_that_never_reached_the_queue_is_taken_over_late(ledger: Arc<dy
 async fn history_entries_are_added_once_per_token(ledger: Arc<dyn Ledger>) {
     let id = new_id();
     let now = t0();
-    claim_and_queue(ledger.as_ref(), &id, now).await;
+    claim_new(ledger.as_ref(), &id, now).await;
     let entry = HistoryEntry {
         at: now,
         kind: "dlq_purged".into(),

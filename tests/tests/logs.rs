@@ -187,10 +187,6 @@ async fn run(p: Pipeline) {
         ids.insert(s.name, id);
         first_request.get_or_insert(request);
     }
-    // The provider's retry: a duplicate.
-    let replay = first_request.unwrap();
-    let reply = receiver.handle(replay).await;
-    assert_eq!(reply.body["status"], "duplicate", "{reply:?}");
     // A bad signature: the body changed after signing.
     let body = format!(r#"{{"type":"order.paid","note":"{MARKER}","tampered":true}}"#);
     let mut tampered = signed(&receiver, "shop", &body, sources[0].trace);
@@ -225,6 +221,10 @@ async fn run(p: Pipeline) {
     for s in &sources {
         p.poll_until(&events, &ids[s.name], s.ends).await;
     }
+    // The provider's retry, once the processor has taken the event: a duplicate.
+    let replay = first_request.unwrap();
+    let reply = receiver.handle(replay).await;
+    assert_eq!(reply.body["status"], "duplicate", "{reply:?}");
     drop(guard);
 
     for sink in &sinks {

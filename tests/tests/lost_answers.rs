@@ -4,7 +4,7 @@
 //! applied while its caller never hears so; the SDK sends it again. `Faults::lose_answer_next`
 //! does exactly that to one port call (it runs the call, drops the answer, and runs the
 //! identical call again, whose answer the caller gets), and `lose_answer_and_fail_next` lets
-//! every retry be lost too. For each write on the way of an event — claim, mark queued,
+//! every retry be lost too. For each write on the way of an event — claim,
 //! release, enqueue, lease, attempt end, move to the DLQ, redrive — the provider must get the
 //! answer it would have got without the fault, the handler must run once per real attempt,
 //! and the event's history must hold exactly one entry per attempt that ran.
@@ -267,17 +267,6 @@ async fn a_claim_applied_but_failed_is_taken_back_so_the_retry_is_accepted(b: Pi
     assert_eq!(history(&record), [(1, true)]);
 }
 
-async fn a_lost_mark_queued_is_success(b: Pipeline) {
-    let rig = rig(b);
-    rig.faults.lose_answer_next("mark_queued", 1);
-    let id = rig.accepted(&body()).await;
-    let queued = rig.b.ledger.get(&id).await.unwrap().unwrap();
-    assert_eq!(queued.status, EventStatus::Queued);
-    let record = rig.settle(&id, EventStatus::Processed).await;
-    assert_eq!(rig.handler.runs(&id), [Next::Succeed]);
-    assert_eq!(history(&record), [(1, true)]);
-}
-
 async fn a_lost_enqueue_leaves_two_copies_and_the_handler_runs_once(b: Pipeline) {
     let rig = rig(b);
     rig.faults.lose_answer_next("send", 1);
@@ -424,7 +413,6 @@ macro_rules! both_backends {
 both_backends!(
     a_claim_whose_answer_was_lost_is_still_ours,
     a_claim_applied_but_failed_is_taken_back_so_the_retry_is_accepted,
-    a_lost_mark_queued_is_success,
     a_lost_enqueue_leaves_two_copies_and_the_handler_runs_once,
     a_lost_release_is_success_and_the_retry_is_accepted,
     a_lost_lease_is_recognised_and_the_attempt_runs_at_once,

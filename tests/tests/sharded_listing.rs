@@ -57,7 +57,6 @@ async fn put_events(
             token: "tok".into(),
         };
         assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
-        ledger.mark_queued(&id, "tok", at).await.unwrap();
         put.push(Put { id, source, at });
     }
     put
@@ -96,7 +95,7 @@ async fn walk(ledger: &dyn Ledger, mut query: PageQuery) -> (Vec<EventId>, usize
 
 fn query(source: Option<&SourceName>, limit: usize) -> PageQuery {
     PageQuery {
-        status: EventStatus::Queued,
+        status: EventStatus::Received,
         source: source.cloned(),
         event_type: None,
         since: None,
@@ -154,7 +153,7 @@ async fn pages_walk_every_shard_newest_first(ledger: Arc<dyn Ledger>) {
     // The non-paged listing merges the shards too.
     let newest = ledger
         .list(&ListQuery {
-            status: Some(EventStatus::Queued),
+            status: Some(EventStatus::Received),
             source: Some(b.clone()),
             limit: MAX_LIST_LIMIT,
         })
@@ -241,7 +240,6 @@ mod moto {
                 token: "tok".into(),
             };
             assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
-            ledger.mark_queued(&id, "tok", t2).await.unwrap();
             tied.push(Put {
                 id,
                 source: a.clone(),
@@ -319,14 +317,14 @@ mod moto {
             let update = if n == 0 {
                 update
                     .update_expression("SET status_shard = :other")
-                    .expression_attribute_values(":other", AttributeValue::S("queued#999".into()))
+                    .expression_attribute_values(":other", AttributeValue::S("received#999".into()))
             } else {
                 update.update_expression("REMOVE status_shard")
             };
             update.send().await.unwrap();
         }
         let listing = ListQuery {
-            status: Some(EventStatus::Queued),
+            status: Some(EventStatus::Received),
             source: None,
             limit: MAX_LIST_LIMIT,
         };
@@ -371,7 +369,7 @@ mod moto {
                 .unwrap();
             assert_eq!(
                 item["status_shard"],
-                AttributeValue::S(status_partition(EventStatus::Queued, &p.id))
+                AttributeValue::S(status_partition(EventStatus::Received, &p.id))
             );
         }
         assert_eq!(

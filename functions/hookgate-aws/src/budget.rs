@@ -18,7 +18,7 @@
 //!
 //! One call takes at most 3 × 2 s + 0.75 s = 6.75 s ([`worst_case_call`]). The receiver
 //! makes at most [`RECEIVER_CALLS_PER_REQUEST`] calls in a row (claim, archive the body of a
-//! claim-checked event, enqueue, then mark queued or release the claim), so a warm request has
+//! claim-checked event, enqueue, then release the claim if the enqueue failed), so a warm request has
 //! its answer within 27 s; a cold start adds the configuration read, on a budget of its own
 //! ([`config_read_timeouts`]: 2 attempts of 0.6 s, 1.5 s in all): 28.5 s, inside API Gateway's
 //! 30 s. The receiver function's timeout (the template's `ReceiverTimeout`, 29 s by default)
@@ -48,8 +48,8 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// AWS calls the receiver makes, one after another, for one request at most: `PutItem`
-/// (claim), `PutObject` (a body over the claim-check size), `SendMessage`, then `UpdateItem`
-/// (mark queued) or `DeleteItem` (release).
+/// (claim), `PutObject` (a body over the claim-check size), `SendMessage`, then `DeleteItem`
+/// (release) if the enqueue failed.
 pub const RECEIVER_CALLS_PER_REQUEST: u32 = 4;
 /// Tries of the cold start's configuration read.
 pub const CONFIG_READ_ATTEMPTS: u32 = 2;

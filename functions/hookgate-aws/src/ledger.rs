@@ -39,7 +39,7 @@
 //! **Retried writes.** The SDK sends a write again when its answer is lost (a timeout, a dropped
 //! connection), so a condition may fail against the item the first attempt wrote. Each write
 //! recognises its own mark in the old item and answers as if just applied: the claim its
-//! `claim_token`, mark queued its token on a `queued` item, a release a missing item, a start
+//! `claim_token`, a release a missing item, a start
 //! its `lease_token`, an attempt's end its number in `finished_attempt` — which the end's own
 //! condition also checks, so a retried end never appends its attempt twice.
 //!
@@ -202,50 +202,6 @@ impl Ledger for DynamoDbLedger {
             EventStatus::Received => ClaimOutcome::InProgress,
             status => ClaimOutcome::Duplicate(status),
         })
-    }
-
-    async fn mark_queued(
-        &self,
-        event_id: &EventId,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(), LedgerError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key(event_id)))
-            .update_expression("SET #status = :queued, status_shard = :shard, updated_at = :now")
-            .expression_attribute_values(
-                ":shard",
-                s(status_partition(EventStatus::Queued, event_id)),
-            )
-            .condition_expression("#status = :received AND claim_token = :token")
-            .expression_attribute_names("#status", a::STATUS)
-            .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
-            .expression_attribute_values(":received", s(EventStatus::Received.as_str()))
-            .expression_attribute_values(":token", s(token))
-            .expression_attribute_values(":now", n(now.as_millis()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let returned = match result {
-            Ok(_) => return Ok(()),
-            Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
-                other => return Err(unavailable_service("UpdateItem", &other)),
-            },
-        };
-        // Already queued under this token: this call's earlier attempt was applied.
-        match self.old_item(event_id, returned).await? {
-            Some(old)
-                if status_of(&old)? == EventStatus::Queued
-                    && opt_s(&old, a::CLAIM_TOKEN)? == Some(token) =>
-            {
-                Ok(())
-            }
-            _ => Err(not_owned(event_id)),
-        }
     }
 
     async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError> {

@@ -224,6 +224,20 @@ pub enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run a load profile on the virtual-time simulation of the real receiver and processor
+    /// (in-memory backends holding AWS's limits, a simulated clock) and print, per simulated
+    /// minute, what was accepted, processed, retried and dead-lettered, messages in flight, the
+    /// oldest message's age, the busiest index partition's writes/s and the throttles. See
+    /// docs/scale.md.
+    Simulate {
+        /// A built-in profile (healthy-10k, outage-6h, retry-storm) or a TOML file.
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// Scale rates and aggregate limits alike by this factor, in (0, 1] (default: the
+        /// profile's; 1 is full scale: build with --release).
+        #[arg(long)]
+        scale: Option<f64>,
+    },
 }
 
 /// The `dlq` tools.
@@ -321,6 +335,20 @@ mod tests {
             } => Ok((all, ids, native)),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn simulate_takes_a_profile_and_an_optional_scale() {
+        match parse(&["simulate", "--profile", "outage-6h", "--scale", "1"])
+            .unwrap()
+            .command
+        {
+            Command::Simulate { profile, scale } => {
+                assert_eq!((profile.as_str(), scale), ("outage-6h", Some(1.0)));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(parse(&["simulate"]).is_err(), "a profile is required");
     }
 
     #[test]

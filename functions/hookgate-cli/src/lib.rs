@@ -27,3 +27,4 @@ pub mod http_server;
 pub mod local;
 pub mod provider_request;
 pub mod replay_command;
+pub mod simulate_command;

@@ -305,6 +305,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 replay_command::Place::from_args(url.as_deref(), admin_token, &config).await?;
             replay_command::payload(&place, &id, out.as_deref()).await?;
         }
+        Command::Simulate { profile, scale } => {
+            let profile = hookgate_cli::simulate_command::load(&profile)?;
+            hookgate_cli::simulate_command::run(profile, scale, &mut std::io::stdout().lock())
+                .await?;
+        }
         Command::Setup {
             table,
             queue,

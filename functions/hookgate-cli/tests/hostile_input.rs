@@ -19,6 +19,9 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[path = "../../hookgate-core/tests/support/mod.rs"]
+mod support;
+
 const STANDARD_SECRET: &str = "whsec_aG9va2dhdGUtbG9jYWwtc3RhbmRhcmQtc2VjcmV0ISE=";
 const MAX_BODY: usize = 4096;
 
@@ -769,6 +772,14 @@ async fn a_replay_with_an_altered_unsigned_id_is_a_duplicate_and_a_signed_one_is
     assert_eq!(answer.status, 202, "{:?}", answer.json());
     let id = answer.json()["event_id"].clone();
     let replay = first.clone().set("x-github-delivery", "delivery-2-forged");
+    // While the event waits in the queue the replay is in progress; once taken, a duplicate.
+    let busy = send(&addr, &replay).await;
+    assert_eq!(
+        (busy.status, busy.json()["error"].clone()),
+        (409, Value::from("event_in_progress"))
+    );
+    let event_id = hookgate_core::EventId::parse(id.as_str().unwrap()).unwrap();
+    support::taken(ledger.as_ref(), &event_id).await;
     let again = send(&addr, &replay).await;
     assert_eq!(
         (
@@ -781,7 +792,10 @@ async fn a_replay_with_an_altered_unsigned_id_is_a_duplicate_and_a_signed_one_is
 
     // Shopify: X-Shopify-Webhook-Id is not signed either.
     let first = Raw::now_signed("shopify", body).set("x-shopify-webhook-id", "w-1");
-    assert_eq!(send(&addr, &first).await.status, 202);
+    let answer = send(&addr, &first).await;
+    assert_eq!(answer.status, 202);
+    let event_id = hookgate_core::EventId::parse(answer.json()["event_id"].as_str().unwrap());
+    support::taken(ledger.as_ref(), &event_id.unwrap()).await;
     let again = send(&addr, &first.clone().set("x-shopify-webhook-id", "w-2")).await;
     assert_eq!(again.json()["status"], "duplicate");
 

@@ -159,6 +159,38 @@ impl Clock for ManualClock {
     }
 }
 
+/// Wall-clock time that follows tokio's clock: the local stack's in-memory queue keeps time so,
+/// and a test that pauses tokio's clock (`start_paused`) moves this one with it.
+///
+/// It reads the wall clock once, when made, and adds tokio's elapsed time since.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    started: tokio::time::Instant,
+    started_at: Timestamp,
+}
+
+impl TokioClock {
+    /// A clock reading the wall clock's time now, moving as tokio's clock moves.
+    pub fn new() -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            started_at: SystemClock.now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        self.started_at.plus(self.started.elapsed())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +215,13 @@ mod tests {
         assert_eq!(c.now(), Timestamp::from_secs(10));
         c.advance(Duration::from_secs(5));
         assert_eq!(c.now().as_secs(), 15);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tokio_clock_follows_tokio_time() {
+        let c = TokioClock::new();
+        let before = c.now();
+        tokio::time::advance(Duration::from_secs(90)).await;
+        assert_eq!(c.now().since(before), Duration::from_secs(90));
     }
 }

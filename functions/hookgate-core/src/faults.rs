@@ -32,7 +32,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::archive::{Archive, ArchiveError, PayloadRef};
-use crate::clock::Timestamp;
 use crate::envelope::{Envelope, EventId};
 use crate::ledger::{
     AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventSummary, Ledger, LedgerError,
@@ -337,17 +336,6 @@ impl Ledger for FaultyLedger {
         let call = || self.inner.claim(claim);
         self.faults
             .run("claim", call, LedgerError::Unavailable)
-            .await
-    }
-    async fn mark_queued(
-        &self,
-        id: &EventId,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(), LedgerError> {
-        let call = || self.inner.mark_queued(id, token, now);
-        self.faults
-            .run("mark_queued", call, LedgerError::Unavailable)
             .await
     }
     async fn release(&self, id: &EventId, token: &str) -> Result<(), LedgerError> {

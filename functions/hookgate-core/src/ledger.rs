@@ -18,15 +18,17 @@ use crate::envelope::{EventId, SourceName};
 
 /// Where an event is in its life.
 ///
-/// `received` → `queued` → `processing` → `processed` | `failed` | `dead_lettered`;
-/// a `failed` event goes back to `processing` when its message is redelivered, and a
-/// `dead_lettered` one when it is redriven.
+/// `received` → `processing` → `processed` | `failed` | `dead_lettered`;
+/// a `failed` event goes back to `processing` when its message is redelivered; a replay or a
+/// redrive makes an event `queued` again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
-    /// Claimed by the receiver, not yet on the queue.
+    /// Claimed by the receiver: on its way to the queue or waiting in it. The receiver makes
+    /// no ledger write after its enqueue (one request fewer on the provider's path), so a new
+    /// event stays `received` until the processor's lease moves it on.
     Received,
-    /// On the queue, waiting for the processor.
+    /// Put back on the queue by a replay or a redrive, waiting for the processor.
     Queued,
     /// A processor holds a lease on it and is running its handler.
     Processing,
@@ -602,15 +604,6 @@ pub trait Ledger: Send + Sync {
     /// passed, or an earlier claim stayed `received` for longer than `claim.timeout` — and, for
     /// a retried claim, if the `received` claim in place is its own (same token).
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError>;
-
-    /// `received` → `queued`, if the claim `token` still owns the event. Already `queued`
-    /// under the same token (a retried call) is success.
-    async fn mark_queued(
-        &self,
-        event_id: &EventId,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(), LedgerError>;
 
     /// Forgets a claim that could not be enqueued, if `token` still owns it and it is still
     /// `received`, so the provider's retry is not taken for a duplicate. An event no longer in

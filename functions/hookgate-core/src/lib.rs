@@ -55,7 +55,7 @@ pub mod testing;
 pub mod xray;
 
 pub use archive::{Archive, ArchiveError, PayloadRef};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp, TokioClock};
 pub use config::{Config, ConfigError};
 pub use envelope::{Envelope, EventId, SourceName};
 pub use handler::{Context, Delivery, Handled, Handler, HandlerError, Handlers, ResultExt};

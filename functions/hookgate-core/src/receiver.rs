@@ -27,7 +27,7 @@ use crate::archive::Archive;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{ArchiveConfig, Config, ReceiverConfig};
 use crate::envelope::{Envelope, EventId, SourceName};
-use crate::ledger::{Claim, ClaimOutcome, Ledger, LedgerError};
+use crate::ledger::{Claim, ClaimOutcome, Ledger};
 use crate::metrics::{self, EventType, Metrics, Observation, RequestResult};
 use crate::queue::{attr, attributes_size, OutgoingMessage, Queue};
 use crate::reply::Reply;
@@ -457,20 +457,11 @@ impl Receiver {
             self.release_claim(&claim).await;
             return Err(Rejection::QueueUnavailable);
         }
-        match self
-            .ledger
-            .mark_queued(&claim.event_id, &claim.token, self.clock.now())
-            .await
-        {
-            Ok(()) => {}
-            // Normal when the processor was faster than this line: it has moved the record on.
-            Err(LedgerError::Conflict(e)) => {
-                debug!(reason = %e, "record already moved past queued")
-            }
-            // The message is on the queue, so the event is safe: the processor moves the record
-            // on from `received`, and its lease guards against a second copy.
-            Err(e) => warn!(error = %e, "event enqueued but not marked queued"),
-        }
+        // No ledger write after the enqueue: the claim stays `received` (on its way to the
+        // queue, or waiting in it) until the processor's lease moves it on. A crash before
+        // this point leaves a `received` claim that a retry takes over after
+        // `claim_timeout_secs`; a retry before then is refused as in progress (409), never
+        // taken for a duplicate.
         info!("event queued");
         Ok(Accepted::Queued(envelope.event_id))
     }

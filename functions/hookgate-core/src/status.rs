@@ -511,8 +511,8 @@ mod tests {
     use crate::faults::{Faults, FaultyLedger};
     use crate::ledger::{Attempt, AttemptEnd, AttemptStart, Claim};
 
-    /// Claims `id` from `source` at second `at`, and takes it to `status` (`queued`, or through
-    /// one attempt to `failed`/`processed`).
+    /// Claims `id` from `source` at second `at`, and takes it to `status` (`received` as the
+    /// receiver leaves it, or through one attempt to `failed`/`processed`).
     async fn put(ledger: &MemoryLedger, id: &str, source: &str, at: i64, status: EventStatus) {
         let now = Timestamp::from_secs(at);
         let event_id = EventId::parse(id).unwrap();
@@ -527,8 +527,7 @@ mod tests {
             token: "tok".into(),
         };
         ledger.claim(&claim).await.unwrap();
-        ledger.mark_queued(&event_id, "tok", now).await.unwrap();
-        if status == EventStatus::Queued {
+        if status == EventStatus::Received {
             return;
         }
         let start = AttemptStart {
@@ -692,7 +691,7 @@ mod tests {
         put(&ledger, "demo:2", "demo", 20, EventStatus::Failed).await;
         put(&ledger, "other:3", "other", 30, EventStatus::Processed).await;
         put(&ledger, "demo:4", "demo", 40, EventStatus::Processed).await;
-        put(&ledger, "demo:5", "demo", 50, EventStatus::Queued).await;
+        put(&ledger, "demo:5", "demo", 50, EventStatus::Received).await;
         let api = StatusApi::new(ledger, Access::AuthorizedUpstream);
 
         let all = api.list_events(None, &[]).await;

@@ -7,7 +7,7 @@
 //! receiver's claim would start failing. Keyed by `status#shard`, with the shard a stable hash
 //! of the event id, a status's writes spread evenly over [`STATUS_SHARDS`] key values.
 //!
-//! **Why 32 shards.** The busiest statuses are `queued` and `processing`: every event enters
+//! **Why 32 shards.** The busiest statuses are `received` and `processing`: every event enters
 //! and leaves each once, two index writes per event. At the target of 10,000 events/s that is
 //! 20,000 writes/s per status, 625/s per shard with 32 shards: 62 % of the per-key limit, so
 //! retries (one more pass through `processing` and `failed` each), uneven arrival and a burst

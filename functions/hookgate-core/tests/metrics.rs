@@ -23,6 +23,17 @@ use hookgate_core::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
+mod support;
+use support::taken;
+
+/// The id of an event the receiver accepted as new.
+fn queued_id(accepted: hookgate_core::receiver::Accepted) -> hookgate_core::EventId {
+    match accepted {
+        hookgate_core::receiver::Accepted::Queued(id) => id,
+        other => panic!("not a new event: {other:?}"),
+    }
+}
+
 const SECRET: &str = "s3cr3t-do-not-leak";
 
 fn config() -> Config {
@@ -98,6 +109,7 @@ fn metrics_for(config: &Config) -> (Arc<Both>, Captured) {
 
 struct Fixture {
     receiver: Receiver,
+    ledger: Arc<MemoryLedger>,
     faults: Arc<Faults>,
     clock: Arc<ManualClock>,
     metrics: Arc<Both>,
@@ -108,12 +120,10 @@ fn receiver() -> Fixture {
     let faults = Faults::new();
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
     let (metrics, emf_out) = metrics();
+    let ledger = Arc::new(MemoryLedger::new());
     let receiver = Receiver::new(
         &config(),
-        Arc::new(FaultyLedger::new(
-            Arc::new(MemoryLedger::new()),
-            faults.clone(),
-        )),
+        Arc::new(FaultyLedger::new(ledger.clone(), faults.clone())),
         Arc::new(FaultyQueue::new(
             Arc::new(MemoryQueue::new(Duration::from_secs(30))),
             faults.clone(),
@@ -123,6 +133,7 @@ fn receiver() -> Fixture {
     .with_metrics(metrics.clone());
     Fixture {
         receiver,
+        ledger,
         faults,
         clock,
         metrics,
@@ -153,10 +164,12 @@ async fn the_receiver_counts_every_outcome_under_its_source_type_and_reason() {
     let f = receiver();
     let r = &f.metrics.registry;
 
-    f.receiver
+    let first = f
+        .receiver
         .accept(signed(&f, "{\"n\":1}", "push"))
         .await
         .unwrap();
+    taken(f.ledger.as_ref(), &queued_id(first)).await;
     f.receiver
         .accept(signed(&f, "{\"n\":1}", "push"))
         .await
@@ -257,7 +270,8 @@ async fn no_secret_signature_or_payload_reaches_a_metric() {
     let body = "{\"card\":\"4111-1111-1111-1111\"}";
     let good = signed(&f, body, "charge");
     let signature = good.headers["x-signature"].to_str().unwrap().to_owned();
-    f.receiver.accept(good.clone()).await.unwrap();
+    let first = f.receiver.accept(good.clone()).await.unwrap();
+    taken(f.ledger.as_ref(), &queued_id(first)).await;
     f.receiver.accept(good.clone()).await.unwrap();
     let mut tampered = good;
     tampered.body = Bytes::from_static(b"{\"card\":\"5500-0000-0000-0004\"}");
@@ -399,19 +413,20 @@ async fn the_processor_counts_every_record_outcome_and_times_handlers() {
 }
 
 /// A receiver for `config`, reporting to both sinks.
-fn bounded_receiver(config: &str) -> (Receiver, Arc<Both>, Captured) {
+fn bounded_receiver(config: &str) -> (Receiver, Arc<Both>, Captured, Arc<MemoryLedger>) {
     let config = Config::from_toml(config).unwrap();
     let (metrics, out) = metrics_for(&config);
+    let ledger = Arc::new(MemoryLedger::new());
     let receiver = Receiver::new(
         &config,
-        Arc::new(MemoryLedger::new()),
+        ledger.clone(),
         Arc::new(MemoryQueue::new(Duration::from_secs(30))),
     )
     .with_clock(Arc::new(ManualClock::new(Timestamp::from_secs(
         1_800_000_000,
     ))))
     .with_metrics(metrics.clone());
-    (receiver, metrics, out)
+    (receiver, metrics, out, ledger)
 }
 
 fn request(source: &str, headers: &[(String, String)], body: &str) -> IncomingRequest {
@@ -457,16 +472,13 @@ fn emf_types(out: &Captured, source: &str) -> std::collections::BTreeSet<String>
 async fn replaying_one_captured_delivery_with_new_types_adds_no_series() {
     // The audit's attack: one captured GitHub delivery, replayed 200 times with a different
     // (unsigned) X-GitHub-Event each time. Each replay is a duplicate; none may add a series.
-    let (receiver, metrics, out) =
+    let (receiver, metrics, out, ledger) =
         bounded_receiver("[sources.github]\nscheme = 'github'\nsecrets = ['gh-webhook-secret-1']");
     let body = r#"{"ref":"refs/heads/main"}"#;
     let mut captured = receiver.sign("github", body.as_bytes()).unwrap();
     captured.push(("x-github-event".into(), "push".into()));
     let first = receiver.accept(request("github", &captured, body)).await;
-    assert!(matches!(
-        first,
-        Ok(hookgate_core::receiver::Accepted::Queued(_))
-    ));
+    taken(ledger.as_ref(), &queued_id(first.unwrap())).await;
     let page_before = metrics.registry.render();
     for i in 0..200 {
         let mut replay = captured.clone();
@@ -495,7 +507,7 @@ async fn replaying_one_captured_delivery_with_new_types_adds_no_series() {
 
 #[tokio::test]
 async fn listed_types_are_counted_and_duplicates_only_under_existing_series() {
-    let (receiver, metrics, out) = bounded_receiver(
+    let (receiver, metrics, out, ledger) = bounded_receiver(
         "[sources.github]\nscheme = 'github'\nsecrets = ['gh-webhook-secret-1']\n\
          metric_types = ['push', 'pull_request', 'issues']",
     );
@@ -504,7 +516,8 @@ async fn listed_types_are_counted_and_duplicates_only_under_existing_series() {
         headers.push(("x-github-event".into(), event.into()));
         request("github", &headers, body)
     };
-    receiver.accept(send("{\"n\":1}", "push")).await.unwrap();
+    let first = receiver.accept(send("{\"n\":1}", "push")).await.unwrap();
+    taken(ledger.as_ref(), &queued_id(first)).await;
     receiver.accept(send("{\"n\":2}", "made-up")).await.unwrap();
     // A duplicate relabelled with another listed type: that series does not exist yet.
     receiver.accept(send("{\"n\":1}", "issues")).await.unwrap();
@@ -524,7 +537,7 @@ async fn listed_types_are_counted_and_duplicates_only_under_existing_series() {
 #[tokio::test]
 async fn the_series_cap_holds_on_both_sinks() {
     // Signed types (the body's) are trusted, but no more than the cap of them per source.
-    let (receiver, metrics, out) = bounded_receiver(
+    let (receiver, metrics, out, _ledger) = bounded_receiver(
         "[sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['local-demo-s3cr3t']\n\
          [sources.other]\nscheme = 'hmac-sha256'\nsecrets = ['local-demo-s3cr3t']\n\
          [metrics]\nmax_types_per_source = 5",

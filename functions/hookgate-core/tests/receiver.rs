@@ -11,6 +11,9 @@ use hookgate_core::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
+mod support;
+use support::taken;
+
 const CONFIG: &str = r#"
 [sources.demo]
 scheme = "hmac-sha256"
@@ -94,8 +97,9 @@ async fn signed_event_is_claimed_queued_and_answered_202() {
     let id = event_id(&reply);
     assert_eq!(reply.body["status_url"], format!("/events/{id}"));
 
+    // The receiver's last write is the claim: `received` until the processor takes it.
     let record = f.ledger.get(&id).await.unwrap().unwrap();
-    assert_eq!(record.status, EventStatus::Queued);
+    assert_eq!(record.status, EventStatus::Received);
     assert_eq!(record.event_type, "push");
     assert_eq!(
         record.expires_at,
@@ -118,6 +122,7 @@ async fn signed_event_is_claimed_queued_and_answered_202() {
 async fn replay_is_a_duplicate_and_enqueues_nothing() {
     let f = fixture();
     let first = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    taken(f.ledger.as_ref(), &event_id(&first)).await;
     let again = f.receiver.handle(request(&f, "demo", b"{}")).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["status"], "duplicate");
@@ -226,12 +231,31 @@ async fn ledger_down_is_503_and_nothing_is_enqueued() {
     assert!(f.queue.is_empty());
 }
 
+/// The provider's path makes two calls for a new event, the claim and the enqueue, and one for
+/// a duplicate; the event stays `received` until the processor takes it, and a retry while it
+/// waits in the queue is refused as in progress (409), never answered as a duplicate.
 #[tokio::test]
-async fn mark_queued_failure_still_accepts_the_queued_event() {
+async fn a_new_event_is_one_ledger_write_and_one_enqueue() {
     let f = fixture();
-    f.faults.fail_next("mark_queued", 1);
     let reply = f.receiver.handle(request(&f, "demo", b"{}")).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert_eq!(reply.body["status"], "queued");
+    let calls = |op| f.faults.calls(op);
+    assert_eq!((calls("claim"), calls("send")), (1, 1));
+    let ledger_calls: u32 = ["claim", "release", "get", "start_attempt", "finish_attempt"]
+        .iter()
+        .map(|op| calls(op))
+        .sum();
+    assert_eq!(ledger_calls, 1, "only the claim touches the ledger");
+    let id = EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap();
+    let record = f.ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, EventStatus::Received);
+    assert_eq!(f.queue.len(), 1);
+
+    let again = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
+    assert_eq!(again.error_code(), Some("event_in_progress"));
+    assert_eq!((calls("claim"), calls("send")), (2, 1));
     assert_eq!(f.queue.len(), 1);
 }
 
@@ -390,12 +414,24 @@ async fn provider_handshakes_are_answered_and_not_enqueued() {
 
 /// A receiver for `config` on fresh in-memory ports, at 1,800,000,000 s.
 fn receiver_for(config: &str) -> (Receiver, Arc<MemoryQueue>, Arc<ManualClock>) {
+    let (receiver, queue, clock, _) = receiver_and_ledger_for(config);
+    (receiver, queue, clock)
+}
+
+fn receiver_and_ledger_for(
+    config: &str,
+) -> (
+    Receiver,
+    Arc<MemoryQueue>,
+    Arc<ManualClock>,
+    Arc<MemoryLedger>,
+) {
     let config = Config::from_toml(config).unwrap();
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
     let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_800_000_000)));
-    let receiver = Receiver::new(&config, Arc::new(MemoryLedger::new()), queue.clone())
-        .with_clock(clock.clone());
-    (receiver, queue, clock)
+    let ledger = Arc::new(MemoryLedger::new());
+    let receiver = Receiver::new(&config, ledger.clone(), queue.clone()).with_clock(clock.clone());
+    (receiver, queue, clock, ledger)
 }
 
 fn raw_request(source: &str, headers: &[(&str, &str)], body: &[u8]) -> IncomingRequest {
@@ -452,7 +488,7 @@ async fn a_replay_with_the_id_body_boundary_moved_is_refused_and_enqueues_nothin
 async fn a_source_may_remember_its_events_longer_than_the_receiver() {
     // github signs no timestamp: a captured delivery verifies forever, so its source keeps its
     // claims a year; the receiver's window (1 hour) applies to the others.
-    let (receiver, queue, clock) = receiver_for(
+    let (receiver, queue, clock, ledger) = receiver_and_ledger_for(
         "[receiver]\ndedup_window_secs = 3600\n\
          [sources.gh]\nscheme = 'github'\nsecrets = ['gh-webhook-secret-1']\ndedup_window_secs = 31536000\n\
          [sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['local-demo-s3cr3t']",
@@ -466,10 +502,9 @@ async fn a_source_may_remember_its_events_longer_than_the_receiver() {
         raw_request(source, &pairs, b"{}")
     };
     for source in ["gh", "demo"] {
-        assert_eq!(
-            receiver.handle(send(source)).await.status,
-            StatusCode::ACCEPTED
-        );
+        let reply = receiver.handle(send(source)).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+        taken(ledger.as_ref(), &event_id(&reply)).await;
     }
     clock.advance(Duration::from_secs(30 * 24 * 3600));
     assert_eq!(

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookgate_core::memory::{MemoryLedger, MemoryQueue};
-use hookgate_core::{Config, Queue};
+use hookgate_core::{Config, EventId, Queue};
 use lambda_http::http::StatusCode;
 use lambda_http::RequestExt;
 use serde_json::Value;
+
+#[path = "../../hookgate-core/tests/support/mod.rs"]
+mod support;
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../events")
@@ -25,17 +28,20 @@ fn sample_config() -> Config {
 struct Harness {
     app: receiver::App,
     queue: Arc<MemoryQueue>,
+    ledger: Arc<MemoryLedger>,
 }
 
 fn harness() -> Harness {
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
-    let app = receiver::App::new(
-        &sample_config(),
-        Arc::new(MemoryLedger::new()),
-        queue.clone(),
-    )
-    .unwrap();
-    Harness { app, queue }
+    let ledger = Arc::new(MemoryLedger::new());
+    let app = receiver::App::new(&sample_config(), ledger.clone(), queue.clone()).unwrap();
+    Harness { app, queue, ledger }
+}
+
+/// The processor takes the event `body` names (see hookgate-core's tests/support).
+async fn taken(h: &Harness, body: &Value) {
+    let id = EventId::parse(body["event_id"].as_str().unwrap()).unwrap();
+    support::taken(h.ledger.as_ref(), &id).await;
 }
 
 fn sample(file: &str) -> Value {
@@ -55,11 +61,17 @@ async fn invoke_event(h: &Harness, event: &Value) -> (StatusCode, Value) {
 }
 
 #[tokio::test]
-async fn http_api_v2_event_is_queued_then_a_duplicate() {
+async fn http_api_v2_event_is_queued_then_in_progress_then_a_duplicate() {
     let h = harness();
     let (status, body) = invoke(&h, "webhook-demo.json").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "queued");
+    // The repeat while the event waits in the queue: in progress, retry later.
+    let (status, busy) = invoke(&h, "webhook-demo.json").await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(busy["error"], "event_in_progress");
+    // Once the processor has it: a duplicate.
+    taken(&h, &body).await;
     let (status, again) = invoke(&h, "webhook-demo.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["status"], "duplicate");
@@ -109,6 +121,7 @@ async fn every_scheme_sample_event_is_accepted_once() {
     for name in &names {
         let (status, body) = invoke(&h, name).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{name}: {body}");
+        taken(&h, &body).await;
     }
     assert_eq!(h.queue.len(), names.len());
     // GitHub redelivers the same signed body under a new delivery id: a duplicate.
@@ -175,12 +188,14 @@ async fn rejections_from_sample_events() {
 async fn sample_events_are_counted_by_source_type_and_reason() {
     use hookgate_core::metrics::{Counter, MetricsRegistry, UNKNOWN_SOURCE, UNVERIFIED_TYPE};
     let metrics = Arc::new(MetricsRegistry::new());
-    let Harness { app, queue } = harness();
+    let Harness { app, queue, ledger } = harness();
     let h = Harness {
         app: app.with_metrics(metrics.clone()),
         queue,
+        ledger,
     };
-    invoke(&h, "webhook-demo.json").await;
+    let (_, first) = invoke(&h, "webhook-demo.json").await;
+    taken(&h, &first).await;
     invoke(&h, "webhook-demo.json").await;
     invoke(&h, "webhook-bad-signature.json").await;
     invoke(&h, "webhook-unknown-source.json").await;
@@ -215,7 +230,7 @@ async fn status_route_reads_the_ledger() {
 #[tokio::test]
 async fn listing_route_lists_the_newest_events() {
     let h = harness();
-    // `status=queued&source=demo&limit=5`, before anything arrived.
+    // `status=received&source=demo&limit=5`, before anything arrived.
     let (status, body) = invoke(&h, "status-list.json").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, serde_json::json!({ "events": [] }));
@@ -243,7 +258,7 @@ async fn listing_route_lists_the_newest_events() {
     // Only the demo source's two events: not github's.
     assert_eq!(listed, demo, "{body}");
     for event in events {
-        assert_eq!(event["status"], "queued");
+        assert_eq!(event["status"], "received");
         assert_eq!(event["source"], "demo");
         assert!(event["type"].is_string(), "{event}");
         assert!(event.get("attempts").is_none(), "{event}");
@@ -256,8 +271,8 @@ async fn listing_route_lists_the_newest_events() {
 
     // Without the source filter and with limit=1: the newest of all three.
     let mut event = sample("status-list.json");
-    event["rawQueryString"] = "status=queued&limit=1".into();
-    event["queryStringParameters"] = serde_json::json!({ "status": "queued", "limit": "1" });
+    event["rawQueryString"] = "status=received&limit=1".into();
+    event["queryStringParameters"] = serde_json::json!({ "status": "received", "limit": "1" });
     let (status, body) = invoke_event(&h, &event).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"].as_array().unwrap().len(), 1, "{body}");
@@ -302,14 +317,15 @@ async fn listing_route_rejects_bad_queries_and_other_methods() {
 async fn the_large_sample_is_claim_checked_into_the_pointer_sample() {
     let queue = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
     let archive = Arc::new(hookgate_core::memory::MemoryArchive::new());
+    let ledger = Arc::new(MemoryLedger::new());
     let app = receiver::App::with_archive(
         &sample_config(),
-        Arc::new(MemoryLedger::new()),
+        ledger.clone(),
         queue.clone(),
         Some(archive.clone()),
     )
     .unwrap();
-    let h = Harness { app, queue };
+    let h = Harness { app, queue, ledger };
     let (status, body) = invoke(&h, "webhook-demo-large.json").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let sent = h.queue.receive(1, Duration::ZERO).await.unwrap().remove(0);

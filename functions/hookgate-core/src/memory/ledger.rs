@@ -3,21 +3,40 @@
 //! Like the DynamoDB table's TTL, it forgets events whose dedup window has ended: every
 //! [`SWEEP_EVERY`] claims it drops the rows past their `expires_at`, so a long-running local
 //! stack holds only the events of one dedup window, not every event it ever saw.
+//!
+//! It also counts its writes as DynamoDB would meter them ([`LedgerLimits`], DynamoDB's values
+//! by default): each write (a failed conditional write too) is one write to the table's
+//! partition key value, the event id, and a write beyond [`LedgerLimits::table_key_writes_per_sec`]
+//! in one second fails as DynamoDB's throttling does ([`LedgerError::Unavailable`], which the
+//! cores retry as any transient failure); each applied write that changes what the `by-status`
+//! index holds writes that index — out of the old status's partition and into the new one's
+//! (see [`crate::status_index`]) — and an index write beyond
+//! [`LedgerLimits::index_partition_writes`] in one [`LedgerLimits::index_window`] (a second, as
+//! DynamoDB meters) is counted as throttled (on AWS the index's back-pressure would then
+//! throttle the table's writes). Time is the ledger's [`Clock`]'s.
+//!
+//! The index's window may be longer than a second for a simulation scaled down by a factor
+//! `s`: with rates `s` times lower, writes counted over `1/s` seconds against the full-scale
+//! limit have the same distribution as a second's at full scale, so a scaled run sees the
+//! bursts a full-scale one would (a limit scaled to `1000 · s` per second would not: a handful
+//! of writes landing in one second would look like a hot partition).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::clock::Timestamp;
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::envelope::EventId;
 use crate::ledger::{
     newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
     EventStatus, EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
     PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
+use crate::status_index::status_partition;
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -106,17 +125,206 @@ fn new_record(
 /// Claims between two sweeps of expired rows.
 pub const SWEEP_EVERY: usize = 1024;
 
-/// An in-process ledger for the local stack and fast tests.
+/// Writes per second a DynamoDB partition key value takes (on-demand or provisioned): 1,000
+/// write units.
+pub const DYNAMODB_PARTITION_WRITES_PER_SEC: u32 = 1_000;
+
+/// The write limits a [`MemoryLedger`] meters against. The defaults are DynamoDB's; tests may
+/// use small ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerLimits {
+    /// Writes per second to one partition key value of the table (one event id); beyond, a
+    /// write fails as throttled.
+    pub table_key_writes_per_sec: u32,
+    /// Writes to one partition key value of the `by-status` index in one
+    /// [`LedgerLimits::index_window`]; beyond, the write is counted as throttled.
+    pub index_partition_writes: u32,
+    /// The window the index's writes are counted over: a second (DynamoDB's), or `1/s`
+    /// seconds for a simulation at scale `s` (see the module documentation).
+    pub index_window: Duration,
+}
+
+impl Default for LedgerLimits {
+    fn default() -> Self {
+        Self {
+            table_key_writes_per_sec: DYNAMODB_PARTITION_WRITES_PER_SEC,
+            index_partition_writes: DYNAMODB_PARTITION_WRITES_PER_SEC,
+            index_window: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a [`MemoryLedger`] has written and throttled. The peaks count from the last
+/// [`MemoryLedger::reset_peaks`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerCounters {
+    /// Writes to the table (failed conditional writes included, throttled ones not).
+    pub table_writes: u64,
+    /// Writes to the `by-status` index (a status change is two).
+    pub index_writes: u64,
+    /// Table writes refused as throttled (hot partition key).
+    pub table_throttles: u64,
+    /// Index writes over the per-partition limit: what DynamoDB would have throttled.
+    pub index_throttles: u64,
+    /// Most writes to the table in one second.
+    pub peak_table_writes_per_sec: u64,
+    /// Most writes to one index partition in one index window.
+    pub peak_index_partition_writes: u32,
+    /// The index partition of that peak.
+    pub peak_index_partition: Option<String>,
+}
+
+/// The current second's table writes and the current window's index writes.
 #[derive(Debug, Default)]
+struct Metering {
+    second: i64,
+    table: u64,
+    per_key: HashMap<EventId, u32>,
+    index_window: i64,
+    per_index_partition: HashMap<String, u32>,
+    counters: LedgerCounters,
+}
+
+impl Metering {
+    fn roll_table(&mut self, second: i64) {
+        if second != self.second {
+            self.second = second;
+            self.table = 0;
+            self.per_key.clear();
+        }
+    }
+
+    fn roll_index(&mut self, window: i64) {
+        if window != self.index_window {
+            self.index_window = window;
+            self.per_index_partition.clear();
+        }
+    }
+}
+
+/// An in-process ledger for the local stack and fast tests.
+#[derive(Debug)]
 pub struct MemoryLedger {
     rows: Mutex<HashMap<EventId, Row>>,
     claims: AtomicUsize,
+    limits: LedgerLimits,
+    metering: Mutex<Metering>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryLedger {
+    fn default() -> Self {
+        Self {
+            rows: Mutex::default(),
+            claims: AtomicUsize::default(),
+            limits: LedgerLimits::default(),
+            metering: Mutex::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 impl MemoryLedger {
-    /// An empty ledger.
+    /// An empty ledger with DynamoDB's limits, metering by the wall clock.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same ledger metering against `limits`.
+    pub fn with_limits(mut self, limits: LedgerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The same ledger metering its seconds by `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// What it has written and throttled.
+    pub fn counters(&self) -> LedgerCounters {
+        self.meter().counters.clone()
+    }
+
+    /// Starts new peaks: the peaks of [`LedgerCounters`] count from now on.
+    pub fn reset_peaks(&self) {
+        let mut m = self.meter();
+        m.counters.peak_table_writes_per_sec = 0;
+        m.counters.peak_index_partition_writes = 0;
+        m.counters.peak_index_partition = None;
+    }
+
+    fn meter(&self) -> std::sync::MutexGuard<'_, Metering> {
+        // Counters only: a poisoned lock holds counts as good as any.
+        self.metering.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Meters one write to the table under `key`; refuses it as DynamoDB's throttling would
+    /// when the key has had its writes this second.
+    fn admit(&self, key: &EventId) -> Result<(), LedgerError> {
+        let second = self.clock.now().as_secs();
+        let mut m = self.meter();
+        m.roll_table(second);
+        let limit = self.limits.table_key_writes_per_sec;
+        let count = m.per_key.entry(key.clone()).or_default();
+        if *count >= limit {
+            m.counters.table_throttles += 1;
+            return Err(LedgerError::Unavailable(format!(
+                "throttled: more than {limit} writes/s to the partition key {key} \
+                 (ProvisionedThroughputExceededException)"
+            )));
+        }
+        *count += 1;
+        m.table += 1;
+        m.counters.table_writes += 1;
+        m.counters.peak_table_writes_per_sec = m.counters.peak_table_writes_per_sec.max(m.table);
+        Ok(())
+    }
+
+    /// Meters the index writes of an applied write that took `event_id` from `before` to
+    /// `after` (`None`: no item).
+    fn index(&self, event_id: &EventId, before: Option<EventStatus>, after: Option<EventStatus>) {
+        let before = before.map(|s| status_partition(s, event_id));
+        let mut after = after.map(|s| status_partition(s, event_id));
+        if after.is_some() && after == before {
+            // The same partition: the entry is updated in place, one write.
+            after = None;
+        }
+        if before.is_none() && after.is_none() {
+            return;
+        }
+        let window_ms = i64::try_from(self.limits.index_window.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let window = self.clock.now().as_millis().div_euclid(window_ms);
+        let limit = self.limits.index_partition_writes;
+        let mut m = self.meter();
+        m.roll_index(window);
+        for partition in before.into_iter().chain(after) {
+            // Every write of an event goes through here: a partition's name is copied only the
+            // first time in a window it is written, or when it makes a new peak.
+            let count = match m.per_index_partition.get_mut(partition.as_str()) {
+                Some(count) => {
+                    *count += 1;
+                    *count
+                }
+                None => {
+                    m.per_index_partition.insert(partition.clone(), 1);
+                    1
+                }
+            };
+            m.counters.index_writes += 1;
+            if count > limit {
+                m.counters.index_throttles += 1;
+            }
+            if count > m.counters.peak_index_partition_writes {
+                m.counters.peak_index_partition_writes = count;
+                if m.counters.peak_index_partition.as_deref() != Some(partition.as_str()) {
+                    m.counters.peak_index_partition = Some(partition);
+                }
+            }
+        }
     }
 
     /// Number of events held (for tests and memory checks).
@@ -139,6 +347,7 @@ impl MemoryLedger {
 #[async_trait]
 impl Ledger for MemoryLedger {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, LedgerError> {
+        self.admit(&claim.event_id)?;
         let mut rows = self.lock();
         if self.claims.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             rows.retain(|_, row| row.record.expires_at >= claim.now);
@@ -169,43 +378,18 @@ impl Ledger for MemoryLedger {
             claim.now,
             claim.expires_at,
         );
-        rows.insert(
-            claim.event_id.clone(),
-            Row::new(record, Some(claim.token.clone()), claim.now),
-        );
+        let before = rows
+            .insert(
+                claim.event_id.clone(),
+                Row::new(record, Some(claim.token.clone()), claim.now),
+            )
+            .map(|row| row.record.status);
+        self.index(&claim.event_id, before, Some(EventStatus::Received));
         Ok(ClaimOutcome::Claimed)
     }
 
-    async fn mark_queued(
-        &self,
-        event_id: &EventId,
-        token: &str,
-        now: Timestamp,
-    ) -> Result<(), LedgerError> {
-        let mut rows = self.lock();
-        match rows.get_mut(event_id) {
-            Some(row)
-                if row.record.status == EventStatus::Received
-                    && row.claim_token.as_deref() == Some(token) =>
-            {
-                row.record.status = EventStatus::Queued;
-                row.record.updated_at = now;
-                Ok(())
-            }
-            // Marked before by this very call: its answer was lost and the call retried.
-            Some(row)
-                if row.record.status == EventStatus::Queued
-                    && row.claim_token.as_deref() == Some(token) =>
-            {
-                Ok(())
-            }
-            _ => Err(LedgerError::Conflict(format!(
-                "{event_id} is not a received event claimed by this token"
-            ))),
-        }
-    }
-
     async fn release(&self, event_id: &EventId, token: &str) -> Result<(), LedgerError> {
+        self.admit(event_id)?;
         let mut rows = self.lock();
         match rows.get(event_id) {
             Some(row)
@@ -213,6 +397,7 @@ impl Ledger for MemoryLedger {
                     && row.claim_token.as_deref() == Some(token) =>
             {
                 rows.remove(event_id);
+                self.index(event_id, Some(EventStatus::Received), None);
                 Ok(())
             }
             // Released before by this very call (or never claimed): nothing is claimed.
@@ -224,7 +409,9 @@ impl Ledger for MemoryLedger {
     }
 
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
+        self.admit(&start.event_id)?;
         let mut rows = self.lock();
+        let before = rows.get(&start.event_id).map(|row| row.record.status);
         let row = rows.entry(start.event_id.clone()).or_insert_with(|| {
             let record = new_record(
                 &start.event_id,
@@ -271,17 +458,20 @@ impl Ledger for MemoryLedger {
             row.record.payload = Some(payload.info.clone());
             row.inline_payload = payload.inline.clone();
         }
+        self.index(&start.event_id, before, Some(EventStatus::Processing));
         Ok(StartOutcome::Started {
             attempt: row.record.attempt_count,
         })
     }
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
+        self.admit(&end.event_id)?;
         let mut rows = self.lock();
         match rows.get_mut(&end.event_id) {
             // Recorded before (a retried call, or a kept success recorded again): once is enough.
             Some(row) if row.finished_attempt == end.attempt.attempt => Ok(()),
             Some(row) if row.record.attempt_count == end.attempt.attempt => {
+                self.index(&end.event_id, Some(row.record.status), Some(end.status));
                 row.record.status = end.status;
                 row.record.updated_at = end.now;
                 row.record.last_error = end.attempt.error.clone();
@@ -385,6 +575,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
+        self.admit(&replay.event_id)?;
         let mut rows = self.lock();
         let Some(row) = rows.get_mut(&replay.event_id) else {
             return Ok(ReplayOutcome::NotFound);
@@ -423,6 +614,7 @@ impl Ledger for MemoryLedger {
         row.replay_run = replay.run.clone();
         row.replayed_at = Some(replay.now);
         row.replay_previous = Some(previous);
+        self.index(&replay.event_id, Some(previous), Some(EventStatus::Queued));
         Ok(ReplayOutcome::Started {
             generation: row.record.generation,
             previous,
@@ -430,6 +622,7 @@ impl Ledger for MemoryLedger {
     }
 
     async fn undo_replay(&self, undo: &ReplayUndo) -> Result<(), LedgerError> {
+        self.admit(&undo.event_id)?;
         let mut rows = self.lock();
         match rows.get_mut(&undo.event_id) {
             Some(row)
@@ -446,6 +639,11 @@ impl Ledger for MemoryLedger {
                 row.replay_run = None;
                 row.replayed_at = None;
                 row.replay_previous = None;
+                self.index(
+                    &undo.event_id,
+                    Some(EventStatus::Queued),
+                    Some(undo.restore),
+                );
                 Ok(())
             }
             _ => Err(LedgerError::Conflict(format!(
@@ -461,6 +659,8 @@ impl Ledger for MemoryLedger {
         entry: &HistoryEntry,
         token: &str,
     ) -> Result<bool, LedgerError> {
+        // The history is not in the index: a table write only.
+        self.admit(event_id)?;
         let mut rows = self.lock();
         let Some(row) = rows.get_mut(event_id) else {
             return Ok(false);
@@ -524,6 +724,119 @@ mod tests {
         assert_eq!(
             ledger.claim(&claim_at(0, later, window)).await.unwrap(),
             ClaimOutcome::Claimed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hot_partition_key_is_throttled_as_dynamodb_does_and_recovers_next_second() {
+        let clock = Arc::new(crate::clock::ManualClock::new(Timestamp::from_secs(1_000)));
+        let limits = LedgerLimits {
+            table_key_writes_per_sec: 3,
+            ..LedgerLimits::default()
+        };
+        let ledger = MemoryLedger::new()
+            .with_limits(limits)
+            .with_clock(clock.clone());
+        let claim = claim_at(1, clock.now(), Duration::from_secs(60));
+        assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+        // A provider's retries of one event: a failed conditional write is still a write.
+        for _ in 0..2 {
+            assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+        }
+        let throttled = ledger.claim(&claim).await;
+        assert!(
+            matches!(&throttled, Err(LedgerError::Unavailable(e)) if e.contains("throttled")),
+            "{throttled:?}"
+        );
+        // Another key is not affected.
+        let other = claim_at(2, clock.now(), Duration::from_secs(60));
+        assert_eq!(ledger.claim(&other).await.unwrap(), ClaimOutcome::Claimed);
+        let counters = ledger.counters();
+        assert_eq!((counters.table_writes, counters.table_throttles), (4, 1));
+        assert_eq!(counters.peak_table_writes_per_sec, 4);
+        clock.advance(Duration::from_secs(1));
+        assert!(ledger
+            .mark_queued(&claim.event_id, &claim.token, clock.now())
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn status_changes_write_the_index_out_of_one_partition_and_into_another() {
+        let clock = Arc::new(crate::clock::ManualClock::new(Timestamp::from_secs(1_000)));
+        let limits = LedgerLimits {
+            index_partition_writes: 2,
+            ..LedgerLimits::default()
+        };
+        let ledger = MemoryLedger::new()
+            .with_limits(limits)
+            .with_clock(clock.clone());
+        for n in 0..3 {
+            let claim = claim_at(n, clock.now(), Duration::from_secs(60));
+            ledger.claim(&claim).await.unwrap();
+            ledger
+                .mark_queued(&claim.event_id, &claim.token, clock.now())
+                .await
+                .unwrap();
+        }
+        let counters = ledger.counters();
+        // Three puts into `received`, three moves `received` → `queued`.
+        assert_eq!(counters.index_writes, 9);
+        assert_eq!(counters.peak_index_partition_writes, 6);
+        assert_eq!(counters.peak_index_partition.as_deref(), Some("received"));
+        // received: 6 writes, 4 over the limit; queued: 3 writes, 1 over.
+        assert_eq!(counters.index_throttles, 5);
+        // Counted, not refused: the table's writes went through.
+        assert_eq!(counters.table_throttles, 0);
+        ledger.reset_peaks();
+        assert_eq!(ledger.counters().peak_index_partition_writes, 0);
+        // A refused conditional write changes no index entry.
+        let stale = claim_at(0, clock.now(), Duration::from_secs(60));
+        assert!(ledger
+            .mark_queued(&stale.event_id, "not-the-token", clock.now())
+            .await
+            .is_err());
+        assert_eq!(ledger.counters().index_writes, 9);
+    }
+
+    #[tokio::test]
+    async fn index_writes_are_counted_over_the_configured_window() {
+        let clock = Arc::new(crate::clock::ManualClock::new(Timestamp::from_secs(1_000)));
+        let limits = LedgerLimits {
+            index_partition_writes: 3,
+            index_window: Duration::from_secs(10),
+            ..LedgerLimits::default()
+        };
+        let ledger = MemoryLedger::new()
+            .with_limits(limits)
+            .with_clock(clock.clone());
+        // Three puts into `received`, a second apart: one window, at the limit, not over.
+        for n in 0..3 {
+            ledger
+                .claim(&claim_at(n, clock.now(), Duration::from_secs(60)))
+                .await
+                .unwrap();
+            clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(ledger.counters().index_throttles, 0);
+        ledger
+            .claim(&claim_at(3, clock.now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(ledger.counters().index_throttles, 1, "the fourth in 10 s");
+        // The next window starts afresh.
+        clock.advance(Duration::from_secs(10));
+        ledger
+            .claim(&claim_at(4, clock.now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let counters = ledger.counters();
+        assert_eq!(
+            (
+                counters.index_throttles,
+                counters.peak_index_partition_writes
+            ),
+            (1, 4)
         );
     }
 

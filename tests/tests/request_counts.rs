@@ -1,0 +1,274 @@
+//! AWS requests per event, counted on moto through the SDK's own interceptor (a count, not a
+//! timing), for every fate an event can have: new, duplicate, rejected, processed, retried and
+//! dead-lettered. The counts are what docs/cost.md turns into dollars; asserting them here keeps
+//! a change from adding a request to a path without anyone seeing it.
+//!
+//! Run with `--nocapture` for the table.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookgate_aws::faults::SdkFaults;
+use hookgate_aws::AwsBackend;
+use hookgate_core::event_source::EventSource;
+use hookgate_core::processor::BatchOutcome;
+use hookgate_core::{
+    Config, Envelope, EventId, EventStatus, HandlerError, Handlers, IncomingRequest, Ledger,
+    Processor, Receiver, RecordOutcome,
+};
+use hookgate_testkit::{budgeted_sdk_config, fresh_resources, moto_endpoint};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+const OPERATIONS: [&str; 11] = [
+    "PutItem",
+    "UpdateItem",
+    "GetItem",
+    "DeleteItem",
+    "SendMessage",
+    "DeleteMessage",
+    "ChangeMessageVisibility",
+    "ReceiveMessage",
+    "PutObject",
+    "GetObject",
+    "Query",
+];
+
+/// The requests made since the last call, by operation (those made at least once).
+fn take(faults: &SdkFaults) -> BTreeMap<&'static str, u32> {
+    let counts = OPERATIONS
+        .iter()
+        .map(|op| (*op, faults.attempts(op)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    faults.reset_counts();
+    counts
+}
+
+fn expect(pairs: &[(&'static str, u32)]) -> BTreeMap<&'static str, u32> {
+    pairs.iter().copied().collect()
+}
+
+struct Stack {
+    faults: Arc<SdkFaults>,
+    receiver: Receiver,
+    source: EventSource,
+    ledger: Arc<dyn Ledger>,
+}
+
+/// Receiver and processor over moto, every SDK client counting through `faults`. The handler
+/// of type `flaky` fails once then succeeds; the one of type `broken` fails permanently.
+async fn stack(endpoint: &str) -> Stack {
+    let resources = fresh_resources(endpoint, 5, 10).await;
+    let sdk = budgeted_sdk_config(endpoint).await;
+    let faults = SdkFaults::new();
+    let backend = AwsBackend::from_clients(
+        faults.dynamodb_client(&sdk),
+        faults.sqs_client(&sdk),
+        faults.s3_client(&sdk),
+        &resources.table,
+        &resources.queue_url,
+        Some(resources.dlq_url.clone()),
+        None,
+    );
+    let config = Config::from_toml(
+        "[sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['request-counts-s3cr3t']\n\
+         [processor]\nvisibility_timeout_secs = 10\nwait_time_ms = 200\nbatch_window_ms = 0\n\
+         backoff_base_ms = 100\nbackoff_cap_secs = 1\nmax_receive_count = 5\n",
+    )
+    .unwrap();
+    let flaky_calls = Arc::new(AtomicU32::new(0));
+    let handlers = Handlers::new()
+        .on("demo", "ok", |_e: Envelope| async {
+            Ok::<(), HandlerError>(())
+        })
+        .on("demo", "flaky", move |_e: Envelope| {
+            let calls = flaky_calls.clone();
+            async move {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(HandlerError::retry("the first call fails"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .on("demo", "broken", |_e: Envelope| async {
+            Err::<(), HandlerError>(HandlerError::permanent("never works"))
+        });
+    let receiver = Receiver::new(&config, backend.ledger.clone(), backend.queue.clone());
+    let processor = Processor::new(
+        &config,
+        backend.ledger.clone(),
+        backend.queue.clone(),
+        handlers,
+    );
+    let source = EventSource::new(backend.queue.clone(), Arc::new(processor));
+    Stack {
+        faults,
+        receiver,
+        source,
+        ledger: backend.ledger.clone(),
+    }
+}
+
+fn request(receiver: &Receiver, body: &[u8], tamper: bool) -> IncomingRequest {
+    let mut headers = HeaderMap::new();
+    for (k, v) in receiver.sign("demo", body).unwrap() {
+        headers.insert(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(&v).unwrap(),
+        );
+    }
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let mut body = body.to_vec();
+    if tamper {
+        body.push(b' ');
+    }
+    IncomingRequest {
+        method: Method::POST,
+        source: "demo".into(),
+        headers,
+        body: Bytes::from(body),
+        trace_header: None,
+    }
+}
+
+async fn send(stack: &Stack, event_type: &str) -> EventId {
+    let body = format!(
+        r#"{{"id":"{}","type":"{event_type}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let reply = stack
+        .receiver
+        .handle(request(&stack.receiver, body.as_bytes(), false))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap()
+}
+
+/// Polls until a batch with a record arrives; returns its outcome.
+async fn next_batch(stack: &Stack) -> BatchOutcome {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let outcome = stack.source.poll().await.unwrap();
+        if !outcome.records.is_empty() {
+            return outcome;
+        }
+        assert!(Instant::now() < deadline, "no message came back");
+    }
+}
+
+/// The processor's requests for one record's batch, without the polls that found nothing.
+fn processor_requests(faults: &SdkFaults) -> BTreeMap<&'static str, u32> {
+    let mut counts = take(faults);
+    counts.remove("ReceiveMessage");
+    counts
+}
+
+#[tokio::test]
+async fn requests_per_event_for_every_fate() {
+    let Some(endpoint) = moto_endpoint() else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let stack = stack(&endpoint).await;
+    let mut table = Vec::new();
+
+    // The provider's path. A new event: the claim and the enqueue.
+    take(&stack.faults);
+    let body = format!(r#"{{"id":"{}","type":"ok"}}"#, uuid::Uuid::new_v4());
+    let reply = stack
+        .receiver
+        .handle(request(&stack.receiver, body.as_bytes(), false))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    let new = take(&stack.faults);
+    table.push(("receiver: new event", new.clone()));
+    // The same request again while the event waits in the queue: one conditional write
+    // answers it (in progress, retry later).
+    let reply = stack
+        .receiver
+        .handle(request(&stack.receiver, body.as_bytes(), false))
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{reply:?}");
+    let in_progress = take(&stack.faults);
+    table.push(("receiver: repeat, event still queued", in_progress.clone()));
+    // A wrong signature costs no request at all.
+    let reply = stack
+        .receiver
+        .handle(request(&stack.receiver, body.as_bytes(), true))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+    let rejected = take(&stack.faults);
+    table.push(("receiver: rejected", rejected.clone()));
+
+    // The processor. Processed on the first attempt: the lease, the end, the delete.
+    let outcome = next_batch(&stack).await;
+    assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
+    let processed = processor_requests(&stack.faults);
+    table.push(("processor: processed", processed.clone()));
+    // The provider's repeat once the event is processed: a duplicate, one conditional write.
+    let reply = stack
+        .receiver
+        .handle(request(&stack.receiver, body.as_bytes(), false))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.body["status"], "duplicate");
+    let duplicate = take(&stack.faults);
+    table.push(("receiver: duplicate", duplicate.clone()));
+
+    // A retryable failure: the lease, the end, the backoff; then processed as above.
+    let id = send(&stack, "flaky").await;
+    take(&stack.faults);
+    let outcome = next_batch(&stack).await;
+    assert!(
+        matches!(outcome.records[0].1, RecordOutcome::Failed { .. }),
+        "{outcome:?}"
+    );
+    let retried = processor_requests(&stack.faults);
+    table.push(("processor: retried (the failed attempt)", retried.clone()));
+    let outcome = next_batch(&stack).await;
+    assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
+    take(&stack.faults);
+    let record = stack.ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempts.len()),
+        (EventStatus::Processed, 2)
+    );
+
+    // A permanent failure: the lease, the end, the move to the DLQ (send there, delete here).
+    send(&stack, "broken").await;
+    take(&stack.faults);
+    let outcome = next_batch(&stack).await;
+    assert!(
+        matches!(outcome.records[0].1, RecordOutcome::MovedToDlq { .. }),
+        "{outcome:?}"
+    );
+    let dead = processor_requests(&stack.faults);
+    table.push(("processor: dead-lettered", dead.clone()));
+
+    println!("| path | AWS requests |\n|---|---|");
+    for (path, counts) in &table {
+        let list: Vec<String> = counts.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        println!("| {path} | {} |", list.join(", "));
+    }
+
+    assert_eq!(new, expect(&[("PutItem", 1), ("SendMessage", 1)]));
+    assert_eq!(in_progress, expect(&[("PutItem", 1)]));
+    assert_eq!(duplicate, expect(&[("PutItem", 1)]));
+    assert_eq!(rejected, expect(&[]));
+    assert_eq!(
+        processed,
+        expect(&[("DeleteMessage", 1), ("UpdateItem", 2)])
+    );
+    assert_eq!(
+        retried,
+        expect(&[("ChangeMessageVisibility", 1), ("UpdateItem", 2)])
+    );
+    assert_eq!(
+        dead,
+        expect(&[("DeleteMessage", 1), ("SendMessage", 1), ("UpdateItem", 2)])
+    );
+}
