@@ -692,6 +692,22 @@ mod tests {
         }
     }
 
+    /// The processor's first take of `claim`'s event: `received` → `processing`.
+    fn take(claim: &Claim, now: Timestamp) -> AttemptStart {
+        AttemptStart {
+            event_id: claim.event_id.clone(),
+            source: claim.source.clone(),
+            event_type: claim.event_type.clone(),
+            received_at: claim.now,
+            expires_at: claim.expires_at,
+            now,
+            lease_until: now.plus(Duration::from_secs(60)),
+            lease_token: "lease".into(),
+            generation: 0,
+            payload: None,
+        }
+    }
+
     #[tokio::test]
     async fn rows_past_their_dedup_window_are_forgotten() {
         let ledger = MemoryLedger::new();
@@ -756,7 +772,7 @@ mod tests {
         assert_eq!(counters.peak_table_writes_per_sec, 4);
         clock.advance(Duration::from_secs(1));
         assert!(ledger
-            .mark_queued(&claim.event_id, &claim.token, clock.now())
+            .start_attempt(&take(&claim, clock.now()))
             .await
             .is_ok());
     }
@@ -775,16 +791,16 @@ mod tests {
             let claim = claim_at(n, clock.now(), Duration::from_secs(60));
             ledger.claim(&claim).await.unwrap();
             ledger
-                .mark_queued(&claim.event_id, &claim.token, clock.now())
+                .start_attempt(&take(&claim, clock.now()))
                 .await
                 .unwrap();
         }
         let counters = ledger.counters();
-        // Three puts into `received`, three moves `received` → `queued`.
+        // Three puts into `received`, three moves `received` → `processing`.
         assert_eq!(counters.index_writes, 9);
         assert_eq!(counters.peak_index_partition_writes, 6);
         assert_eq!(counters.peak_index_partition.as_deref(), Some("received"));
-        // received: 6 writes, 4 over the limit; queued: 3 writes, 1 over.
+        // received: 6 writes, 4 over the limit; processing: 3 writes, 1 over.
         assert_eq!(counters.index_throttles, 5);
         // Counted, not refused: the table's writes went through.
         assert_eq!(counters.table_throttles, 0);
@@ -793,7 +809,7 @@ mod tests {
         // A refused conditional write changes no index entry.
         let stale = claim_at(0, clock.now(), Duration::from_secs(60));
         assert!(ledger
-            .mark_queued(&stale.event_id, "not-the-token", clock.now())
+            .release(&stale.event_id, "not-the-token")
             .await
             .is_err());
         assert_eq!(ledger.counters().index_writes, 9);
