@@ -26,8 +26,8 @@ use tokio::sync::Notify;
 
 use crate::clock::{Clock, Timestamp, TokioClock};
 use crate::queue::{
-    sqs_accepts, OutgoingMessage, Queue, QueueError, ReceivedMessage,
-    MAX_VISIBILITY_TIMEOUT, SQS_MAX_MESSAGE_BYTES,
+    sqs_accepts, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
+    SQS_MAX_MESSAGE_BYTES,
 };
 
 /// Most messages in flight on a standard SQS queue (about 120,000).
