@@ -213,13 +213,14 @@ async fn a_long_retry_leaves_the_in_flight_set(b: Pipeline) {
     assert!(drain(&rig.source, Duration::from_secs(2)).await.is_empty());
 }
 
-/// A copy received before it is due (one 15-minute leg of a longer delay) is passed on to
-/// another delayed copy without an attempt; that one runs it when due.
-async fn a_copy_received_early_is_passed_on(b: Pipeline) {
-    let handler = Flaky::failing(0);
-    let rig = rig(&b, &config(r#"["30m"]"#), &handler);
-    let e = envelope("early");
-    // The event's first attempt failed and its retry went to copy "leg-1", due in 3 s.
+/// An event whose first attempt failed, its retry handed to a copy "leg-1" due in 3 s that
+/// says `receives_before` earlier receives; the copy is sent without a delay, so it is received
+/// early (as one 15-minute leg of a longer delay is). Returns the attempt's start and the due time.
+async fn an_early_copy(
+    b: &Pipeline,
+    e: &Envelope,
+    receives_before: u32,
+) -> (AttemptStart, Timestamp) {
     let now = SystemClock.now();
     let start = AttemptStart {
         event_id: e.event_id.clone(),
@@ -270,7 +271,10 @@ async fn a_copy_received_early_is_passed_on(b: Pipeline) {
         (attr::EVENT_ID.to_owned(), e.event_id.to_string()),
         (attr::RETRY_TICKET.to_owned(), "leg-1".to_owned()),
         (attr::DUE_AT.to_owned(), due.as_millis().to_string()),
-        (attr::RECEIVES_BEFORE.to_owned(), "1".to_owned()),
+        (
+            attr::RECEIVES_BEFORE.to_owned(),
+            receives_before.to_string(),
+        ),
     ]);
     b.queue
         .send(OutgoingMessage {
@@ -281,6 +285,16 @@ async fn a_copy_received_early_is_passed_on(b: Pipeline) {
         })
         .await
         .unwrap();
+    (start, due)
+}
+
+/// A copy received before it is due (one 15-minute leg of a longer delay) is passed on to
+/// another delayed copy without an attempt; that one runs it when due.
+async fn a_copy_received_early_is_passed_on(b: Pipeline) {
+    let handler = Flaky::failing(0);
+    let rig = rig(&b, &config(r#"["30m"]"#), &handler);
+    let e = envelope("early");
+    let (start, due) = an_early_copy(&b, &e, 1).await;
     let early = next_batch(&rig.source).await;
     assert_eq!(
         only(&early),
@@ -307,6 +321,39 @@ async fn a_copy_received_early_is_passed_on(b: Pipeline) {
     let record = b.ledger.get(&e.event_id).await.unwrap().unwrap();
     assert_eq!(record.attempt_count, 2, "the hop was no attempt");
     assert_eq!(record.next_attempt_at, None);
+}
+
+/// Passing a copy on is no receive: the early copy ran no attempt, so the attempt its
+/// successor runs when due is the event's second receive (of `MAX_RECEIVE_COUNT` = 3), and a
+/// failure there is retried — not dead-lettered as a third. (A 2 h delay is eight legs: counted
+/// as receives, they ran the event out of receives while its destination was still down.)
+async fn a_copy_passed_on_counts_no_receive(b: Pipeline) {
+    let handler = Flaky::failing(1);
+    let rig = rig(&b, &config(r#"["30m"]"#), &handler);
+    let e = envelope("legs");
+    let (_, due) = an_early_copy(&b, &e, 1).await;
+    let early = next_batch(&rig.source).await;
+    assert_eq!(
+        only(&early),
+        &RecordOutcome::Rescheduled { error: None, due },
+        "passed on, no attempt"
+    );
+    let when_due = next_batch(&rig.source).await;
+    assert!(
+        matches!(
+            only(&when_due),
+            RecordOutcome::Rescheduled { error: Some(error), .. } if error == "destination down"
+        ),
+        "receive 2 of 3 is retried: {when_due:?}"
+    );
+    assert_eq!(handler.runs(), 1);
+    let record = b.ledger.get(&e.event_id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempt_count),
+        (EventStatus::Failed, 2)
+    );
+    assert!(record.next_attempt_at.is_some());
+    assert!(b.dlq.receive(10, Duration::ZERO).await.unwrap().is_empty());
 }
 
 /// Every failure re-sent: receives are counted across copies (SQS's count restarts with each),
@@ -465,6 +512,7 @@ macro_rules! suite {
 suite!(
     a_long_retry_leaves_the_in_flight_set,
     a_copy_received_early_is_passed_on,
+    a_copy_passed_on_counts_no_receive,
     receives_count_across_copies_for_the_dlq,
     a_crash_before_the_hand_off_leaves_the_original_live,
     a_crash_before_the_delete_leaves_the_copy_live,

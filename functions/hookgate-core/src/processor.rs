@@ -38,7 +38,9 @@
 //! Receives are counted across copies (`receives_before` + SQS's `ApproximateReceiveCount`,
 //! which restarts with each copy): that count decides the backoff, the schedule's entry and the
 //! last allowed receive, and a copy out of receives is moved to the DLQ by the processor itself
-//! when SQS's own count has not reached the redrive policy's maximum.
+//! when SQS's own count has not reached the redrive policy's maximum. A copy passed on before it
+//! is due ran no attempt: its successor carries the same count of earlier receives (a 10 h
+//! delay is forty 15-minute legs, not forty receives).
 //!
 //! Every line logged about a record is inside an `event` span: `event_id`, `source`, `type`,
 //! `message_id`, `receive_count`, `xray_trace_id` (the receiver's trace), and `attempt` once the
@@ -248,12 +250,17 @@ const DUE_TOLERANCE: Duration = Duration::from_secs(1);
 
 /// How many receives the message has had, counted across re-sent copies.
 pub(crate) fn receives(message: &ReceivedMessage) -> u32 {
+    receives_before(message).saturating_add(message.receive_count)
+}
+
+/// How many receives the copies before this one had ([`attr::RECEIVES_BEFORE`]; 0 for an
+/// original message).
+fn receives_before(message: &ReceivedMessage) -> u32 {
     message
         .attributes
         .get(attr::RECEIVES_BEFORE)
         .and_then(|n| n.parse::<u32>().ok())
         .unwrap_or(0)
-        .saturating_add(message.receive_count)
 }
 
 /// When a re-sent copy's attempt is due, if it is one.
@@ -659,7 +666,11 @@ impl Processor {
             Settle::Redrive => (Duration::ZERO, true),
             Settle::Retry(delay) if delay > self.hold_max => {
                 let due = self.clock.now().plus(delay);
-                match self.pass_on(message, Some(error.clone()), due).await {
+                let counted = receives(message);
+                match self
+                    .pass_on(message, Some(error.clone()), due, counted)
+                    .await
+                {
                     PassOn::Settled(outcome) => return outcome,
                     // Not re-sent: held in flight as long as SQS allows instead.
                     PassOn::Held => (delay.min(room), false),
@@ -689,13 +700,15 @@ impl Processor {
 
 impl Processor {
     /// Passes the event's next attempt, due at `due`, on to a delayed copy of `message`: sends
-    /// the copy, then hands the retry to its ticket in the ledger. The original is left to be
-    /// acknowledged (see "Retries out of flight" above).
+    /// the copy, saying the event has had `receives_before` receives, then hands the retry to
+    /// its ticket in the ledger. The original is left to be acknowledged (see "Retries out of
+    /// flight" above).
     async fn pass_on(
         &self,
         message: &ReceivedMessage,
         error: Option<String>,
         due: Timestamp,
+        receives_before: u32,
     ) -> PassOn {
         let Some(event_id) = message
             .attributes
@@ -716,7 +729,7 @@ impl Processor {
         attributes.insert(attr::DUE_AT.to_owned(), due.as_millis().to_string());
         attributes.insert(
             attr::RECEIVES_BEFORE.to_owned(),
-            receives(message).to_string(),
+            receives_before.to_string(),
         );
         let wait = due.since(self.clock.now()).min(MAX_SEND_DELAY);
         let copy = OutgoingMessage {
@@ -770,7 +783,12 @@ impl Processor {
         if due <= now.plus(DUE_TOLERANCE) {
             return None;
         }
-        if let PassOn::Settled(outcome) = self.pass_on(message, None, due).await {
+        // No receive of a copy before its due time runs an attempt (this check comes first),
+        // so the next copy carries this one's count of earlier receives unchanged: a long delay
+        // is many 15-minute legs, and counting each would run the event out of receives (and
+        // skip entries of the schedule) while it merely waits.
+        let counted = receives_before(message);
+        if let PassOn::Settled(outcome) = self.pass_on(message, None, due, counted).await {
             return Some(outcome);
         }
         let room =
