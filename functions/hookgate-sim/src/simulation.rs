@@ -139,7 +139,9 @@ fn config_text(profile: &Profile) -> String {
          [processor]\nmax_receive_count = {receives}\nbatch_size = 10\nconcurrency = 10\n\
          wait_time_ms = 0\nbatch_window_ms = 0\nretry_schedule = [{schedule}]\n\n\
          [archive]\nenabled = false\n",
-        dedup = profile.dedup_window.as_secs().max(1),
+        // At least the schedule's total: hookgate refuses a schedule its ledger rows would not
+        // outlive (see `Profile::effective_dedup_window`).
+        dedup = profile.effective_dedup_window().as_secs().max(1),
         receives = profile.retry_schedule.len() + 1,
         schedule = schedule.join(", "),
     ));
