@@ -1453,7 +1453,7 @@ fn hand_off(
 async fn a_retry_handed_to_a_copy_starts_only_from_that_copy(ledger: Arc<dyn Ledger>) {
     let t = t0();
     let id = new_id();
-    claim_and_queue(&*ledger, &id, t).await;
+    claim_new(&*ledger, &id, t).await;
     assert_eq!(
         ledger.start_attempt(&start_at(&id, t, t)).await.unwrap(),
         StartOutcome::Started { attempt: 1 }
