@@ -705,6 +705,7 @@ mod tests {
             lease_token: "lease".into(),
             generation: 0,
             payload: None,
+            ticket: None,
         }
     }
 
