@@ -692,6 +692,21 @@ mod tests {
         }
     }
 
+    /// `count` numbers for [`claim_at`] whose event ids share one status index shard, and
+    /// that shard (the index counts writes per `status#shard` partition).
+    fn one_shard(count: usize) -> (Vec<usize>, u32) {
+        let shard_of = |n: usize| {
+            let claim = claim_at(n, Timestamp::from_secs(0), Duration::ZERO);
+            crate::status_index::shard_of(&claim.event_id)
+        };
+        let shard = shard_of(0);
+        let numbers = (0..)
+            .filter(|n| shard_of(*n) == shard)
+            .take(count)
+            .collect();
+        (numbers, shard)
+    }
+
     /// The processor's first take of `claim`'s event: `received` → `processing`.
     fn take(claim: &Claim, now: Timestamp) -> AttemptStart {
         AttemptStart {
@@ -788,7 +803,8 @@ mod tests {
         let ledger = MemoryLedger::new()
             .with_limits(limits)
             .with_clock(clock.clone());
-        for n in 0..3 {
+        let (numbers, shard) = one_shard(3);
+        for n in numbers {
             let claim = claim_at(n, clock.now(), Duration::from_secs(60));
             ledger.claim(&claim).await.unwrap();
             ledger
@@ -797,11 +813,14 @@ mod tests {
                 .unwrap();
         }
         let counters = ledger.counters();
-        // Three puts into `received`, three moves `received` → `processing`.
+        // Three puts into `received#shard`, three moves `received#shard` → `processing#shard`.
         assert_eq!(counters.index_writes, 9);
         assert_eq!(counters.peak_index_partition_writes, 6);
-        assert_eq!(counters.peak_index_partition.as_deref(), Some("received"));
-        // received: 6 writes, 4 over the limit; processing: 3 writes, 1 over.
+        assert_eq!(
+            counters.peak_index_partition,
+            Some(format!("received#{shard}"))
+        );
+        // received#shard: 6 writes, 4 over the limit; processing#shard: 3 writes, 1 over.
         assert_eq!(counters.index_throttles, 5);
         // Counted, not refused: the table's writes went through.
         assert_eq!(counters.table_throttles, 0);
@@ -827,24 +846,37 @@ mod tests {
         let ledger = MemoryLedger::new()
             .with_limits(limits)
             .with_clock(clock.clone());
-        // Three puts into `received`, a second apart: one window, at the limit, not over.
-        for n in 0..3 {
+        let (numbers, shard) = one_shard(5);
+        // Three puts into `received#shard`, a second apart: one window, at the limit, not over.
+        for n in &numbers[..3] {
             ledger
-                .claim(&claim_at(n, clock.now(), Duration::from_secs(60)))
+                .claim(&claim_at(*n, clock.now(), Duration::from_secs(60)))
                 .await
                 .unwrap();
             clock.advance(Duration::from_secs(1));
         }
         assert_eq!(ledger.counters().index_throttles, 0);
+        // Another shard's partition counts on its own.
+        let elsewhere = (0..)
+            .find(|n| {
+                let id = claim_at(*n, clock.now(), Duration::ZERO).event_id;
+                crate::status_index::shard_of(&id) != shard
+            })
+            .unwrap();
         ledger
-            .claim(&claim_at(3, clock.now(), Duration::from_secs(60)))
+            .claim(&claim_at(elsewhere, clock.now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(ledger.counters().index_throttles, 0, "another shard");
+        ledger
+            .claim(&claim_at(numbers[3], clock.now(), Duration::from_secs(60)))
             .await
             .unwrap();
         assert_eq!(ledger.counters().index_throttles, 1, "the fourth in 10 s");
         // The next window starts afresh.
         clock.advance(Duration::from_secs(10));
         ledger
-            .claim(&claim_at(4, clock.now(), Duration::from_secs(60)))
+            .claim(&claim_at(numbers[4], clock.now(), Duration::from_secs(60)))
             .await
             .unwrap();
         let counters = ledger.counters();
