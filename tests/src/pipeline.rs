@@ -65,6 +65,7 @@ impl Pipeline {
         let attributes = BTreeMap::from([(attr::EVENT_ID.to_owned(), event.event_id.to_string())]);
         self.queue
             .send(OutgoingMessage {
+                delay: None,
                 body: event.to_message(),
                 attributes,
                 trace_header: None,

@@ -395,6 +395,7 @@ async fn a_stale_copy_of_the_original_after_a_replay_does_not_run(b: Pipeline) {
     rig.b
         .queue
         .send(OutgoingMessage {
+            delay: None,
             body: original.to_message(),
             attributes: BTreeMap::from([(attr::EVENT_ID.to_owned(), id.to_string())]),
             trace_header: None,
@@ -415,6 +416,7 @@ async fn a_stale_copy_of_the_original_after_a_replay_does_not_run(b: Pipeline) {
     rig.b
         .queue
         .send(OutgoingMessage {
+            delay: None,
             body: original.to_message(),
             attributes: BTreeMap::new(),
             trace_header: None,

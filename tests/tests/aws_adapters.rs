@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveStatus,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use hookgate_aws::setup::STATUS_INDEX_ATTRIBUTES;
-use hookgate_aws::{DynamoDbLedger, SqsQueue, STATUS_INDEX};
+use hookgate_aws::setup::{STATUS_INDEX_ATTRIBUTES, STATUS_SHARD_INDEX_ATTRIBUTES};
+use hookgate_aws::{DynamoDbLedger, SqsQueue, STATUS_INDEX, STATUS_SHARD_INDEX};
 use hookgate_core::archive::{Archive, ArchiveError};
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
@@ -340,6 +340,7 @@ async fn items_have_the_documented_layout() {
     );
 
     let start = AttemptStart {
+        ticket: None,
         event_id: id.clone(),
         source: SourceName::parse("github").unwrap(),
         event_type: "push".into(),
@@ -365,6 +366,7 @@ async fn items_have_the_documented_layout() {
     );
 
     let end = |attempt: u32, status, error: Option<&str>| AttemptEnd {
+        next_attempt_at: None,
         event_id: id.clone(),
         attempt: Attempt {
             attempt,
@@ -423,6 +425,14 @@ async fn unreadable_items_are_corrupt() {
             .item("source", AttributeValue::S("github".into()))
             .item("event_type", AttributeValue::S("push".into()))
             .item("status", AttributeValue::S(status.into()))
+            // As a current writer would: in the sharded index.
+            .item(
+                "status_shard",
+                AttributeValue::S(format!(
+                    "{status}#{}",
+                    hookgate_core::status_index::shard_of(id)
+                )),
+            )
             .item("received_at", AttributeValue::N("1".into()))
             .item("updated_at", AttributeValue::N("1".into()))
             .item("expires_at", AttributeValue::N("99999999999".into()))
@@ -599,6 +609,7 @@ async fn items_written_before_still_read() {
     .await
     .unwrap();
     let old_record = EventRecord {
+        next_attempt_at: None,
         event_id: old.clone(),
         source: SourceName::parse("github").unwrap(),
         event_type: "push".into(),
@@ -669,6 +680,7 @@ async fn items_written_before_still_read() {
     .await
     .unwrap();
     let new_record = EventRecord {
+        next_attempt_at: None,
         event_id: new.clone(),
         source: SourceName::parse("github").unwrap(),
         event_type: "push".into(),
@@ -705,7 +717,11 @@ async fn items_written_before_still_read() {
         Some(payload.as_slice())
     );
 
-    // The listings read the same items through the status index.
+    // The listings read the same items through the status index, once `hookgate setup` has
+    // given the items of earlier versions their shard.
+    hookgate_aws::setup::backfill_status_shards(&dynamodb, &r.table)
+        .await
+        .unwrap();
     for record in [&old_record, &new_record] {
         let listed = ledger
             .list(&ListQuery {
@@ -744,6 +760,13 @@ async fn the_ledger_writes_the_documented_attributes() {
         token: "claim-tok".into(),
     };
     assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    // The sharded status index's key, written with every status.
+    let shard = |status: &str| {
+        s(&hookgate_core::status_index::status_partition(
+            EventStatus::parse(status).unwrap(),
+            &id,
+        ))
+    };
     let claimed = [
         ("event_id", s(id.as_str())),
         ("source", s("github")),
@@ -756,6 +779,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     let mut want = expected(claimed.clone());
     want.extend(expected([
         ("status", s("received")),
+        ("status_shard", shard("received")),
         ("updated_at", n(T0)),
         ("attempt_count", n(0)),
     ]));
@@ -763,6 +787,7 @@ async fn the_ledger_writes_the_documented_attributes() {
 
     let payload = b"\x78\x9c compressed envelope \x00\xff".to_vec();
     let start = |attempt: i64, lease_token: &str| AttemptStart {
+        ticket: None,
         event_id: id.clone(),
         source: github.clone(),
         event_type: "push".into(),
@@ -793,6 +818,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     want.extend(expected(kept.clone()));
     want.extend(expected([
         ("status", s("processing")),
+        ("status_shard", shard("processing")),
         ("updated_at", n(T0 + 1_000)),
         ("attempt_count", n(1)),
         ("lease_until", n(T0 + 61_000)),
@@ -812,6 +838,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     };
     ledger
         .finish_attempt(&AttemptEnd {
+            next_attempt_at: None,
             event_id: id.clone(),
             attempt: failed,
             status: EventStatus::Failed,
@@ -833,6 +860,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     want.extend(expected(kept.clone()));
     want.extend(expected([
         ("status", s("failed")),
+        ("status_shard", shard("failed")),
         ("updated_at", n(T0 + 1_012)),
         ("attempt_count", n(1)),
         ("finished_attempt", n(1)),
@@ -854,6 +882,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     };
     ledger
         .finish_attempt(&AttemptEnd {
+            next_attempt_at: None,
             event_id: id.clone(),
             attempt: processed,
             status: EventStatus::Processed,
@@ -900,6 +929,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     want.extend(expected(kept));
     want.extend(expected([
         ("status", s("queued")),
+        ("status_shard", shard("queued")),
         ("updated_at", n(T0 + 6_000)),
         ("attempt_count", n(2)),
         ("finished_attempt", n(2)),
@@ -970,6 +1000,7 @@ async fn missing_resources_are_unavailable() {
         None,
     );
     let msg = OutgoingMessage {
+        delay: None,
         body: "x".into(),
         attributes: BTreeMap::new(),
         trace_header: None,
@@ -1068,8 +1099,8 @@ async fn unreachable_store_is_unavailable() {
     );
 }
 
-/// Asserts `table` has the status index: keys `status` (S) / `received_at` (N), projecting
-/// exactly [`STATUS_INDEX_ATTRIBUTES`].
+/// Asserts `table` has the sharded status index: keys `status_shard` (S) / `received_at` (N),
+/// projecting exactly [`STATUS_SHARD_INDEX_ATTRIBUTES`].
 async fn assert_status_index(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
     let out = dynamodb
         .describe_table()
@@ -1081,8 +1112,8 @@ async fn assert_status_index(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
     let index = description
         .global_secondary_indexes()
         .iter()
-        .find(|i| i.index_name() == Some(STATUS_INDEX))
-        .unwrap_or_else(|| panic!("no index {STATUS_INDEX} on {table}: {description:?}"));
+        .find(|i| i.index_name() == Some(STATUS_SHARD_INDEX))
+        .unwrap_or_else(|| panic!("no index {STATUS_SHARD_INDEX} on {table}: {description:?}"));
     let keys: Vec<(&str, &KeyType)> = index
         .key_schema()
         .iter()
@@ -1090,7 +1121,10 @@ async fn assert_status_index(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
         .collect();
     assert_eq!(
         keys,
-        [("status", &KeyType::Hash), ("received_at", &KeyType::Range)]
+        [
+            ("status_shard", &KeyType::Hash),
+            ("received_at", &KeyType::Range)
+        ]
     );
     let projection = index.projection().unwrap();
     assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
@@ -1100,7 +1134,7 @@ async fn assert_status_index(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
         .map(String::as_str)
         .collect();
     projected.sort_unstable();
-    let mut want = STATUS_INDEX_ATTRIBUTES.to_vec();
+    let mut want = STATUS_SHARD_INDEX_ATTRIBUTES.to_vec();
     want.sort_unstable();
     assert_eq!(projected, want);
     let types: BTreeMap<&str, &ScalarAttributeType> = description
@@ -1108,7 +1142,7 @@ async fn assert_status_index(dynamodb: &aws_sdk_dynamodb::Client, table: &str) {
         .iter()
         .map(|d| (d.attribute_name(), d.attribute_type()))
         .collect();
-    assert_eq!(types["status"], &ScalarAttributeType::S);
+    assert_eq!(types["status_shard"], &ScalarAttributeType::S);
     assert_eq!(types["received_at"], &ScalarAttributeType::N);
 }
 
@@ -1186,9 +1220,17 @@ async fn listing_pages_through_the_status_index() {
     );
     let t = Timestamp::from_secs(SystemClock.now().as_secs());
     let mut put = Vec::new();
-    // b's one event is the oldest; nine newer ones from a.
-    for (n, source) in std::iter::once(&b).chain([&a; 9]).enumerate() {
+    // b's one event is the oldest; nine newer ones from a. All in one shard of the status
+    // index, so the bounds act on one partition's pages.
+    let shard = hookgate_core::status_index::shard_of(&new_id());
+    let same_shard = || loop {
         let id = new_id();
+        if hookgate_core::status_index::shard_of(&id) == shard {
+            return id;
+        }
+    };
+    for (n, source) in std::iter::once(&b).chain([&a; 9]).enumerate() {
+        let id = same_shard();
         let now = t.plus(Duration::from_secs(n as u64));
         let mut c = claim(&id, now, "t");
         c.source = source.clone();
@@ -1224,7 +1266,8 @@ async fn listing_pages_through_the_status_index() {
         .unwrap();
     assert_eq!(ids(all), put[6..].iter().rev().cloned().collect::<Vec<_>>());
 
-    // The bound on pages: two pages of two entries never reach b's event, the tenth newest.
+    // The bound on pages (per partition): two pages of two entries never reach b's event, the
+    // tenth newest of its shard.
     let bounded = DynamoDbLedger::new(dynamodb, &r.table).with_list_paging(2, 2);
     assert_eq!(bounded.list(&query(&b, 5)).await.unwrap(), []);
     assert_eq!(bounded.list(&query(&a, 5)).await.unwrap().len(), 4);
@@ -1238,16 +1281,22 @@ fn template_defines_the_status_index_setup_creates() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
     )
     .unwrap();
-    let attributes = STATUS_INDEX_ATTRIBUTES.join(", ");
+    let attributes = STATUS_SHARD_INDEX_ATTRIBUTES.join(", ");
+    let legacy = STATUS_INDEX_ATTRIBUTES.join(", ");
     for want in [
-        format!("- IndexName: {STATUS_INDEX}"),
-        "- AttributeName: status\n              KeyType: HASH".to_owned(),
+        format!("- IndexName: {STATUS_SHARD_INDEX}"),
+        "- AttributeName: status_shard\n              KeyType: HASH".to_owned(),
         "- AttributeName: received_at\n              KeyType: RANGE".to_owned(),
         "ProjectionType: INCLUDE".to_owned(),
         format!("NonKeyAttributes: [{attributes}]"),
-        "- AttributeName: status\n          AttributeType: S".to_owned(),
+        "- AttributeName: status_shard\n          AttributeType: S".to_owned(),
         "- AttributeName: received_at\n          AttributeType: N".to_owned(),
-        format!("Resource: !Sub ${{EventTable.Arn}}/index/{STATUS_INDEX}"),
+        format!("- !Sub ${{EventTable.Arn}}/index/{STATUS_SHARD_INDEX}"),
+        // The old index, kept while `LegacyStatusIndex` is true (the migration's first deploy).
+        format!("IndexName: {STATUS_INDEX}"),
+        "- AttributeName: status\n                KeyType: HASH".to_owned(),
+        format!("NonKeyAttributes: [{legacy}]"),
+        format!("- !Sub ${{EventTable.Arn}}/index/{STATUS_INDEX}"),
     ] {
         assert!(template.contains(&want), "template.yaml lacks {want:?}");
     }

@@ -12,7 +12,7 @@ use hookgate_core::clock::{Clock, SystemClock, Timestamp};
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
     Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord, EventStatus,
-    EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, PageQuery, PayloadInfo,
+    EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, PageQuery, PayloadInfo,
     PayloadStore, PayloadWrite, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
 };
 use hookgate_core::memory::MemoryLedger;
@@ -60,6 +60,7 @@ fn claim_at(id: &EventId, now: Timestamp, token: &str) -> Claim {
 
 fn start_at(id: &EventId, received_at: Timestamp, now: Timestamp) -> AttemptStart {
     AttemptStart {
+        ticket: None,
         event_id: id.clone(),
         source: source(),
         event_type: "push".into(),
@@ -82,6 +83,7 @@ fn end_at(
     error: Option<&str>,
 ) -> AttemptEnd {
     AttemptEnd {
+        next_attempt_at: None,
         event_id: id.clone(),
         attempt: Attempt {
             attempt,
@@ -219,6 +221,7 @@ async fn claim_records_a_received_event(ledger: Arc<dyn Ledger>) {
     assert_eq!(
         record,
         EventRecord {
+            next_attempt_at: None,
             event_id: id.clone(),
             source: source(),
             event_type: "push".into(),
@@ -667,6 +670,7 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
     assert_eq!(
         record,
         EventRecord {
+            next_attempt_at: None,
             event_id: id.clone(),
             source: source(),
             event_type: "push".into(),
@@ -735,6 +739,7 @@ async fn start_attempt_on_unknown_id_upserts(ledger: Arc<dyn Ledger>) {
     assert_eq!(
         ledger.get(&id).await.unwrap(),
         Some(EventRecord {
+            next_attempt_at: None,
             event_id: id.clone(),
             source: source(),
             event_type: "push".into(),
@@ -1426,6 +1431,148 @@ async fn pages_walk_a_status_by_time_type_and_cursor(ledger: Arc<dyn Ledger>) {
     assert_eq!(got, newest_first[..4]);
 }
 
+fn hand_off(
+    id: &EventId,
+    from: Option<&str>,
+    to: &str,
+    due: Timestamp,
+    generation: u64,
+) -> HandOff {
+    HandOff {
+        event_id: id.clone(),
+        from: from.map(str::to_owned),
+        to: to.to_owned(),
+        due,
+        generation,
+    }
+}
+
+/// A failed attempt's retry handed to a re-sent copy: only the copy holding the ticket starts,
+/// the ledger shows when the next attempt is due, a retried hand-off is applied once, and a
+/// replay's message (a newer generation, no ticket) starts past an older ticket.
+async fn a_retry_handed_to_a_copy_starts_only_from_that_copy(ledger: Arc<dyn Ledger>) {
+    let t = t0();
+    let id = new_id();
+    claim_new(&*ledger, &id, t).await;
+    assert_eq!(
+        ledger.start_attempt(&start_at(&id, t, t)).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    let mut end = end_at(&id, 1, t, t.plus(secs(1)), EventStatus::Failed, Some("503"));
+    let due = t.plus(secs(3600));
+    end.next_attempt_at = Some(due);
+    ledger.finish_attempt(&end).await.unwrap();
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.next_attempt_at, Some(due));
+
+    // The original hands off to copy "one"; a retried call is success; the original cannot
+    // hand off again, and a ticket nobody took cannot either.
+    let later = t.plus(secs(7200));
+    ledger
+        .hand_off(&hand_off(&id, None, "one", later, 0))
+        .await
+        .unwrap();
+    ledger
+        .hand_off(&hand_off(&id, None, "one", later, 0))
+        .await
+        .unwrap();
+    assert_conflict(ledger.hand_off(&hand_off(&id, None, "two", later, 0)).await);
+    assert_conflict(
+        ledger
+            .hand_off(&hand_off(&id, Some("zzz"), "two", later, 0))
+            .await,
+    );
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().next_attempt_at,
+        Some(later)
+    );
+
+    // The original, redelivered after a crash before its deletion, is stale; so is a copy
+    // whose hand-off was never recorded.
+    let now = t.plus(secs(7200));
+    let original = start_at(&id, t, now);
+    assert_eq!(
+        ledger.start_attempt(&original).await.unwrap(),
+        StartOutcome::Stale
+    );
+    let mut orphan = start_at(&id, t, now);
+    orphan.ticket = Some("never-recorded".into());
+    assert_eq!(
+        ledger.start_attempt(&orphan).await.unwrap(),
+        StartOutcome::Stale
+    );
+    // A hop: copy "one" passes the retry on to "two".
+    ledger
+        .hand_off(&hand_off(&id, Some("one"), "two", later, 0))
+        .await
+        .unwrap();
+    let mut one = start_at(&id, t, now);
+    one.ticket = Some("one".into());
+    assert_eq!(
+        ledger.start_attempt(&one).await.unwrap(),
+        StartOutcome::Stale
+    );
+    let mut two = start_at(&id, t, now);
+    two.ticket = Some("two".into());
+    assert_eq!(
+        ledger.start_attempt(&two).await.unwrap(),
+        StartOutcome::Started { attempt: 2 }
+    );
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.next_attempt_at),
+        (EventStatus::Processing, None),
+        "a started attempt is no longer due"
+    );
+    let end = end_at(
+        &id,
+        2,
+        now,
+        now.plus(secs(1)),
+        EventStatus::Failed,
+        Some("503"),
+    );
+    ledger.finish_attempt(&end).await.unwrap();
+    assert_eq!(
+        ledger.get(&id).await.unwrap().unwrap().next_attempt_at,
+        None
+    );
+
+    // A replay: its message (generation 1, no ticket) starts; copy "two" (generation 0) is
+    // superseded.
+    let replay = replay_start(&id, 0, now.plus(secs(2)), None);
+    assert!(matches!(
+        ledger.begin_replay(&replay).await.unwrap(),
+        ReplayOutcome::Started { generation: 1, .. }
+    ));
+    let mut replayed = start_at(&id, t, now.plus(secs(3)));
+    replayed.generation = 1;
+    assert_eq!(
+        ledger.start_attempt(&replayed).await.unwrap(),
+        StartOutcome::Started { attempt: 3 }
+    );
+    two.generation = 0;
+    two.lease_token = token();
+    assert_eq!(
+        ledger.start_attempt(&two).await.unwrap(),
+        StartOutcome::Superseded { current: 1 }
+    );
+
+    // A processed event takes no hand-off.
+    let end = end_at(&id, 3, now, now.plus(secs(4)), EventStatus::Processed, None);
+    ledger.finish_attempt(&end).await.unwrap();
+    assert_conflict(
+        ledger
+            .hand_off(&hand_off(&id, None, "three", later, 1))
+            .await,
+    );
+    assert_conflict(
+        ledger
+            .hand_off(&hand_off(&new_id(), None, "x", later, 0))
+            .await,
+    );
+}
+
 async fn moto_ledger() -> Option<Arc<dyn Ledger>> {
     let endpoint = hookgate_testkit::moto_endpoint()?;
     let resources = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
@@ -1459,6 +1606,7 @@ macro_rules! ledger_contract {
 }
 
 ledger_contract!(
+    a_retry_handed_to_a_copy_starts_only_from_that_copy,
     the_first_start_records_the_payload_once,
     a_replay_moves_the_generation_and_supersedes_older_messages,
     a_retried_replay_and_its_undo_and_a_runs_repeat,

@@ -138,6 +138,7 @@ fn envelope_id(message: &str) -> String {
 async fn send(b: &Pipeline, body: String, attributes: BTreeMap<String, String>) {
     b.queue
         .send(OutgoingMessage {
+            delay: None,
             body,
             attributes,
             trace_header: None,

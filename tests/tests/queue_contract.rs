@@ -29,6 +29,7 @@ struct Queues {
 
 fn message(body: &str) -> OutgoingMessage {
     OutgoingMessage {
+        delay: None,
         body: body.to_owned(),
         attributes: BTreeMap::from([
             (attr::EVENT_ID.to_owned(), format!("github:{body}")),
@@ -304,6 +305,7 @@ async fn bad_arguments_are_refused(q: Queues) {
     let limit = q.queue.max_message_bytes();
     assert_eq!(limit, hookgate_core::queue::SQS_MAX_MESSAGE_BYTES);
     let big = OutgoingMessage {
+        delay: None,
         body: "x".repeat(limit + 1),
         attributes: BTreeMap::new(),
         trace_header: None,

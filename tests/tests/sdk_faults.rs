@@ -260,6 +260,7 @@ async fn enqueue(r: &MotoResources, e: &Envelope) {
     let queue = hookgate_aws::SqsQueue::new(r.sqs(), &r.queue_url, None);
     queue
         .send(hookgate_core::queue::OutgoingMessage {
+            delay: None,
             body: e.to_message(),
             attributes: BTreeMap::from([(
                 hookgate_core::queue::attr::EVENT_ID.to_owned(),

@@ -13,6 +13,7 @@
 //! |---|---|---|
 //! | `event_id`, `source`, `event_type` | S | the event |
 //! | `status` | S | [`EventStatus::as_str`] |
+//! | `status_shard` | S | `status#shard` ([`status_partition`]): the sharded status index's key, written with every status |
 //! | `received_at`, `updated_at` | N | epoch milliseconds |
 //! | `expires_at` | N | epoch **seconds** (rounded up): the table's TTL attribute |
 //! | `claim_token`, `claimed_at` (ms) | S, N | the receiver's claim |
@@ -27,6 +28,8 @@
 //! | `payload_bytes`, `payload_sha256`, `payload_stored` | N, S, S | the payload, once the processor took the event: `inline` or `archive` |
 //! | `payload` | B | the compressed envelope, when `inline` |
 //! | `replay_token`, `replay_run`, `replayed_at`, `replay_previous` | S, S, N, S | the last replay |
+//! | `retry_ticket`, `retry_ticket_generation` | S, N | the ticket of the re-sent copy of the message that holds the event's retry, and the generation it was handed off in ([`HandOff`]) |
+//! | `next_attempt_at` | N | ms: when the next attempt is due, while the event waits for a retry |
 //!
 //! Optional attributes are absent, never NULL. Tables hold items written by every earlier
 //! version, so an attribute is never renamed or re-typed, and one added later reads as its zero
@@ -43,12 +46,16 @@
 //! DynamoDB's TTL deletes expired items up to days late (and moto never does), so expiry is part
 //! of the claim's condition rather than left to TTL.
 //!
-//! Listings ([`Ledger::list`]) read the global secondary index `by-status`
-//! ([`STATUS_INDEX`]: partition key `status`, sort key `received_at`, projecting exactly the
-//! attributes of an [`EventSummary`]) with `Query`, newest first — never a `Scan`. The template
-//! and [`create_table`](crate::setup::create_table) define the same index.
+//! Listings ([`Ledger::list`], [`Ledger::list_page`]) read the global secondary index
+//! `by-status-shard` ([`STATUS_SHARD_INDEX`]: partition key `status_shard`, sort key
+//! `received_at`, projecting exactly the attributes of an [`EventSummary`]) with `Query`,
+//! every shard of a status at once, merged newest first — never a `Scan` (the private `listing`
+//! submodule). A table not migrated yet is listed from the old `by-status` ([`STATUS_INDEX`],
+//! keyed by `status`). The template and [`create_table`](crate::setup::create_table) define the
+//! same indexes.
 
 mod item;
+mod listing;
 
 use std::collections::HashMap;
 
@@ -61,31 +68,34 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use aws_sdk_dynamodb::Client;
 use bytes::Bytes;
 use hookgate_core::clock::Timestamp;
-use hookgate_core::envelope::{EventId, SourceName};
+use hookgate_core::envelope::EventId;
 use hookgate_core::ledger::{
-    newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
-    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
-    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    newest_first, AttemptEnd, AttemptStart, Claim, ClaimOutcome, EventRecord, EventStatus,
+    EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
+    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome,
 };
+use hookgate_core::status_index::status_partition;
 use tokio::task::JoinSet;
 
 use item::{
-    a, attempt_to_av, b, claim_item, corrupt, history_to_av, inline_payload, n, opt_n, opt_s,
-    record_from_item, req_n, req_s, s, status_of, summary_from_item, ttl_secs, Item,
+    a, attempt_to_av, b, claim_item, history_to_av, inline_payload, n, opt_n, opt_s,
+    record_from_item, req_n, s, status_of, ttl_secs, Item,
 };
 
-pub use crate::setup::STATUS_INDEX;
+pub use crate::setup::{STATUS_INDEX, STATUS_SHARD_INDEX};
 
 /// How many index entries one page of a listing filtered by source reads. (DynamoDB's `Limit`
 /// counts the entries read, before the filter drops other sources' events.)
 pub const FILTERED_PAGE_ITEMS: usize = 200;
 
-/// How many pages a listing reads at most, per status: 20. Without a source filter the first
-/// page normally holds all `limit` events; with one, a listing reads at most
-/// 20 × [`FILTERED_PAGE_ITEMS`] = 4,000 of a status's newest events, so a source whose events are
-/// rarer than that among them may be listed short of `limit` (or not at all). The bound keeps a
+/// How many pages a listing reads at most, per index partition (a status has
+/// [`STATUS_SHARDS`](hookgate_core::status_index::STATUS_SHARDS) of them, read at once): 2.
+/// Without a source filter the first page normally holds all `limit` events; with one, a
+/// listing reads at most 2 × [`FILTERED_PAGE_ITEMS`] = 400 entries per shard (12,800 of a
+/// status's newest events), so a source whose events are rarer than that among them may be
+/// listed short of `limit` (or not at all), with a cursor to go on from. The bound keeps a
 /// listing's cost and latency fixed however large the table grows.
-pub const MAX_LIST_PAGES: usize = 20;
+pub const MAX_LIST_PAGES: usize = 2;
 
 /// The hookgate ledger on a DynamoDB table keyed by `event_id` (S).
 #[derive(Debug, Clone)]
@@ -108,7 +118,7 @@ impl DynamoDbLedger {
     }
 
     /// The same ledger with other listing bounds: `page_items` entries per page of a filtered
-    /// listing (at least 1) and at most `max_pages` pages per status (at least 1). For tests of
+    /// listing (at least 1) and at most `max_pages` pages per index partition (at least 1). For tests of
     /// the paging; the defaults are [`FILTERED_PAGE_ITEMS`] and [`MAX_LIST_PAGES`].
     pub fn with_list_paging(mut self, page_items: usize, max_pages: usize) -> Self {
         self.page_items = page_items.max(1);
@@ -150,59 +160,6 @@ impl DynamoDbLedger {
             Some(item) => Ok(Some(item)),
             None => self.get_item(event_id).await,
         }
-    }
-
-    /// The newest (at most `limit`, at least 1) events with `status`, from `source` if given:
-    /// a `Query` on [`STATUS_INDEX`], newest first, page after page (`ExclusiveStartKey`) until
-    /// `limit` events are found, the index has no more, or [`MAX_LIST_PAGES`] pages were read.
-    async fn list_status(
-        &self,
-        status: EventStatus,
-        source: Option<&SourceName>,
-        limit: usize,
-    ) -> Result<Vec<EventSummary>, LedgerError> {
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        for _ in 0..self.max_pages {
-            // Unfiltered, every entry read is listed: read no more than are still wanted.
-            let page = match source {
-                Some(_) => self.page_items,
-                None => limit - found.len(),
-            };
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .key_condition_expression("#status = :status")
-                .projection_expression(
-                    "event_id, #source, event_type, #status, received_at, updated_at, \
-                     attempt_count, last_error",
-                )
-                .expression_attribute_names("#status", a::STATUS)
-                .expression_attribute_names("#source", a::SOURCE)
-                .expression_attribute_values(":status", s(status.as_str()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            if let Some(source) = source {
-                request = request
-                    .filter_expression("#source = :source")
-                    .expression_attribute_values(":source", s(source.as_str()));
-            }
-            let out = request.send().await.map_err(|e| unavailable("Query", &e))?;
-            for item in out.items() {
-                if found.len() == limit {
-                    break;
-                }
-                found.push(summary_from_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if found.len() < limit && !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
-        Ok(found)
     }
 }
 
@@ -279,7 +236,8 @@ impl Ledger for DynamoDbLedger {
 
     async fn start_attempt(&self, start: &AttemptStart) -> Result<StartOutcome, LedgerError> {
         let mut update = String::from(
-            "SET #status = :processing, lease_until = :lease_until, lease_token = :lease_token, \
+            "SET #status = :processing, status_shard = :shard, \
+             lease_until = :lease_until, lease_token = :lease_token, \
              attempt_count = if_not_exists(attempt_count, :zero) + :one, \
              updated_at = :now, generation = :generation, \
              #source = if_not_exists(#source, :source), \
@@ -302,21 +260,28 @@ impl Ledger for DynamoDbLedger {
                 payload_values.push((":payload", b(inline)));
             }
         }
+        update.push_str(" REMOVE next_attempt_at");
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(&start.event_id)))
             .update_expression(update)
-            .condition_expression(
+            .condition_expression(format!(
                 "attribute_not_exists(event_id) OR (#status <> :processed AND \
                  (attribute_not_exists(generation) OR generation <= :generation) AND \
+                 {TICKET_HELD} AND \
                  (#status <> :processing OR attribute_not_exists(lease_until) \
                  OR lease_until < :now))",
-            )
+                TICKET_HELD = ticket_held(start.ticket.is_some()),
+            ))
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_names("#source", a::SOURCE)
             .expression_attribute_values(":processing", s(EventStatus::Processing.as_str()))
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(EventStatus::Processing, &start.event_id)),
+            )
             .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
             .expression_attribute_values(":lease_until", n(start.lease_until.as_millis()))
             .expression_attribute_values(":lease_token", s(&start.lease_token))
@@ -332,6 +297,9 @@ impl Ledger for DynamoDbLedger {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         for (name, value) in payload_values {
             request = request.expression_attribute_values(name, value);
+        }
+        if let Some(ticket) = &start.ticket {
+            request = request.expression_attribute_values(":ticket", s(ticket));
         }
         let result = request.send().await;
         let returned = match result {
@@ -361,6 +329,9 @@ impl Ledger for DynamoDbLedger {
         match status_of(&old)? {
             EventStatus::Processed => Ok(StartOutcome::AlreadyProcessed),
             _ if current > start.generation => Ok(StartOutcome::Superseded { current }),
+            _ if !holds_ticket(&old, start.ticket.as_deref(), start.generation)? => {
+                Ok(StartOutcome::Stale)
+            }
             // Our own lease, taken by an attempt whose answer was lost.
             EventStatus::Processing
                 if opt_s(&old, a::LEASE_TOKEN)? == Some(start.lease_token.as_str()) =>
@@ -387,7 +358,8 @@ impl Ledger for DynamoDbLedger {
 
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError> {
         let mut update = String::from(
-            "SET #status = :status, updated_at = :now, finished_attempt = :n, \
+            "SET #status = :status, status_shard = :shard, updated_at = :now, \
+             finished_attempt = :n, \
              attempts = list_append(if_not_exists(attempts, :empty), :attempt)",
         );
         let mut request = self
@@ -401,6 +373,7 @@ impl Ledger for DynamoDbLedger {
             )
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":shard", s(status_partition(end.status, &end.event_id)))
             .expression_attribute_values(":now", n(end.now.as_millis()))
             .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
             .expression_attribute_values(
@@ -409,13 +382,24 @@ impl Ledger for DynamoDbLedger {
             )
             .expression_attribute_values(":n", n(end.attempt.attempt))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let mut remove = vec!["lease_until", "lease_token"];
         match &end.attempt.error {
             Some(error) => {
-                update.push_str(", last_error = :last_error REMOVE lease_until, lease_token");
+                update.push_str(", last_error = :last_error");
                 request = request.expression_attribute_values(":last_error", s(error));
             }
-            None => update.push_str(" REMOVE lease_until, lease_token, last_error"),
+            None => remove.push(a::LAST_ERROR),
         }
+        match end.next_attempt_at {
+            Some(at) => {
+                update.push_str(", next_attempt_at = :next_attempt_at");
+                request =
+                    request.expression_attribute_values(":next_attempt_at", n(at.as_millis()));
+            }
+            None => remove.push(a::NEXT_ATTEMPT_AT),
+        }
+        update.push_str(" REMOVE ");
+        update.push_str(&remove.join(", "));
         let result = request.update_expression(update).send().await;
         let returned = match result {
             Ok(_) => return Ok(()),
@@ -438,6 +422,48 @@ impl Ledger for DynamoDbLedger {
         })
     }
 
+    async fn hand_off(&self, hand_off: &HandOff) -> Result<(), LedgerError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(&hand_off.event_id)))
+            .update_expression(
+                "SET retry_ticket = :to, retry_ticket_generation = :generation, \
+                 next_attempt_at = :due",
+            )
+            .condition_expression(format!(
+                "attribute_exists(event_id) AND #status <> :processed AND \
+                 (attribute_not_exists(generation) OR generation <= :generation) AND \
+                 {TICKET_HELD}",
+                TICKET_HELD = ticket_held(hand_off.from.is_some()),
+            ))
+            .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
+            .expression_attribute_values(":to", s(&hand_off.to))
+            .expression_attribute_values(":generation", n(hand_off.generation))
+            .expression_attribute_values(":due", n(hand_off.due.as_millis()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(from) = &hand_off.from {
+            request = request.expression_attribute_values(":ticket", s(from));
+        }
+        let returned = match request.send().await {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(e) => e.item,
+                other => return Err(unavailable_service("UpdateItem", &other)),
+            },
+        };
+        match self.old_item(&hand_off.event_id, returned).await? {
+            // This very hand-off, applied by an attempt whose answer was lost.
+            Some(old) if opt_s(&old, a::RETRY_TICKET)? == Some(hand_off.to.as_str()) => Ok(()),
+            _ => Err(LedgerError::Conflict(format!(
+                "{}: this copy no longer holds the retry",
+                hand_off.event_id
+            ))),
+        }
+    }
+
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
         self.get_item(event_id)
             .await?
@@ -445,138 +471,44 @@ impl Ledger for DynamoDbLedger {
             .transpose()
     }
 
-    /// One `Query` per status asked for (all six at once without a status), merged newest
-    /// first. Reads the index, so it is eventually consistent: a change shows within moments.
+    /// One page per status asked for (all six at once without a status), each read from every
+    /// shard of the status index at once, merged newest first. Reads the index, so it is
+    /// eventually consistent: a change shows within moments.
     async fn list(&self, query: &ListQuery) -> Result<Vec<EventSummary>, LedgerError> {
         let limit = query.effective_limit();
         if limit == 0 {
             return Ok(Vec::new());
         }
-        if let Some(status) = query.status {
-            let found = self
-                .list_status(status, query.source.as_ref(), limit)
-                .await?;
-            return Ok(newest_first(found, limit));
-        }
-        let mut queries = JoinSet::new();
-        for status in EventStatus::ALL {
+        let statuses = match query.status {
+            Some(status) => vec![status],
+            None => EventStatus::ALL.to_vec(),
+        };
+        let mut pages = JoinSet::new();
+        for status in statuses {
             let ledger = self.clone();
-            let source = query.source.clone();
-            queries.spawn(async move { ledger.list_status(status, source.as_ref(), limit).await });
+            let page = PageQuery {
+                status,
+                source: query.source.clone(),
+                event_type: None,
+                since: None,
+                until: None,
+                limit,
+                cursor: None,
+            };
+            pages.spawn(async move { ledger.read_page(&page).await });
         }
         let mut found = Vec::new();
-        // On the first error the set is dropped, which cancels the queries still running.
-        while let Some(joined) = queries.join_next().await {
-            let part = joined
+        // On the first error the set is dropped, which cancels the reads still running.
+        while let Some(joined) = pages.join_next().await {
+            let page = joined
                 .map_err(|e| LedgerError::Unavailable(format!("DynamoDB Query task: {e}")))??;
-            found.extend(part);
+            found.extend(page.events);
         }
         Ok(newest_first(found, limit))
     }
+
     async fn list_page(&self, query: &PageQuery) -> Result<Page, LedgerError> {
-        let limit = query.limit.clamp(1, MAX_LIST_LIMIT);
-        let filtered = query.source.is_some() || query.event_type.is_some();
-        let mut found: Vec<EventSummary> = Vec::new();
-        let mut start = query.cursor.as_ref().map(|c| {
-            HashMap::from([
-                (a::STATUS.to_owned(), s(query.status.as_str())),
-                (a::RECEIVED_AT.to_owned(), n(c.received_at.as_millis())),
-                (a::EVENT_ID.to_owned(), s(c.event_id.as_str())),
-            ])
-        });
-        let mut next = None;
-        for _ in 0..self.max_pages {
-            // Unfiltered, every entry read is listed: read no more than are still wanted.
-            let page = if filtered {
-                self.page_items
-            } else {
-                limit - found.len()
-            };
-            let mut key = String::from("#status = :status");
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
-                .projection_expression(
-                    "event_id, #source, event_type, #status, received_at, updated_at, \
-                     attempt_count, last_error",
-                )
-                .expression_attribute_names("#status", a::STATUS)
-                .expression_attribute_names("#source", a::SOURCE)
-                .expression_attribute_values(":status", s(query.status.as_str()))
-                .scan_index_forward(false)
-                .limit(i32::try_from(page).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take());
-            // The time range is the index's sort key: DynamoDB reads only that stretch.
-            match (query.since, query.until) {
-                (Some(since), Some(until)) => {
-                    key.push_str(" AND received_at BETWEEN :since AND :until_incl");
-                    request = request
-                        .expression_attribute_values(":since", n(since.as_millis()))
-                        .expression_attribute_values(":until_incl", n(until.as_millis() - 1));
-                }
-                (Some(since), None) => {
-                    key.push_str(" AND received_at >= :since");
-                    request = request.expression_attribute_values(":since", n(since.as_millis()));
-                }
-                (None, Some(until)) => {
-                    key.push_str(" AND received_at < :until");
-                    request = request.expression_attribute_values(":until", n(until.as_millis()));
-                }
-                (None, None) => {}
-            }
-            let mut filter = Vec::new();
-            if let Some(source) = &query.source {
-                filter.push("#source = :source");
-                request = request.expression_attribute_values(":source", s(source.as_str()));
-            }
-            if let Some(event_type) = &query.event_type {
-                filter.push("event_type = :event_type");
-                request = request.expression_attribute_values(":event_type", s(event_type));
-            }
-            if !filter.is_empty() {
-                request = request.filter_expression(filter.join(" AND "));
-            }
-            let out = request
-                .key_condition_expression(key)
-                .send()
-                .await
-                .map_err(|e| unavailable("Query", &e))?;
-            for item in out.items() {
-                let summary = summary_from_item(item)?;
-                if page_matches(query, &summary) {
-                    found.push(summary);
-                }
-            }
-            next = out.last_evaluated_key.filter(|k| !k.is_empty());
-            if found.len() >= limit || next.is_none() {
-                break;
-            }
-            start = next.clone();
-        }
-        if found.len() > limit {
-            // A filtered page read more than asked: go on from the last one listed.
-            found.truncate(limit);
-            next = found.last().map(|last| {
-                HashMap::from([
-                    (a::RECEIVED_AT.to_owned(), n(last.received_at.as_millis())),
-                    (a::EVENT_ID.to_owned(), s(last.event_id.as_str())),
-                ])
-            });
-        }
-        let next = match next {
-            None => None,
-            Some(key) => Some(Cursor {
-                received_at: Timestamp::from_millis(req_n(&key, a::RECEIVED_AT)?),
-                event_id: EventId::parse(req_s(&key, a::EVENT_ID)?)
-                    .map_err(|e| corrupt(a::EVENT_ID, &e.to_string()))?,
-            }),
-        };
-        Ok(Page {
-            events: found,
-            next,
-        })
+        self.read_page(query).await
     }
 
     async fn inline_payload(&self, event_id: &EventId) -> Result<Option<Bytes>, LedgerError> {
@@ -597,7 +529,8 @@ impl Ledger for DynamoDbLedger {
 
     async fn begin_replay(&self, replay: &ReplayStart) -> Result<ReplayOutcome, LedgerError> {
         let mut update = String::from(
-            "SET replay_previous = #status, #status = :queued, generation = :next, \
+            "SET replay_previous = #status, #status = :queued, status_shard = :shard, \
+             generation = :next, \
              replays = if_not_exists(replays, :zero) + :one, updated_at = :now, \
              history = list_append(if_not_exists(history, :empty), :entry), \
              replay_token = :token, replayed_at = :now",
@@ -614,6 +547,10 @@ impl Ledger for DynamoDbLedger {
             .table_name(&self.table)
             .set_key(Some(Self::key(&replay.event_id)))
             .expression_attribute_names("#status", a::STATUS)
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(EventStatus::Queued, &replay.event_id)),
+            )
             .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
             .expression_attribute_values(":processed", s(EventStatus::Processed.as_str()))
             .expression_attribute_values(":failed", s(EventStatus::Failed.as_str()))
@@ -705,7 +642,8 @@ impl Ledger for DynamoDbLedger {
             .table_name(&self.table)
             .set_key(Some(Self::key(&undo.event_id)))
             .update_expression(
-                "SET #status = :restore, generation = :previous, replays = replays - :one, \
+                "SET #status = :restore, status_shard = :shard, generation = :previous, \
+                 replays = replays - :one, \
                  updated_at = :now, history = list_append(if_not_exists(history, :empty), :entry) \
                  REMOVE replay_token, replay_run, replayed_at, replay_previous",
             )
@@ -714,6 +652,10 @@ impl Ledger for DynamoDbLedger {
             )
             .expression_attribute_names("#status", a::STATUS)
             .expression_attribute_values(":restore", s(undo.restore.as_str()))
+            .expression_attribute_values(
+                ":shard",
+                s(status_partition(undo.restore, &undo.event_id)),
+            )
             .expression_attribute_values(":queued", s(EventStatus::Queued.as_str()))
             .expression_attribute_values(":generation", n(undo.generation))
             .expression_attribute_values(":previous", n(undo.generation.saturating_sub(1)))
@@ -775,6 +717,29 @@ impl Ledger for DynamoDbLedger {
             },
         }
     }
+}
+
+/// The condition that the message's retry ticket (`:ticket`, when it carries one) is the
+/// item's: the same ticket, or — for a message without one — none handed off in its generation
+/// (`:generation`) or later.
+fn ticket_held(carries_ticket: bool) -> &'static str {
+    if carries_ticket {
+        "retry_ticket = :ticket"
+    } else {
+        "(attribute_not_exists(retry_ticket) OR retry_ticket_generation < :generation)"
+    }
+}
+
+/// [`ticket_held`] read from an old item: whether a message of `generation` carrying `ticket`
+/// holds the event's retry.
+fn holds_ticket(old: &Item, ticket: Option<&str>, generation: u64) -> Result<bool, LedgerError> {
+    let held = opt_s(old, a::RETRY_TICKET)?;
+    Ok(match (held, ticket) {
+        (None, None) => true,
+        (Some(_), None) => opt_n::<u64>(old, a::RETRY_TICKET_GENERATION)?.unwrap_or(0) < generation,
+        (Some(held), Some(ticket)) => held == ticket,
+        (None, Some(_)) => false,
+    })
 }
 
 fn not_owned(event_id: &EventId) -> LedgerError {

@@ -43,6 +43,7 @@ pub use ledger::DynamoDbLedger;
 pub use queue::SqsQueue;
 pub use setup::{
     create_archive_bucket, create_queues, create_table, QueueUrls, SetupError, STATUS_INDEX,
+    STATUS_SHARD_INDEX,
 };
 
 /// Environment variable naming the ledger table.

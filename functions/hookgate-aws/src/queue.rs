@@ -21,8 +21,8 @@ use aws_sdk_sqs::types::{
 };
 use aws_sdk_sqs::Client;
 use hookgate_core::queue::{
-    attributes_size, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_VISIBILITY_TIMEOUT,
-    SQS_MAX_MESSAGE_BYTES,
+    attributes_size, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_SEND_DELAY,
+    MAX_VISIBILITY_TIMEOUT, SQS_MAX_MESSAGE_BYTES,
 };
 
 /// Longest long-poll SQS allows.
@@ -62,12 +62,22 @@ impl SqsQueue {
         body: String,
         attributes: &BTreeMap<String, String>,
         trace_header: Option<&str>,
+        delay: Option<Duration>,
     ) -> Result<String, QueueError> {
         let size = body.len() + attributes_size(attributes);
         if size > SQS_MAX_MESSAGE_BYTES {
             return Err(QueueError::TooLarge(size));
         }
         let mut request = self.client.send_message().queue_url(url).message_body(body);
+        if let Some(delay) = delay.filter(|d| !d.is_zero()) {
+            if delay > MAX_SEND_DELAY {
+                return Err(QueueError::Invalid(
+                    "a message's delay is at most 15 minutes".into(),
+                ));
+            }
+            // SQS takes whole seconds: round up, so a copy is never visible before it is due.
+            request = request.delay_seconds(whole_secs(delay));
+        }
         for (name, value) in attributes {
             let value = MessageAttributeValue::builder()
                 .data_type("String")
@@ -104,6 +114,7 @@ impl Queue for SqsQueue {
             message.body,
             &message.attributes,
             message.trace_header.as_deref(),
+            message.delay,
         )
         .await
     }
@@ -201,6 +212,7 @@ impl Queue for SqsQueue {
             message.body.clone(),
             &message.attributes,
             message.trace_header.as_deref(),
+            None,
         )
         .await?;
         self.delete(&message.receipt_handle).await

@@ -4,12 +4,13 @@
 //! It exists so the contract and end-to-end tests (on moto) and the `hookgate` command (against
 //! a real account or a local stand-in) create exactly the same resources: the table the
 //! [`DynamoDbLedger`](crate::DynamoDbLedger) expects (key `event_id`, TTL on `expires_at`, the
-//! status index [`STATUS_INDEX`] of `template.yaml`), a queue whose `RedrivePolicy` sends a
+//! sharded status index [`STATUS_SHARD_INDEX`] of `template.yaml`), a queue whose `RedrivePolicy` sends a
 //! message to `{name}-dlq` after `max_receive_count` receives (both queues taking messages of
 //! [`MAX_MESSAGE_BYTES`], set explicitly), and the bucket of the
 //! [`S3Archive`](crate::S3Archive) with the template's settings ([`create_archive_bucket`]).
-//! Running it again on existing resources succeeds, adds the status index to a table created
-//! without it, and re-applies the queue and bucket settings. (On AWS proper the SAM template
+//! Running it again on existing resources succeeds, adds the sharded status index to a table
+//! created without it (beside the old `by-status`, which it leaves) and backfills its key on the
+//! existing items, and re-applies the queue and bucket settings. (On AWS proper the SAM template
 //! owns these resources; this is for local stacks and tests.)
 
 use std::collections::HashMap;
@@ -17,14 +18,19 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction,
+    GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use aws_sdk_s3::operation::head_bucket::HeadBucketError;
 use aws_sdk_sqs::types::QueueAttributeName;
+use hookgate_core::envelope::EventId;
+use hookgate_core::ledger::EventStatus;
+use hookgate_core::status_index::status_partition;
 
 /// The ledger table's partition key.
 pub const KEY_ATTRIBUTE: &str = "event_id";
@@ -32,15 +38,35 @@ pub const KEY_ATTRIBUTE: &str = "event_id";
 /// The ledger table's TTL attribute (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
-/// The global secondary index listings query: partition key `status` (S), sort key
-/// `received_at` (N, epoch ms). Same name, keys and projection as `EventTable` in
-/// `template.yaml`.
+/// The status index before it was sharded: partition key `status` (S), sort key `received_at`
+/// (N, epoch ms). Tables made before keep it until the operator drops it (see
+/// `docs/operations.md`); listings read it only while [`STATUS_SHARD_INDEX`] cannot be read.
+/// `template.yaml` keeps it while its `LegacyStatusIndex` parameter is `true`.
 pub const STATUS_INDEX: &str = "by-status";
+
+/// The global secondary index listings query: partition key `status_shard` (S, `status#shard`,
+/// see [`hookgate_core::status_index`]), sort key `received_at` (N, epoch ms). Same name, keys
+/// and projection as `EventTable` in `template.yaml`.
+pub const STATUS_SHARD_INDEX: &str = "by-status-shard";
+
+/// The sharded index's partition key attribute.
+pub const STATUS_SHARD_ATTRIBUTE: &str = "status_shard";
 
 /// The attributes [`STATUS_INDEX`] projects besides the keys (`event_id`, `status`,
 /// `received_at`): exactly what an event summary shows, so the attempts list is not copied
 /// into the index (`ProjectionType: INCLUDE`, as in `template.yaml`).
 pub const STATUS_INDEX_ATTRIBUTES: [&str; 5] = [
+    "source",
+    "event_type",
+    "attempt_count",
+    "last_error",
+    "updated_at",
+];
+
+/// The attributes [`STATUS_SHARD_INDEX`] projects besides its keys: those of
+/// [`STATUS_INDEX_ATTRIBUTES`] and `status` (no longer a key).
+pub const STATUS_SHARD_INDEX_ATTRIBUTES: [&str; 6] = [
+    "status",
     "source",
     "event_type",
     "attempt_count",
@@ -153,30 +179,30 @@ fn attribute(
         .map_err(|e| dynamo_err(op, table, e))
 }
 
-/// The key attributes of [`STATUS_INDEX`], defined on the table.
+/// The key attributes of [`STATUS_SHARD_INDEX`], defined on the table.
 fn status_index_attributes(
     op: &'static str,
     table: &str,
 ) -> Result<Vec<AttributeDefinition>, SetupError> {
     Ok(vec![
-        attribute(op, table, "status", ScalarAttributeType::S)?,
+        attribute(op, table, STATUS_SHARD_ATTRIBUTE, ScalarAttributeType::S)?,
         attribute(op, table, "received_at", ScalarAttributeType::N)?,
     ])
 }
 
-/// [`STATUS_INDEX`]'s key schema and projection.
+/// [`STATUS_SHARD_INDEX`]'s key schema and projection.
 fn status_index_parts(
     op: &'static str,
     table: &str,
 ) -> Result<(Vec<KeySchemaElement>, Projection), SetupError> {
     let keys = vec![
-        key_element(op, table, "status", KeyType::Hash)?,
+        key_element(op, table, STATUS_SHARD_ATTRIBUTE, KeyType::Hash)?,
         key_element(op, table, "received_at", KeyType::Range)?,
     ];
     let projection = Projection::builder()
         .projection_type(ProjectionType::Include)
         .set_non_key_attributes(Some(
-            STATUS_INDEX_ATTRIBUTES
+            STATUS_SHARD_INDEX_ATTRIBUTES
                 .iter()
                 .map(|a| (*a).to_owned())
                 .collect(),
@@ -185,10 +211,11 @@ fn status_index_parts(
     Ok((keys, projection))
 }
 
-/// Creates the ledger table (on-demand, key `event_id` S, the status index [`STATUS_INDEX`])
-/// and turns on TTL on `expires_at`. A table that already exists is fine; one without the
-/// status index gets it (DynamoDB then fills it from the table before it is `ACTIVE`); TTL
-/// already on is left alone.
+/// Creates the ledger table (on-demand, key `event_id` S, the status index
+/// [`STATUS_SHARD_INDEX`]) and turns on TTL on `expires_at`. A table that already exists is
+/// fine; one without the sharded index gets it beside any old [`STATUS_INDEX`], and its items
+/// get their `status_shard` ([`backfill_status_shards`]: DynamoDB indexes an item once it has
+/// the key); TTL already on is left alone.
 pub async fn create_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -198,7 +225,7 @@ pub async fn create_table(
     attributes.extend(status_index_attributes(OP, table)?);
     let (index_keys, projection) = status_index_parts(OP, table)?;
     let index = GlobalSecondaryIndex::builder()
-        .index_name(STATUS_INDEX)
+        .index_name(STATUS_SHARD_INDEX)
         .set_key_schema(Some(index_keys))
         .projection(projection)
         .build()
@@ -223,6 +250,7 @@ pub async fn create_table(
     }
     wait_until_active(client, table).await?;
     ensure_status_index(client, table).await?;
+    backfill_status_shards(client, table).await?;
 
     let ttl = client
         .describe_time_to_live()
@@ -260,8 +288,9 @@ pub async fn create_table(
     Ok(())
 }
 
-/// Adds [`STATUS_INDEX`] to a table that lacks it (one made by an earlier `hookgate setup`),
-/// and waits until it is `ACTIVE`. An index of that name is taken as it is.
+/// Adds [`STATUS_SHARD_INDEX`] to a table that lacks it (one made by an earlier `hookgate
+/// setup`, with or without the old [`STATUS_INDEX`], which is left in place), and waits until
+/// it is `ACTIVE`. An index of that name is taken as it is.
 async fn ensure_status_index(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -276,14 +305,14 @@ async fn ensure_status_index(
     let has_index = out.table().is_some_and(|t| {
         t.global_secondary_indexes()
             .iter()
-            .any(|i| i.index_name() == Some(STATUS_INDEX))
+            .any(|i| i.index_name() == Some(STATUS_SHARD_INDEX))
     });
     if has_index {
         return Ok(());
     }
     let (keys, projection) = status_index_parts(OP, table)?;
     let create = CreateGlobalSecondaryIndexAction::builder()
-        .index_name(STATUS_INDEX)
+        .index_name(STATUS_SHARD_INDEX)
         .set_key_schema(Some(keys))
         .projection(projection)
         .build()
@@ -298,7 +327,7 @@ async fn ensure_status_index(
         .send()
         .await;
     match updated {
-        Ok(_) => tracing::info!(table, index = STATUS_INDEX, "added the status index"),
+        Ok(_) => tracing::info!(table, index = STATUS_SHARD_INDEX, "added the status index"),
         Err(e) => {
             // Two setups racing: the other one is adding it already.
             let already = e.message().is_some_and(|m| m.contains("already exists"));
@@ -308,6 +337,76 @@ async fn ensure_status_index(
         }
     }
     wait_until_active(client, table).await
+}
+
+/// Gives every item of `table` the `status_shard` its `status` and id call for
+/// ([`status_partition`]), where it lacks it or holds another (an item written before the index
+/// was sharded, or under another shard count): a `Scan` of the key, status and shard, and one
+/// conditional update per item to change — only if its status is still the one read, so a
+/// concurrent status change (which writes its own shard) is never overwritten. Idempotent: a
+/// second run changes nothing. Returns how many items it changed.
+pub async fn backfill_status_shards(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<u64, SetupError> {
+    let mut start = None;
+    let mut changed = 0;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .projection_expression("event_id, #status, status_shard")
+            .expression_attribute_names("#status", "status")
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| dynamo_err("Scan", table, e))?;
+        for item in out.items() {
+            let (Some(AttributeValue::S(id)), Some(AttributeValue::S(status))) =
+                (item.get(KEY_ATTRIBUTE), item.get("status"))
+            else {
+                continue;
+            };
+            let (Ok(event_id), Some(parsed)) = (EventId::parse(id), EventStatus::parse(status))
+            else {
+                tracing::warn!(table, event_id = %id, "item with an unreadable id or status; not indexed");
+                continue;
+            };
+            let want = status_partition(parsed, &event_id);
+            if matches!(item.get(STATUS_SHARD_ATTRIBUTE), Some(AttributeValue::S(have)) if *have == want)
+            {
+                continue;
+            }
+            let updated = client
+                .update_item()
+                .table_name(table)
+                .key(KEY_ATTRIBUTE, AttributeValue::S(id.clone()))
+                .update_expression("SET status_shard = :shard")
+                .condition_expression("#status = :status")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":shard", AttributeValue::S(want))
+                .expression_attribute_values(":status", AttributeValue::S(status.clone()))
+                .send()
+                .await;
+            match updated {
+                Ok(_) => changed += 1,
+                Err(e) => match e.into_service_error() {
+                    // Its status changed (or it was deleted) since the scan: the writer that
+                    // changed it wrote its shard.
+                    UpdateItemError::ConditionalCheckFailedException(_) => {}
+                    other => return Err(dynamo_err("UpdateItem", table, other)),
+                },
+            }
+        }
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    if changed > 0 {
+        tracing::info!(table, changed, "backfilled status_shard");
+    }
+    Ok(changed)
 }
 
 /// Waits until the table and every one of its indexes are `ACTIVE`.

@@ -1,9 +1,13 @@
-//! Retry delays: exponential in the receive count, capped, with full jitter.
+//! Retry delays: a configured schedule, or exponential in the receive count, capped, with full
+//! jitter.
 //!
-//! A failed message is made visible again after `random(0, min(cap, base · 2^(receive_count-1)))`
-//! (the "full jitter" of AWS's backoff study): retries of many failed messages spread out
-//! instead of arriving together. A handler's own `RetryAfter` wins over the schedule. Nothing
-//! exceeds SQS's 12 h visibility limit.
+//! Without a schedule a failed message is retried after
+//! `random(0, min(cap, base · 2^(receive_count-1)))` (the "full jitter" of AWS's backoff study):
+//! retries of many failed messages spread out instead of arriving together; nothing exceeds
+//! SQS's 12 h visibility limit. With a schedule (`retry_schedule`), the delay after the n-th
+//! receive is the schedule's n-th entry (its last one for any receive beyond it), as exactly as
+//! the queue can keep it — the point of a schedule is a horizon the provider's customers can
+//! rely on. A handler's own `RetryAfter` wins over either.
 
 use std::time::Duration;
 
@@ -42,6 +46,43 @@ impl Backoff {
         }
         let ceiling = u64::try_from(self.ceiling(receive_count).as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(rng.random_range(0..=ceiling))
+    }
+}
+
+/// How the processor spaces retries: [`Backoff`], or a fixed schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Exponential, capped, full jitter.
+    Backoff(Backoff),
+    /// The delay after the n-th receive is entry n-1 (the last entry beyond the end). Never
+    /// empty (the configuration refuses an empty schedule).
+    Schedule(Vec<Duration>),
+}
+
+impl RetryPolicy {
+    /// The delay before the next delivery of a message received `receive_count` times (counted
+    /// across re-sent copies): the handler's `retry_after` if it asked for one (at most 12 h),
+    /// else the schedule's entry or the backoff's jittered delay.
+    pub fn delay(
+        &self,
+        receive_count: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
+        match self {
+            RetryPolicy::Backoff(backoff) => backoff.delay(receive_count, retry_after, rng),
+            RetryPolicy::Schedule(_) if retry_after.is_some() => {
+                retry_after.unwrap_or_default().min(MAX_VISIBILITY_TIMEOUT)
+            }
+            RetryPolicy::Schedule(delays) => {
+                let index = usize::try_from(receive_count.saturating_sub(1)).unwrap_or(usize::MAX);
+                delays
+                    .get(index)
+                    .or(delays.last())
+                    .copied()
+                    .unwrap_or_default()
+            }
+        }
     }
 }
 
@@ -89,6 +130,25 @@ mod tests {
         // Uniform over [0, 8 s]: about a quarter in each end.
         assert!((350..650).contains(&low), "{low}");
         assert!((350..650).contains(&high), "{high}");
+    }
+
+    #[test]
+    fn a_schedule_gives_the_nth_delay_and_repeats_its_last() {
+        let secs = |s| Duration::from_secs(s);
+        let policy = RetryPolicy::Schedule(vec![secs(5), secs(300), secs(36_000)]);
+        let mut rng = StdRng::seed_from_u64(3);
+        let delays: Vec<u64> = (1..=5)
+            .map(|n| policy.delay(n, None, &mut rng).as_secs())
+            .collect();
+        assert_eq!(delays, [5, 300, 36_000, 36_000, 36_000]);
+        // Receive 0 (never happens) reads as the first.
+        assert_eq!(policy.delay(0, None, &mut rng), secs(5));
+        // Longer than SQS's visibility limit: a schedule is kept exactly (it is re-sent).
+        let long = RetryPolicy::Schedule(vec![secs(100_000)]);
+        assert_eq!(long.delay(1, None, &mut rng), secs(100_000));
+        assert_eq!(policy.delay(3, Some(secs(7)), &mut rng), secs(7));
+        let backoff = RetryPolicy::Backoff(B);
+        assert!(backoff.delay(1, None, &mut rng) <= secs(1));
     }
 
     #[test]

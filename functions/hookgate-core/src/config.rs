@@ -22,9 +22,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backoff::{Backoff, RetryPolicy};
 use crate::clock::Timestamp;
 use crate::delivery::{Destination, ForwardOptions};
 use crate::envelope::SourceName;
+use crate::queue::QUEUE_RETENTION;
 pub use crate::secret::Secret;
 use crate::signature::{self, CommonOptions, SchemeError, SignatureScheme};
 
@@ -220,6 +222,16 @@ pub struct ProcessorConfig {
     /// Records not started when less than this remains before the invocation's deadline are
     /// handed back (visibility reset) instead of started.
     pub deadline_margin_ms: u64,
+    /// The delays between attempts, as `["5s", "5m", "30m", "2h"]` (units `ms`, `s`, `m`, `h`,
+    /// `d`): the delay after the n-th receive is the n-th entry, the last one for any later
+    /// receive. Replaces `backoff_base_ms`/`backoff_cap_secs` when set. The whole schedule must
+    /// fit the queue's retention (4 days) and the dedup window, and `max_receive_count` must
+    /// allow every entry (at least its length + 1).
+    pub retry_schedule: Option<Vec<String>>,
+    /// Retries due within this many seconds wait on the queue in flight (a visibility change);
+    /// later ones are re-sent as a delayed copy and leave the in-flight set (see
+    /// `docs/reliability.md`). At most 43200.
+    pub retry_hold_max_secs: u64,
 }
 
 impl Default for ProcessorConfig {
@@ -236,8 +248,44 @@ impl Default for ProcessorConfig {
             backoff_base_ms: 1000,
             backoff_cap_secs: 900,
             deadline_margin_ms: 1000,
+            retry_schedule: None,
+            retry_hold_max_secs: DEFAULT_RETRY_HOLD_MAX_SECS,
         }
     }
+}
+
+/// Retries due within 30 s are held in flight by default: at most 30 s × the failing rate
+/// messages in flight (4,000 failing events/s before SQS's 120,000), while each retry costs one
+/// request instead of a send and a ledger write.
+pub const DEFAULT_RETRY_HOLD_MAX_SECS: u64 = 30;
+
+/// Parses a delay of a retry schedule: a whole number and a unit, `ms`, `s`, `m`, `h` or `d`
+/// (`"500ms"`, `"5s"`, `"30m"`, `"2h"`, `"1d"`).
+pub fn parse_delay(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit (ms, s, m, h or d)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let scale = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?} (ms, s, m, h or d)"
+            ))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 impl ArchiveConfig {
@@ -254,6 +302,73 @@ impl ProcessorConfig {
     /// The visibility timeout as a duration.
     pub fn visibility_timeout(&self) -> Duration {
         Duration::from_secs(self.visibility_timeout_secs)
+    }
+
+    /// The retry schedule's delays, if one is set (`Err` names the entry that does not parse).
+    pub fn retry_delays(&self) -> Result<Option<Vec<Duration>>, String> {
+        let Some(entries) = &self.retry_schedule else {
+            return Ok(None);
+        };
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                parse_delay(e).map_err(|why| format!("processor.retry_schedule[{i}]: {why}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// How retries are spaced: the schedule if one is set, else the backoff.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        match self.retry_delays() {
+            Ok(Some(delays)) if !delays.is_empty() => RetryPolicy::Schedule(delays),
+            _ => RetryPolicy::Backoff(Backoff {
+                base: Duration::from_millis(self.backoff_base_ms),
+                cap: Duration::from_secs(self.backoff_cap_secs),
+            }),
+        }
+    }
+
+    /// The longest retry delay held in flight (see `retry_hold_max_secs`).
+    pub fn retry_hold_max(&self) -> Duration {
+        Duration::from_secs(self.retry_hold_max_secs)
+    }
+
+    /// Checks `retry_schedule` against the queue's retention, the dedup window and
+    /// `max_receive_count` (done at load; again by whoever overrides `max_receive_count`).
+    pub fn check_retry_schedule(&self, dedup_window_secs: u64) -> Result<(), String> {
+        let Some(delays) = self.retry_delays()? else {
+            return Ok(());
+        };
+        if delays.is_empty() {
+            return Err(
+                "processor.retry_schedule must not be empty (leave it out for the backoff)".into(),
+            );
+        }
+        let total: Duration = delays.iter().sum();
+        let limit = QUEUE_RETENTION.min(Duration::from_secs(dedup_window_secs));
+        if total > limit {
+            return Err(format!(
+                "processor.retry_schedule adds up to {} s, more than the {} s an event can wait \
+                 (the queue keeps a message 4 days; receiver.dedup_window_secs is {dedup_window_secs})",
+                total.as_secs(),
+                limit.as_secs()
+            ));
+        }
+        let needed = u32::try_from(delays.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        if self.max_receive_count < needed {
+            return Err(format!(
+                "processor.retry_schedule has {} delays but max_receive_count {} allows only {} \
+                 retries: set max_receive_count (and the queue's maxReceiveCount) to at least {needed}",
+                delays.len(),
+                self.max_receive_count,
+                self.max_receive_count - 1
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -538,6 +653,14 @@ impl Document {
         if p.handler_timeout_secs == 0 {
             return bad("processor.handler_timeout_secs must be positive".into());
         }
+        if p.retry_hold_max_secs > 12 * 3600 {
+            return bad(
+                "processor.retry_hold_max_secs is at most 43200 (12 h, the SQS visibility limit)"
+                    .into(),
+            );
+        }
+        p.check_retry_schedule(self.receiver.dedup_window_secs)
+            .map_err(ConfigError::Invalid)?;
         if self.receiver.max_body_bytes == 0 || self.receiver.dedup_window_secs == 0 {
             return bad("receiver.max_body_bytes and dedup_window_secs must be positive".into());
         }
@@ -631,6 +754,42 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_schedule_parses_into_the_policy() {
+        let c = Config::from_toml(
+            "[processor]\nmax_receive_count=8\nretry_schedule=['5s','5m','30m','2h','5h','10h','10h']",
+        )
+        .unwrap();
+        let secs = Duration::from_secs;
+        assert_eq!(
+            c.processor.retry_policy(),
+            RetryPolicy::Schedule(vec![
+                secs(5),
+                secs(300),
+                secs(1800),
+                secs(7200),
+                secs(18_000),
+                secs(36_000),
+                secs(36_000)
+            ])
+        );
+        assert_eq!(
+            c.processor.retry_hold_max(),
+            secs(DEFAULT_RETRY_HOLD_MAX_SECS)
+        );
+        let plain = Config::from_toml("").unwrap();
+        assert!(matches!(
+            plain.processor.retry_policy(),
+            RetryPolicy::Backoff(_)
+        ));
+        assert_eq!(parse_delay("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_delay("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("1d"), Ok(secs(86_400)));
+        assert!(parse_delay("5").unwrap_err().contains("no unit"));
+        assert!(parse_delay("-5s").is_err());
+        assert!(parse_delay("99999999999999999999d").is_err());
+    }
+
+    #[test]
     fn bad_configs_are_refused_with_a_reason() {
         let cases = [
             ("[sources.a]\nscheme='hmac-sha256'\nsecrets=[]", "secret"),
@@ -651,6 +810,35 @@ mod tests {
                 "unknown field",
             ),
             ("[processor]\nbatch_size=11", "batch_size"),
+            (
+                "[processor]\nmax_receive_count=9\nretry_schedule=['5s','5 m']",
+                "processor.retry_schedule[1]",
+            ),
+            (
+                "[processor]\nmax_receive_count=9\nretry_schedule=['5s','10x']",
+                "unknown unit",
+            ),
+            (
+                "[processor]\nretry_schedule=['5s','m']",
+                "processor.retry_schedule[1]",
+            ),
+            ("[processor]\nretry_schedule=[]", "must not be empty"),
+            (
+                "[processor]\nmax_receive_count=9\nretry_schedule=['3d','2d']",
+                "processor.retry_schedule adds up to 432000 s",
+            ),
+            (
+                "[receiver]\ndedup_window_secs=3600\n[processor]\nretry_schedule=['2h']",
+                "receiver.dedup_window_secs is 3600",
+            ),
+            (
+                "[processor]\nretry_schedule=['5s','5m','30m','2h','5h','10h','10h']",
+                "set max_receive_count (and the queue's maxReceiveCount) to at least 8",
+            ),
+            (
+                "[processor]\nretry_hold_max_secs=43201",
+                "retry_hold_max_secs",
+            ),
             ("[archive]\nclaim_check_bytes=0", "claim_check_bytes"),
             ("[archive]\nclaim_check_bytes=1048576", "claim_check_bytes"),
             ("[archive]\ninline_max_bytes=100000", "inline_max_bytes"),

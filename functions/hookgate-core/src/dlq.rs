@@ -190,6 +190,7 @@ impl DeadLetters {
                 let mut attributes = m.attributes.clone();
                 attributes.insert(attr::REDRIVEN_AT.to_owned(), self.clock.now().to_rfc3339());
                 let back = OutgoingMessage {
+                    delay: None,
                     body: m.body.clone(),
                     attributes,
                     trace_header: m.trace_header.clone(),
@@ -315,6 +316,7 @@ mod tests {
         let dlq = Arc::new(MemoryQueue::new(Duration::from_secs(30)));
         for id in event_ids {
             let message = OutgoingMessage {
+                delay: None,
                 body: format!("{{\"event\":\"{id}\"}}"),
                 attributes: BTreeMap::from([(attr::EVENT_ID.to_owned(), (*id).to_owned())]),
                 trace_header: None,

@@ -128,6 +128,8 @@ impl EventSource {
                 RecordOutcome::Processed
                     | RecordOutcome::AlreadyProcessed
                     | RecordOutcome::Superseded { .. }
+                    | RecordOutcome::Rescheduled { .. }
+                    | RecordOutcome::Stale
             ) {
                 continue;
             }
@@ -172,9 +174,11 @@ impl BatchSummary {
         for (_, record) in &outcome.records {
             let count = match record {
                 RecordOutcome::Processed => &mut summary.processed,
-                RecordOutcome::AlreadyProcessed | RecordOutcome::Superseded { .. } => {
-                    &mut summary.already_processed
-                }
+                RecordOutcome::AlreadyProcessed
+                | RecordOutcome::Superseded { .. }
+                | RecordOutcome::Stale
+                | RecordOutcome::Rescheduled { error: None, .. } => &mut summary.already_processed,
+                RecordOutcome::Rescheduled { error: Some(_), .. } => &mut summary.retried,
                 RecordOutcome::MovedToDlq { .. } => &mut summary.permanently_failed,
                 RecordOutcome::Failed {
                     dead_lettered: true,

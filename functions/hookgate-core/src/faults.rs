@@ -356,6 +356,12 @@ impl Ledger for FaultyLedger {
             .run("finish_attempt", call, LedgerError::Unavailable)
             .await
     }
+    async fn hand_off(&self, hand_off: &crate::ledger::HandOff) -> Result<(), LedgerError> {
+        let call = || self.inner.hand_off(hand_off);
+        self.faults
+            .run("hand_off", call, LedgerError::Unavailable)
+            .await
+    }
     async fn get(&self, id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
         let call = || self.inner.get(id);
         self.faults.run("get", call, LedgerError::Unavailable).await

@@ -162,6 +162,9 @@ pub struct EventRecord {
     /// The payload's size and SHA-256, and where it is kept, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<PayloadInfo>,
+    /// When the next attempt is due, while the event waits for a retry (`failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 /// Something that happened to an event other than an attempt.
@@ -370,6 +373,10 @@ pub struct AttemptStart {
     pub generation: u64,
     /// The payload to record, if the event has none recorded yet (the first take).
     pub payload: Option<PayloadWrite>,
+    /// The retry ticket the message carries (`None` for a message the processor never
+    /// re-sent): the attempt starts only if the ledger holds the same (see [`HandOff`]);
+    /// otherwise the message is a [`StartOutcome::Stale`] copy.
+    pub ticket: Option<String>,
 }
 
 /// The answer to an [`AttemptStart`].
@@ -393,6 +400,35 @@ pub enum StartOutcome {
         /// The event's generation.
         current: u64,
     },
+    /// The message's retry ticket is not the event's: the retry was handed to another copy of
+    /// the message (this one survived a crash between the re-send and its deletion), or this
+    /// copy is one whose hand-off was never recorded. Acknowledge it without running the
+    /// handler; the copy holding the ticket carries the event on.
+    Stale,
+}
+
+/// Hands an event's retry from one copy of its message to a re-sent one: the ledger's ticket
+/// goes from `from` to `to` and `next_attempt_at` becomes `due`, if the event still holds
+/// `from`, is not `processed`, and is not of a newer generation than `generation`. A retried
+/// call that finds `to` in place is success; anything else is [`LedgerError::Conflict`] (the
+/// sending copy is stale).
+///
+/// The processor sends the new copy first and records the hand-off second, and the original
+/// is deleted last: a crash after the send leaves the original holding the ticket (the new
+/// copy is stale), a crash after the hand-off leaves the new copy holding it (the original is
+/// stale). Either way one copy runs, once.
+#[derive(Clone, Debug)]
+pub struct HandOff {
+    /// The event.
+    pub event_id: EventId,
+    /// The ticket of the copy handing off (`None`: the message the receiver or a replay sent).
+    pub from: Option<String>,
+    /// The new copy's ticket.
+    pub to: String,
+    /// When the new copy's attempt is due.
+    pub due: Timestamp,
+    /// The generation of the message handing off.
+    pub generation: u64,
 }
 
 /// An operator's request to run an event again from its archived payload.
@@ -537,6 +573,8 @@ pub struct AttemptEnd {
     pub status: EventStatus,
     /// Now.
     pub now: Timestamp,
+    /// When the next attempt is due, when the event is to be retried.
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 /// A ledger operation that did not happen.
@@ -581,6 +619,9 @@ pub trait Ledger: Send + Sync {
     /// has started meanwhile (else [`LedgerError::Conflict`]). An attempt already ended (a
     /// retried call, or a kept success recorded again) is success, and is not appended twice.
     async fn finish_attempt(&self, end: &AttemptEnd) -> Result<(), LedgerError>;
+
+    /// Hands the event's retry to a re-sent copy of its message (see [`HandOff`]).
+    async fn hand_off(&self, hand_off: &HandOff) -> Result<(), LedgerError>;
 
     /// Reads one event.
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError>;

@@ -14,7 +14,8 @@
 //! - [`processor`] and [`handler`]: batch → handlers → ledger → `batchItemFailures`.
 //! - [`event_source`]: the local stand-in for Lambda's SQS event source mapping.
 //! - [`replay`]: running an event again from its kept payload, one or many.
-//! - [`status`]: `GET /events/{id}` and the listing `GET /events`.
+//! - [`status`]: `GET /events/{id}` and the listing `GET /events`; [`status_index`]: the
+//!   write-sharded key of the index listings read.
 //! - [`testing`]: unit-testing handlers on synthetic or signed events, no AWS, no HTTP.
 //! - [`telemetry`]: logging set-up (Lambda's log format and level, the local stack's).
 //! - [`xray`]: the X-Ray trace header the receiver hands to the processor.

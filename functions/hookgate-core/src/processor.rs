@@ -11,8 +11,36 @@
 //!    caught and fails only its record, and one that overruns is cancelled.
 //! 4. The attempt is recorded, then the message is settled: success → acknowledged; a
 //!    permanent failure → moved to the DLQ at once; the last allowed receive → visibility 0 so
-//!    the queue's redrive policy moves it to the DLQ now; any other failure → visibility set to
-//!    the backoff delay (exponential, capped, full jitter; a handler's `retry_after` wins).
+//!    the queue's redrive policy moves it to the DLQ now (or moved there at once, when SQS's own
+//!    count of this copy is short of the maximum); any other failure → retried after the
+//!    retry schedule's delay, or the backoff's (exponential, capped, full jitter); a handler's
+//!    `retry_after` wins.
+//!
+//! ## Retries out of flight
+//!
+//! A message waiting on its visibility timeout counts against SQS's in-flight limit (about
+//! 120,000 per queue, beyond which long polls return nothing — for every source). So only a
+//! retry due within `retry_hold_max_secs` waits that way. A later one is **re-sent**: a copy of
+//! the message goes on the queue with `DelaySeconds` (at most 15 min) and attributes saying when
+//! it is due ([`attr::DUE_AT`]), how many receives the earlier copies had
+//! ([`attr::RECEIVES_BEFORE`]) and its retry ticket ([`attr::RETRY_TICKET`]); the ledger hands
+//! the event's retry to that ticket ([`crate::ledger::HandOff`], which also records
+//! `next_attempt_at`); and the original is acknowledged (the event source deletes it). A copy
+//! received before it is due is passed on the same way to another, until it is due.
+//!
+//! The ledger's ticket tells the copies apart: an attempt starts only from the copy holding it
+//! ([`StartOutcome::Stale`](crate::ledger::StartOutcome::Stale) otherwise). The copy is sent
+//! before the hand-off is recorded, and the original deleted after: a crash before the hand-off
+//! leaves the original the live copy (the new one is stale when it comes), a crash after it
+//! leaves the new copy live (the original, redelivered, is stale). Nothing is lost, and no
+//! attempt runs twice.
+//!
+//! Receives are counted across copies (`receives_before` + SQS's `ApproximateReceiveCount`,
+//! which restarts with each copy): that count decides the backoff, the schedule's entry and the
+//! last allowed receive, and a copy out of receives is moved to the DLQ by the processor itself
+//! when SQS's own count has not reached the redrive policy's maximum. A copy passed on before it
+//! is due ran no attempt: its successor carries the same count of earlier receives (a 10 h
+//! delay is forty 15-minute legs, not forty receives).
 //!
 //! Every line logged about a record is inside an `event` span: `event_id`, `source`, `type`,
 //! `message_id`, `receive_count`, `xray_trace_id` (the receiver's trace), and `attempt` once the
@@ -27,16 +55,19 @@ use futures::stream::{self, StreamExt};
 use tracing::{debug, error, info, warn, Instrument};
 
 use crate::archive::Archive;
-use crate::backoff::Backoff;
+use crate::backoff::RetryPolicy;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::ArchiveConfig;
 use crate::config::{Config, ProcessorConfig};
+use crate::envelope::EventId;
 use crate::envelope::QueuedEvent;
 use crate::handler::Handlers;
-use crate::ledger::{AttemptEnd, Ledger, LedgerError};
+use crate::ledger::{AttemptEnd, HandOff, Ledger, LedgerError};
 use crate::metrics::{self, Metrics};
 use crate::pending::{PendingCompletion, PendingCompletions};
-use crate::queue::{attr, Queue, ReceivedMessage, MAX_VISIBILITY_TIMEOUT};
+use crate::queue::{
+    attr, OutgoingMessage, Queue, ReceivedMessage, MAX_SEND_DELAY, MAX_VISIBILITY_TIMEOUT,
+};
 use crate::xray::AWS_TRACE_HEADER;
 
 mod decide;
@@ -44,7 +75,7 @@ mod malformed;
 mod observation;
 mod stages;
 
-use decide::{decide, Verdict};
+use decide::{decide, Decision, Verdict};
 use observation::{Counted, Ran};
 use stages::Window;
 
@@ -66,6 +97,17 @@ pub enum RecordOutcome {
         /// Why.
         error: String,
     },
+    /// Failed (`error`), or not due yet (`error` is `None`): the event's next attempt was
+    /// handed to a delayed copy of the message, due at `due`, and this one is acknowledged.
+    Rescheduled {
+        /// Why, when an attempt failed.
+        error: Option<String>,
+        /// When the next attempt is due.
+        due: Timestamp,
+    },
+    /// A copy of the message that no longer holds the event's retry (see "Retries out of
+    /// flight" above): acknowledged without running the handler.
+    Stale,
     /// Failed; the message stays on the queue and comes back after `retry_in`.
     Failed {
         /// Why.
@@ -86,6 +128,8 @@ impl RecordOutcome {
                 | RecordOutcome::AlreadyProcessed
                 | RecordOutcome::Superseded { .. }
                 | RecordOutcome::MovedToDlq { .. }
+                | RecordOutcome::Rescheduled { .. }
+                | RecordOutcome::Stale
         )
     }
 }
@@ -131,7 +175,8 @@ pub struct Processor {
     queue: Arc<dyn Queue>,
     handlers: Handlers,
     settings: ProcessorConfig,
-    backoff: Backoff,
+    retry: RetryPolicy,
+    hold_max: Duration,
     dedup_window: Duration,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn Metrics>,
@@ -182,9 +227,46 @@ const RECORDED_LATE: &str =
 
 /// How a failed record is settled on the queue.
 enum Settle {
+    /// Back after this long: held in flight, or re-sent when longer than `retry_hold_max_secs`.
     Retry(Duration),
+    /// Visible at once, for the queue's redrive policy to move it to the DLQ.
     Redrive,
+    /// Out of receives counted across copies: moved to the DLQ now.
+    DeadLetter,
+    /// Failed for good: moved to the DLQ now.
     MoveToDlq,
+}
+
+/// What became of passing an event's next attempt on to a delayed copy.
+enum PassOn {
+    /// Settled: rescheduled, or this copy is stale.
+    Settled(RecordOutcome),
+    /// The copy could not be sent or the hand-off recorded: this message holds the retry.
+    Held,
+}
+
+/// How close to its due time a re-sent copy may run (SQS rounds delays up to whole seconds).
+const DUE_TOLERANCE: Duration = Duration::from_secs(1);
+
+/// How many receives the message has had, counted across re-sent copies.
+pub(crate) fn receives(message: &ReceivedMessage) -> u32 {
+    receives_before(message).saturating_add(message.receive_count)
+}
+
+/// How many receives the copies before this one had ([`attr::RECEIVES_BEFORE`]; 0 for an
+/// original message).
+fn receives_before(message: &ReceivedMessage) -> u32 {
+    message
+        .attributes
+        .get(attr::RECEIVES_BEFORE)
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0)
+}
+
+/// When a re-sent copy's attempt is due, if it is one.
+fn due_at(message: &ReceivedMessage) -> Option<Timestamp> {
+    let ms = message.attributes.get(attr::DUE_AT)?.parse::<i64>().ok()?;
+    Some(Timestamp::from_millis(ms))
 }
 
 impl Processor {
@@ -202,10 +284,8 @@ impl Processor {
             queue,
             handlers,
             settings: p.clone(),
-            backoff: Backoff {
-                base: Duration::from_millis(p.backoff_base_ms),
-                cap: Duration::from_secs(p.backoff_cap_secs),
-            },
+            retry: p.retry_policy(),
+            hold_max: p.retry_hold_max(),
             dedup_window: Duration::from_secs(config.receiver.dedup_window_secs),
             clock: Arc::new(SystemClock),
             metrics: metrics::noop(),
@@ -401,18 +481,29 @@ impl Processor {
             Ok(invoked) => invoked,
             Err(outcome) => return outcome.into(),
         };
-        // 3. Decide: a pure function of the result, the receive count and the maximum.
+        // 3. Decide: a pure function of the result, the receive counts and the maximum.
         let decision = decide(
             Verdict::from(&invoked.result),
+            receives(message),
             message.receive_count,
             self.settings.max_receive_count,
         );
+        let retry_in = match decision {
+            Decision::Retry { retry_after } => Some(self.retry.delay(
+                receives(message),
+                retry_after,
+                &mut rand::rng(),
+            )),
+            _ => None,
+        };
         // 4. Record the attempt's end (a success the ledger cannot take is kept).
-        let recorded = self.record(&invoked, decision, message, now).await;
+        let recorded = self
+            .record(&invoked, decision, retry_in, message, now)
+            .await;
         // 5. Settle the message: acknowledge, back off, or dead-letter.
         let handler_ms = Some(invoked.duration_ms);
         let outcome = self
-            .conclude(invoked, decision, recorded, message, received)
+            .conclude(invoked, decision, retry_in, recorded, message, received)
             .await;
         Ran {
             outcome,
@@ -493,9 +584,7 @@ impl Processor {
                 let error = format!(
                     "handler succeeded on attempt {attempt} but the ledger still cannot record it: {e}"
                 );
-                let delay = self
-                    .backoff
-                    .delay(message.receive_count, None, &mut rand::rng());
+                let delay = self.retry.delay(receives(message), None, &mut rand::rng());
                 Some(
                     self.settle(message, error, Settle::Retry(delay), received)
                         .await,
@@ -560,7 +649,33 @@ impl Processor {
                     (Duration::ZERO, false)
                 }
             },
+            Settle::DeadLetter => match self.queue.move_to_dlq(message).await {
+                Ok(()) => {
+                    info!(message_id = %message.message_id, receives = receives(message), "out of receives: moved to the DLQ");
+                    return RecordOutcome::Failed {
+                        error,
+                        retry_in: None,
+                        dead_lettered: true,
+                    };
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not move to the DLQ; it will be retried");
+                    (Duration::ZERO, false)
+                }
+            },
             Settle::Redrive => (Duration::ZERO, true),
+            Settle::Retry(delay) if delay > self.hold_max => {
+                let due = self.clock.now().plus(delay);
+                let counted = receives(message);
+                match self
+                    .pass_on(message, Some(error.clone()), due, counted)
+                    .await
+                {
+                    PassOn::Settled(outcome) => return outcome,
+                    // Not re-sent: held in flight as long as SQS allows instead.
+                    PassOn::Held => (delay.min(room), false),
+                }
+            }
             Settle::Retry(delay) => (delay.min(room), false),
         };
         let retry_in = match self
@@ -580,6 +695,121 @@ impl Processor {
             retry_in,
             dead_lettered,
         }
+    }
+}
+
+impl Processor {
+    /// Passes the event's next attempt, due at `due`, on to a delayed copy of `message`: sends
+    /// the copy, saying the event has had `receives_before` receives, then hands the retry to
+    /// its ticket in the ledger. The original is left to be acknowledged (see "Retries out of
+    /// flight" above).
+    async fn pass_on(
+        &self,
+        message: &ReceivedMessage,
+        error: Option<String>,
+        due: Timestamp,
+        receives_before: u32,
+    ) -> PassOn {
+        let Some(event_id) = message
+            .attributes
+            .get(attr::EVENT_ID)
+            .and_then(|id| EventId::parse(id).ok())
+        else {
+            warn!("message names no event id; the retry is held in flight");
+            return PassOn::Held;
+        };
+        let generation = message
+            .attributes
+            .get(attr::GENERATION)
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or(0);
+        let ticket = uuid::Uuid::new_v4().simple().to_string();
+        let mut attributes = message.attributes.clone();
+        attributes.insert(attr::RETRY_TICKET.to_owned(), ticket.clone());
+        attributes.insert(attr::DUE_AT.to_owned(), due.as_millis().to_string());
+        attributes.insert(
+            attr::RECEIVES_BEFORE.to_owned(),
+            receives_before.to_string(),
+        );
+        let wait = due.since(self.clock.now()).min(MAX_SEND_DELAY);
+        let copy = OutgoingMessage {
+            body: message.body.clone(),
+            attributes,
+            trace_header: message.trace_header.clone(),
+            delay: Some(wait),
+        };
+        if let Err(e) = self.queue.send(copy).await {
+            warn!(error = %e, "could not re-send the message; the retry is held in flight");
+            return PassOn::Held;
+        }
+        let hand_off = HandOff {
+            event_id,
+            from: message.attributes.get(attr::RETRY_TICKET).cloned(),
+            to: ticket,
+            due,
+            generation,
+        };
+        let mut result = self.ledger.hand_off(&hand_off).await;
+        if matches!(result, Err(LedgerError::Unavailable(_))) {
+            result = self.ledger.hand_off(&hand_off).await;
+        }
+        match result {
+            Ok(()) => {
+                info!(due = %due, "next attempt handed to a delayed copy of the message");
+                PassOn::Settled(RecordOutcome::Rescheduled { error, due })
+            }
+            Err(LedgerError::Conflict(e)) => {
+                info!(reason = %e, "this copy no longer holds the retry; acknowledged");
+                PassOn::Settled(RecordOutcome::Stale)
+            }
+            Err(e) => {
+                // The copy just sent holds a ticket the ledger never took: it is stale when it
+                // comes, and this message carries the retry.
+                warn!(error = %e, "could not record the hand-off; the retry is held in flight");
+                PassOn::Held
+            }
+        }
+    }
+
+    /// A re-sent copy received before it is due: passed on to another delayed copy, or (if it
+    /// cannot be) held in flight until then. `None` when it is due.
+    async fn not_due_yet(
+        &self,
+        message: &ReceivedMessage,
+        now: Timestamp,
+        received: Instant,
+    ) -> Option<RecordOutcome> {
+        let due = due_at(message)?;
+        if due <= now.plus(DUE_TOLERANCE) {
+            return None;
+        }
+        // No receive of a copy before its due time runs an attempt (this check comes first),
+        // so the next copy carries this one's count of earlier receives unchanged: a long delay
+        // is many 15-minute legs, and counting each would run the event out of receives (and
+        // skip entries of the schedule) while it merely waits.
+        let counted = receives_before(message);
+        if let PassOn::Settled(outcome) = self.pass_on(message, None, due, counted).await {
+            return Some(outcome);
+        }
+        let room =
+            MAX_VISIBILITY_TIMEOUT.saturating_sub(received.elapsed() + Duration::from_secs(1));
+        let wait = due.since(now).min(room);
+        let retry_in = match self
+            .queue
+            .change_visibility(&message.receipt_handle, wait)
+            .await
+        {
+            Ok(()) => Some(wait),
+            Err(e) => {
+                warn!(error = %e, "could not change the message's visibility");
+                None
+            }
+        };
+        Some(RecordOutcome::Failed {
+            error: format!("not due until {due}; could not be passed on"),
+            retry_in,
+            dead_lettered: false,
+        })
     }
 }
 

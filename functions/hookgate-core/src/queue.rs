@@ -52,6 +52,13 @@ pub fn sqs_accepts(text: &str) -> bool {
 /// Longest visibility timeout SQS allows (12 h).
 pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 
+/// How long the event queue keeps a message: 4 days, SQS's default and `template.yaml`'s
+/// `MessageRetentionPeriod`. A retry schedule must end within it.
+pub const QUEUE_RETENTION: Duration = Duration::from_secs(4 * 24 * 3600);
+
+/// Longest delay SQS allows on a sent message (`DelaySeconds`, 15 min).
+pub const MAX_SEND_DELAY: Duration = Duration::from_secs(15 * 60);
+
 /// Message attribute names the receiver sets (also seen on the DLQ without parsing bodies).
 pub mod attr {
     /// The event id.
@@ -64,6 +71,16 @@ pub mod attr {
     pub const REDRIVEN_AT: &str = "redriven_at";
     /// The event's generation the message was sent for, when not 0 (a replay's).
     pub const GENERATION: &str = "generation";
+    /// Set by the processor on a copy it re-sent to wait for a retry out of the in-flight set:
+    /// the copy's ticket, which the ledger must hold for the copy to run (see
+    /// [`crate::processor`]'s "Retries out of flight").
+    pub const RETRY_TICKET: &str = "retry_ticket";
+    /// On a re-sent copy: when its next attempt is due (epoch milliseconds). A copy received
+    /// before is passed on to another delayed copy.
+    pub const DUE_AT: &str = "due_at";
+    /// On a re-sent copy: how many times the earlier copies of the message were received, so
+    /// the processor counts receives across copies (SQS's own count restarts with each copy).
+    pub const RECEIVES_BEFORE: &str = "receives_before";
 }
 
 /// A message to send.
@@ -76,6 +93,9 @@ pub struct OutgoingMessage {
     /// The X-Ray trace header to carry to the consumer (on SQS the `AWSTraceHeader` message
     /// system attribute, see [`crate::xray`]); it must be well-formed.
     pub trace_header: Option<String>,
+    /// How long the message stays invisible after it is sent (SQS's `DelaySeconds`, whole
+    /// seconds, at most [`MAX_SEND_DELAY`]); `None` for at once.
+    pub delay: Option<std::time::Duration>,
 }
 
 impl OutgoingMessage {
@@ -197,6 +217,7 @@ mod tests {
                 body: body.to_owned(),
                 attributes: BTreeMap::from([(attr::EVENT_TYPE.to_owned(), attribute.to_owned())]),
                 trace_header: None,
+                delay: None,
             };
             let queue = &queue;
             async move { queue.send(message).await }

@@ -447,6 +447,7 @@ impl Receiver {
             (None, None) => return Err(Rejection::ArchiveUnavailable),
         };
         let message = OutgoingMessage {
+            delay: None,
             body,
             attributes,
             trace_header,

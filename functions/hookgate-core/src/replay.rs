@@ -331,6 +331,7 @@ impl Replayer {
         };
         self.queue
             .send(OutgoingMessage {
+                delay: None,
                 body,
                 attributes,
                 trace_header: None,

@@ -531,6 +531,7 @@ mod tests {
             return;
         }
         let start = AttemptStart {
+            ticket: None,
             event_id: event_id.clone(),
             source,
             event_type: "order.created".into(),
@@ -545,6 +546,7 @@ mod tests {
         ledger.start_attempt(&start).await.unwrap();
         let error = (status != EventStatus::Processed).then(|| "boom".to_owned());
         let end = AttemptEnd {
+            next_attempt_at: None,
             event_id,
             attempt: Attempt {
                 attempt: 1,

@@ -53,6 +53,7 @@ fn id(n: u32) -> EventId {
 
 fn outgoing(e: &Envelope) -> OutgoingMessage {
     OutgoingMessage {
+        delay: None,
         body: e.to_message(),
         attributes: BTreeMap::from([(attr::EVENT_ID.to_owned(), e.event_id.to_string())]),
         trace_header: None,

@@ -48,7 +48,8 @@ pub struct Profile {
     /// The processor's retry delays, one per failed attempt.
     #[serde(default = "default_schedule", deserialize_with = "durations")]
     pub retry_schedule: Vec<Duration>,
-    /// How long an event id deduplicates (the ledger keeps its row as long).
+    /// How long an event id deduplicates (the ledger keeps its row as long). The run uses at
+    /// least the retry schedule's total and an hour: see [`Profile::effective_dedup_window`].
     #[serde(default = "default_dedup_window", deserialize_with = "duration")]
     pub dedup_window: Duration,
     /// How long a provider waits before sending again a request refused `409` or `503`.
@@ -154,11 +155,25 @@ impl Profile {
         Ok(())
     }
 
+    /// The dedup window the run configures: the profile's, or — if shorter — the retry
+    /// schedule's total and [`DEDUP_MARGIN`]. The ledger's row of an event must outlive its
+    /// retries (it holds the retry's ticket, the attempts and the lease), so hookgate refuses a
+    /// `retry_schedule` longer than `receiver.dedup_window_secs`; a profile with a short window
+    /// (to test duplicates) and the default 27 h schedule would otherwise not run at all.
+    pub fn effective_dedup_window(&self) -> Duration {
+        let schedule: Duration = self.retry_schedule.iter().sum();
+        self.dedup_window.max(schedule + DEDUP_MARGIN)
+    }
+
     /// `full` scaled down to this profile's scale, at least `1`.
     pub fn scaled(&self, full: f64) -> f64 {
         (full * self.scale).max(1.0)
     }
 }
+
+/// What the run's dedup window keeps beyond the retry schedule's total: time for the attempts
+/// themselves and the waits between a copy's due time and its receive.
+pub const DEDUP_MARGIN: Duration = Duration::from_secs(3600);
 
 /// Names of the built-in profiles.
 pub const BUILTIN: [&str; 3] = ["healthy-10k", "outage-6h", "retry-storm"];
@@ -291,6 +306,25 @@ mod tests {
                 .map(Duration::as_secs)
                 .sum::<u64>(),
             5 + 300 + 1800 + 7200 + 18_000 + 36_000 + 36_000
+        );
+    }
+
+    #[test]
+    fn the_dedup_window_covers_the_retry_schedule() {
+        let mut profile = builtin("healthy-10k").unwrap();
+        profile.dedup_window = Duration::from_secs(900);
+        let schedule: Duration = default_schedule().iter().sum();
+        assert_eq!(profile.retry_schedule, default_schedule());
+        assert_eq!(
+            profile.effective_dedup_window(),
+            schedule + DEDUP_MARGIN,
+            "raised to the schedule's total and the margin"
+        );
+        profile.dedup_window = Duration::from_secs(7 * 86_400);
+        assert_eq!(
+            profile.effective_dedup_window(),
+            Duration::from_secs(7 * 86_400),
+            "a longer one is kept"
         );
     }
 

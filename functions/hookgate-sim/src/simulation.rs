@@ -127,22 +127,23 @@ fn config_text(profile: &Profile) -> String {
             source.name, source.name
         ));
     }
-    let schedule = &profile.retry_schedule;
-    let first = schedule.first().copied().unwrap_or(Duration::from_secs(1));
-    let longest = schedule.iter().max().copied().unwrap_or(first);
-    // TODO(issue 18, on merge with issue18-scale): set
-    // `processor.retry_schedule: Vec<Duration>` to `profile.retry_schedule` instead of
-    // approximating it with base/cap below (the backoff this branch has: exponential from the
-    // first delay, capped at the longest, at most 12 h — retries held in flight by visibility).
+    // The profile's schedule as the processor's own: short delays on visibility, long ones
+    // re-sent out of flight (docs/reliability.md).
+    let schedule: Vec<String> = profile
+        .retry_schedule
+        .iter()
+        .map(|d| format!("\"{}ms\"", d.as_millis().max(1)))
+        .collect();
     text.push_str(&format!(
         "[receiver]\ndedup_window_secs = {dedup}\n\n\
          [processor]\nmax_receive_count = {receives}\nbatch_size = 10\nconcurrency = 10\n\
-         wait_time_ms = 0\nbatch_window_ms = 0\nbackoff_base_ms = {base}\nbackoff_cap_secs = {cap}\n\n\
+         wait_time_ms = 0\nbatch_window_ms = 0\nretry_schedule = [{schedule}]\n\n\
          [archive]\nenabled = false\n",
-        dedup = profile.dedup_window.as_secs().max(1),
-        receives = schedule.len() + 1,
-        base = first.as_millis().max(1),
-        cap = longest.as_secs().clamp(1, 12 * 3600),
+        // At least the schedule's total: hookgate refuses a schedule its ledger rows would not
+        // outlive (see `Profile::effective_dedup_window`).
+        dedup = profile.effective_dedup_window().as_secs().max(1),
+        receives = profile.retry_schedule.len() + 1,
+        schedule = schedule.join(", "),
     ));
     text
 }

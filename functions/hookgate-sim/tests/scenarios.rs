@@ -5,10 +5,9 @@
 //! aggregate limits (SQS in-flight, index partition writes/s, processor concurrency) scaled
 //! alike, so every ratio that decides a wall is the full-scale one.
 //!
-//! The assertions are the fixed design's. Those that need the other half of issue 18 — the
-//! sharded status index and the retry schedule that re-sends long delays instead of holding
-//! messages in flight — are `#[ignore = "needs issue18-scale"]` on this branch; their "before"
-//! output is in docs/scale-before.txt.
+//! The assertions are the design's since issue 18: the sharded status index, and the retry
+//! schedule that re-sends long delays instead of holding messages in flight. Before it, four of
+//! them failed; that output is in docs/scale-before.txt.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -76,7 +75,6 @@ fn healthy_10k_every_event_is_processed_once_quickly_with_in_flight_bounded() {
 }
 
 #[test]
-#[ignore = "needs issue18-scale"]
 fn healthy_10k_no_index_partition_is_throttled() {
     let r = healthy();
     assert_eq!(r.index_throttles, 0, "{}", r.summary());
@@ -96,7 +94,6 @@ fn outage_6h_no_event_is_delivered_twice() {
 }
 
 #[test]
-#[ignore = "needs issue18-scale"]
 fn outage_6h_in_flight_stays_far_from_the_limit_and_healthy_sources_are_unaffected() {
     let r = outage();
     assert!(
@@ -114,7 +111,6 @@ fn outage_6h_in_flight_stays_far_from_the_limit_and_healthy_sources_are_unaffect
 }
 
 #[test]
-#[ignore = "needs issue18-scale"]
 fn outage_6h_the_failing_sources_events_are_all_delivered_once_it_recovers() {
     let r = outage();
     assert_eq!(r.undelivered["crm"], 0, "{}", r.summary());
@@ -143,7 +139,6 @@ fn retry_storm_one_enqueue_per_event_and_no_hot_key() {
 }
 
 #[test]
-#[ignore = "needs issue18-scale"]
 fn retry_storm_no_index_partition_is_throttled() {
     let r = storm();
     assert_eq!(r.index_throttles, 0, "{}", r.summary());

@@ -53,6 +53,11 @@ impl App {
             config.processor.max_receive_count = n.parse().map_err(|_| {
                 format!("HOOKGATE_MAX_RECEIVE_COUNT must be a positive integer, not {n:?}")
             })?;
+            // A retry schedule needs the receives the queue allows.
+            config
+                .processor
+                .check_retry_schedule(config.receiver.dedup_window_secs)
+                .map_err(|e| format!("with HOOKGATE_MAX_RECEIVE_COUNT={n}: {e}"))?;
         }
         // Sources with a `forward` table deliver to their destination (your routes win).
         let handlers = handlers.with_forwarding(config.destinations())?;

@@ -34,6 +34,7 @@ use hookgate_core::ledger::{
     Attempt, Claim, EventRecord, EventStatus, EventSummary, HistoryEntry, LedgerError, PayloadInfo,
     PayloadStore,
 };
+use hookgate_core::status_index::status_partition;
 
 /// A DynamoDB item: attribute name to value.
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -44,6 +45,7 @@ pub(super) mod a {
     pub const SOURCE: &str = "source";
     pub const EVENT_TYPE: &str = "event_type";
     pub const STATUS: &str = "status";
+    pub const STATUS_SHARD: &str = "status_shard";
     pub const RECEIVED_AT: &str = "received_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -66,6 +68,9 @@ pub(super) mod a {
     pub const REPLAY_RUN: &str = "replay_run";
     pub const REPLAYED_AT: &str = "replayed_at";
     pub const REPLAY_PREVIOUS: &str = "replay_previous";
+    pub const RETRY_TICKET: &str = "retry_ticket";
+    pub const RETRY_TICKET_GENERATION: &str = "retry_ticket_generation";
+    pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
     // Inside one `history` entry.
     pub const KIND: &str = "kind";
     // Inside one `attempts` entry.
@@ -114,6 +119,10 @@ pub(super) fn claim_item(claim: &Claim) -> Item {
         (a::SOURCE.to_owned(), s(claim.source.as_str())),
         (a::EVENT_TYPE.to_owned(), s(&claim.event_type)),
         (a::STATUS.to_owned(), s(EventStatus::Received.as_str())),
+        (
+            a::STATUS_SHARD.to_owned(),
+            s(status_partition(EventStatus::Received, &claim.event_id)),
+        ),
         (a::RECEIVED_AT.to_owned(), n(claim.now.as_millis())),
         (a::UPDATED_AT.to_owned(), n(claim.now.as_millis())),
         (a::EXPIRES_AT.to_owned(), n(ttl_secs(claim.expires_at))),
@@ -226,6 +235,7 @@ pub(super) fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> 
         replays: opt_n(item, a::REPLAYS)?.unwrap_or(0),
         history: list_of(item, a::HISTORY, history_from_av)?,
         payload: payload_from_item(item)?,
+        next_attempt_at: opt_n(item, a::NEXT_ATTEMPT_AT)?.map(Timestamp::from_millis),
     })
 }
 
@@ -396,6 +406,7 @@ mod tests {
 
     fn record_before_the_archive() -> EventRecord {
         EventRecord {
+            next_attempt_at: None,
             event_id: EventId::parse("github:abc").unwrap(),
             source: SourceName::parse("github").unwrap(),
             event_type: "push".into(),
@@ -529,6 +540,8 @@ mod tests {
                 ("source", AttributeValue::S("github".into())),
                 ("event_type", AttributeValue::S("push".into())),
                 ("status", AttributeValue::S("received".into())),
+                // The sharded index's key: FNV-1a of the id, modulo 32 (pinned).
+                ("status_shard", AttributeValue::S("received#8".into())),
                 ("received_at", AttributeValue::N("1767225600250".into())),
                 ("updated_at", AttributeValue::N("1767225600250".into())),
                 // Seconds, rounded up: the TTL attribute.

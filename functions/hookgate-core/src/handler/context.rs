@@ -26,7 +26,8 @@ pub struct Context {
     pub headers: BTreeMap<String, String>,
     /// This attempt's number, from 1 (every start counts, replays included).
     pub attempt: u32,
-    /// How many times the queue has delivered this message, this time included.
+    /// How many times the queue has delivered this message, this time included (counted across
+    /// the delayed copies a long retry re-sends, see `docs/reliability.md`).
     pub receive_count: u32,
     /// The event's generation: 0 as received, one more for each replay.
     pub generation: u64,

@@ -33,8 +33,8 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::envelope::EventId;
 use crate::ledger::{
     newest_first, page_matches, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord,
-    EventStatus, EventSummary, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
-    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    EventStatus, EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page,
+    PageQuery, ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 use crate::status_index::status_partition;
 
@@ -56,6 +56,21 @@ struct Row {
     replay_previous: Option<EventStatus>,
     /// Tokens of the history entries added with [`Ledger::add_history`].
     history_tokens: std::collections::BTreeSet<String>,
+    /// The retry ticket and the generation it was handed off in (see [`HandOff`]).
+    ticket: Option<(String, u64)>,
+}
+
+impl Row {
+    /// Whether a message of `generation` carrying `ticket` is the event's live copy: the same
+    /// ticket, or none while the ledger holds none of this generation or later.
+    fn holds_ticket(&self, ticket: Option<&str>, generation: u64) -> bool {
+        match (&self.ticket, ticket) {
+            (None, None) => true,
+            (Some((_, of)), None) => *of < generation,
+            (Some((held, _)), Some(ticket)) => held == ticket,
+            (None, Some(_)) => false,
+        }
+    }
 }
 
 impl Row {
@@ -73,6 +88,7 @@ impl Row {
             replayed_at: None,
             replay_previous: None,
             history_tokens: std::collections::BTreeSet::new(),
+            ticket: None,
         }
     }
 }
@@ -102,6 +118,7 @@ fn new_record(
         replays: 0,
         history: Vec::new(),
         payload: None,
+        next_attempt_at: None,
     }
 }
 
@@ -415,6 +432,9 @@ impl Ledger for MemoryLedger {
                 current: row.record.generation,
             });
         }
+        if !row.holds_ticket(start.ticket.as_deref(), start.generation) {
+            return Ok(StartOutcome::Stale);
+        }
         match (row.record.status, row.lease_until) {
             (EventStatus::Processing, Some(until)) if until >= start.now => {
                 // This very start, applied before: its answer was lost and the call retried.
@@ -428,6 +448,7 @@ impl Ledger for MemoryLedger {
             _ => {}
         }
         row.record.status = EventStatus::Processing;
+        row.record.next_attempt_at = None;
         row.record.attempt_count += 1;
         row.record.updated_at = start.now;
         row.lease_until = Some(start.lease_until);
@@ -455,6 +476,7 @@ impl Ledger for MemoryLedger {
                 row.record.updated_at = end.now;
                 row.record.last_error = end.attempt.error.clone();
                 row.record.attempts.push(end.attempt.clone());
+                row.record.next_attempt_at = end.next_attempt_at;
                 row.lease_until = None;
                 row.lease_token = None;
                 row.finished_attempt = end.attempt.attempt;
@@ -469,6 +491,36 @@ impl Ledger for MemoryLedger {
                 end.event_id
             ))),
         }
+    }
+
+    async fn hand_off(&self, hand_off: &HandOff) -> Result<(), LedgerError> {
+        let mut rows = self.lock();
+        let Some(row) = rows.get_mut(&hand_off.event_id) else {
+            return Err(LedgerError::Conflict(format!(
+                "{} is not in the ledger",
+                hand_off.event_id
+            )));
+        };
+        if row
+            .ticket
+            .as_ref()
+            .is_some_and(|(held, _)| held == &hand_off.to)
+        {
+            // This very hand-off, applied before: its answer was lost and the call retried.
+            return Ok(());
+        }
+        if row.record.status == EventStatus::Processed
+            || row.record.generation > hand_off.generation
+            || !row.holds_ticket(hand_off.from.as_deref(), hand_off.generation)
+        {
+            return Err(LedgerError::Conflict(format!(
+                "{}: this copy no longer holds the retry",
+                hand_off.event_id
+            )));
+        }
+        row.ticket = Some((hand_off.to.clone(), hand_off.generation));
+        row.record.next_attempt_at = Some(hand_off.due);
+        Ok(())
     }
 
     async fn get(&self, event_id: &EventId) -> Result<Option<EventRecord>, LedgerError> {
@@ -640,6 +692,21 @@ mod tests {
         }
     }
 
+    /// `count` numbers for [`claim_at`] whose event ids share one status index shard, and
+    /// that shard (the index counts writes per `status#shard` partition).
+    fn one_shard(count: usize) -> (Vec<usize>, u32) {
+        let shard_of = |n: usize| {
+            let claim = claim_at(n, Timestamp::from_secs(0), Duration::ZERO);
+            crate::status_index::shard_of(&claim.event_id)
+        };
+        let shard = shard_of(0);
+        let numbers = (0..)
+            .filter(|n| shard_of(*n) == shard)
+            .take(count)
+            .collect();
+        (numbers, shard)
+    }
+
     /// The processor's first take of `claim`'s event: `received` → `processing`.
     fn take(claim: &Claim, now: Timestamp) -> AttemptStart {
         AttemptStart {
@@ -653,6 +720,7 @@ mod tests {
             lease_token: "lease".into(),
             generation: 0,
             payload: None,
+            ticket: None,
         }
     }
 
@@ -735,7 +803,8 @@ mod tests {
         let ledger = MemoryLedger::new()
             .with_limits(limits)
             .with_clock(clock.clone());
-        for n in 0..3 {
+        let (numbers, shard) = one_shard(3);
+        for n in numbers {
             let claim = claim_at(n, clock.now(), Duration::from_secs(60));
             ledger.claim(&claim).await.unwrap();
             ledger
@@ -744,11 +813,14 @@ mod tests {
                 .unwrap();
         }
         let counters = ledger.counters();
-        // Three puts into `received`, three moves `received` → `processing`.
+        // Three puts into `received#shard`, three moves `received#shard` → `processing#shard`.
         assert_eq!(counters.index_writes, 9);
         assert_eq!(counters.peak_index_partition_writes, 6);
-        assert_eq!(counters.peak_index_partition.as_deref(), Some("received"));
-        // received: 6 writes, 4 over the limit; processing: 3 writes, 1 over.
+        assert_eq!(
+            counters.peak_index_partition,
+            Some(format!("received#{shard}"))
+        );
+        // received#shard: 6 writes, 4 over the limit; processing#shard: 3 writes, 1 over.
         assert_eq!(counters.index_throttles, 5);
         // Counted, not refused: the table's writes went through.
         assert_eq!(counters.table_throttles, 0);
@@ -774,24 +846,37 @@ mod tests {
         let ledger = MemoryLedger::new()
             .with_limits(limits)
             .with_clock(clock.clone());
-        // Three puts into `received`, a second apart: one window, at the limit, not over.
-        for n in 0..3 {
+        let (numbers, shard) = one_shard(5);
+        // Three puts into `received#shard`, a second apart: one window, at the limit, not over.
+        for n in &numbers[..3] {
             ledger
-                .claim(&claim_at(n, clock.now(), Duration::from_secs(60)))
+                .claim(&claim_at(*n, clock.now(), Duration::from_secs(60)))
                 .await
                 .unwrap();
             clock.advance(Duration::from_secs(1));
         }
         assert_eq!(ledger.counters().index_throttles, 0);
+        // Another shard's partition counts on its own.
+        let elsewhere = (0..)
+            .find(|n| {
+                let id = claim_at(*n, clock.now(), Duration::ZERO).event_id;
+                crate::status_index::shard_of(&id) != shard
+            })
+            .unwrap();
         ledger
-            .claim(&claim_at(3, clock.now(), Duration::from_secs(60)))
+            .claim(&claim_at(elsewhere, clock.now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(ledger.counters().index_throttles, 0, "another shard");
+        ledger
+            .claim(&claim_at(numbers[3], clock.now(), Duration::from_secs(60)))
             .await
             .unwrap();
         assert_eq!(ledger.counters().index_throttles, 1, "the fourth in 10 s");
         // The next window starts afresh.
         clock.advance(Duration::from_secs(10));
         ledger
-            .claim(&claim_at(4, clock.now(), Duration::from_secs(60)))
+            .claim(&claim_at(numbers[4], clock.now(), Duration::from_secs(60)))
             .await
             .unwrap();
         let counters = ledger.counters();

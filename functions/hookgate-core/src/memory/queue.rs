@@ -423,9 +423,8 @@ impl MemoryQueue {
 #[async_trait]
 impl Queue for MemoryQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError> {
-        // TODO(issue 18, on merge with issue18-scale): `message.delay.unwrap_or_default()`
-        // once `OutgoingMessage` has its `delay` field.
-        self.send_delayed(message, Duration::ZERO)
+        let delay = message.delay.unwrap_or_default();
+        self.send_delayed(message, delay)
     }
 
     async fn receive(

@@ -1,6 +1,6 @@
 //! The processor's one decision: what a handler's result means for the event and its message.
 //!
-//! Pure — a function of the result, the message's receive count and the configured maximum —
+//! Pure — a function of the result, the message's receive counts and the configured maximum —
 //! so every case is a row of a table test, and the stages around it (start, invoke, record,
 //! settle) only carry it out.
 
@@ -46,20 +46,30 @@ pub(super) enum Decision {
         /// The handler's own minimum delay.
         retry_after: Option<Duration>,
     },
-    /// `dead_lettered` on its last allowed receive: the message is made visible at once and the
-    /// queue's redrive policy moves it to the DLQ.
+    /// `dead_lettered` on its last allowed receive (counted across re-sent copies): the message
+    /// is made visible at once and the queue's redrive policy moves it to the DLQ
+    /// (`by_queue`), or — when SQS's own count of this copy is short of the maximum, so the
+    /// policy would not — the processor moves it there now.
     Redrive {
         /// This receive.
         receive: u32,
         /// The last one allowed.
         of: u32,
+        /// The queue's redrive policy moves it (this copy's own count reached the maximum).
+        by_queue: bool,
     },
     /// `dead_lettered` for good: the message is moved to the DLQ now.
     MoveToDlq,
 }
 
-/// The decision for `verdict` on receive `receive_count` of at most `max_receive_count`.
-pub(super) fn decide(verdict: Verdict, receive_count: u32, max_receive_count: u32) -> Decision {
+/// The decision for `verdict` on receive `receive_count` (counted across re-sent copies) of at
+/// most `max_receive_count`, SQS having counted `own_count` receives of this copy.
+pub(super) fn decide(
+    verdict: Verdict,
+    receive_count: u32,
+    own_count: u32,
+    max_receive_count: u32,
+) -> Decision {
     match verdict {
         Verdict::Succeeded => Decision::Done,
         Verdict::Failed {
@@ -68,6 +78,7 @@ pub(super) fn decide(verdict: Verdict, receive_count: u32, max_receive_count: u3
         Verdict::Failed { .. } if receive_count >= max_receive_count => Decision::Redrive {
             receive: receive_count,
             of: max_receive_count,
+            by_queue: own_count >= max_receive_count,
         },
         Verdict::Failed { retry_after, .. } => Decision::Retry { retry_after },
     }
@@ -88,9 +99,18 @@ impl Decision {
         match self {
             Decision::Done | Decision::Retry { .. } => None,
             Decision::MoveToDlq => Some("permanent failure: moved to the DLQ".to_owned()),
-            Decision::Redrive { receive, of } => Some(format!(
+            Decision::Redrive {
+                receive,
+                of,
+                by_queue: true,
+            } => Some(format!(
                 "receive {receive} of {of}: the redrive policy moves it to the DLQ"
             )),
+            Decision::Redrive {
+                receive,
+                of,
+                by_queue: false,
+            } => Some(format!("receive {receive} of {of}: moved to the DLQ")),
         }
     }
 }
@@ -119,33 +139,46 @@ mod tests {
 
     #[test]
     fn every_case() {
-        let redrive = |receive, of| Decision::Redrive { receive, of };
+        let redrive = |receive, of| Decision::Redrive {
+            receive,
+            of,
+            by_queue: true,
+        };
+        let dead_letter = |receive, of| Decision::Redrive {
+            receive,
+            of,
+            by_queue: false,
+        };
         let retry = |retry_after| Decision::Retry { retry_after };
         #[rustfmt::skip]
         let table = [
-            // verdict,     receive, max,  decision
-            (OK,            1,       5,    Decision::Done),
-            (OK,            5,       5,    Decision::Done),
-            (OK,            9,       5,    Decision::Done),
-            (RETRY,         1,       5,    retry(None)),
-            (RETRY,         4,       5,    retry(None)),
-            (RETRY,         5,       5,    redrive(5, 5)),
+            // verdict,     receive, own, max,  decision
+            (OK,            1,       1,   5,    Decision::Done),
+            (OK,            5,       5,   5,    Decision::Done),
+            (OK,            9,       9,   5,    Decision::Done),
+            (RETRY,         1,       1,   5,    retry(None)),
+            (RETRY,         4,       4,   5,    retry(None)),
+            (RETRY,         5,       5,   5,    redrive(5, 5)),
             // A redriven message's count goes on past the maximum: still the last receive.
-            (RETRY,         7,       5,    redrive(7, 5)),
-            (RETRY,         1,       1,    redrive(1, 1)),
-            (RETRY_5S,      1,       5,    retry(Some(Duration::from_secs(5)))),
+            (RETRY,         7,       7,   5,    redrive(7, 5)),
+            (RETRY,         1,       1,   1,    redrive(1, 1)),
+            // A re-sent copy: SQS's count restarted, the receives before count.
+            (RETRY,         4,       1,   5,    retry(None)),
+            (RETRY,         5,       1,   5,    dead_letter(5, 5)),
+            (RETRY,         8,       2,   8,    dead_letter(8, 8)),
+            (RETRY_5S,      1,       1,   5,    retry(Some(Duration::from_secs(5)))),
             // The last receive wins over a retry_after.
-            (RETRY_5S,      5,       5,    redrive(5, 5)),
+            (RETRY_5S,      5,       5,   5,    redrive(5, 5)),
             // Permanent wins over everything, on any receive.
-            (PERMANENT,     1,       5,    Decision::MoveToDlq),
-            (PERMANENT,     5,       5,    Decision::MoveToDlq),
-            (PERMANENT_5S,  2,       5,    Decision::MoveToDlq),
+            (PERMANENT,     1,       1,   5,    Decision::MoveToDlq),
+            (PERMANENT,     5,       5,   5,    Decision::MoveToDlq),
+            (PERMANENT_5S,  2,       1,   5,    Decision::MoveToDlq),
         ];
-        for (verdict, receive, max, want) in table {
+        for (verdict, receive, own, max, want) in table {
             assert_eq!(
-                decide(verdict, receive, max),
+                decide(verdict, receive, own, max),
                 want,
-                "{verdict:?} {receive}/{max}"
+                "{verdict:?} {receive} ({own} own)/{max}"
             );
         }
     }
@@ -161,11 +194,25 @@ mod tests {
             Decision::MoveToDlq.note().as_deref(),
             Some("permanent failure: moved to the DLQ")
         );
-        let redrive = Decision::Redrive { receive: 5, of: 5 };
+        let redrive = Decision::Redrive {
+            receive: 5,
+            of: 5,
+            by_queue: true,
+        };
         assert_eq!(redrive.status(), EventStatus::DeadLettered);
         assert_eq!(
             redrive.note().as_deref(),
             Some("receive 5 of 5: the redrive policy moves it to the DLQ")
+        );
+        let moved = Decision::Redrive {
+            receive: 6,
+            of: 6,
+            by_queue: false,
+        };
+        assert_eq!(moved.status(), EventStatus::DeadLettered);
+        assert_eq!(
+            moved.note().as_deref(),
+            Some("receive 6 of 6: moved to the DLQ")
         );
     }
 

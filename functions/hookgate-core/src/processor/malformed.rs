@@ -96,13 +96,15 @@ impl Processor {
             lease_token: uuid::Uuid::new_v4().to_string(),
             generation: identity.generation,
             payload: None,
+            ticket: None,
         };
         let attempt = match self.ledger.start_attempt(&start).await {
             Ok(StartOutcome::Started { attempt }) => attempt,
             Ok(
                 StartOutcome::AlreadyProcessed
                 | StartOutcome::Leased { .. }
-                | StartOutcome::Superseded { .. },
+                | StartOutcome::Superseded { .. }
+                | StartOutcome::Stale,
             ) => {
                 info!(event_id = %identity.event_id, "malformed copy of an event processed or running elsewhere; ledger left as is");
                 return;
@@ -123,6 +125,7 @@ impl Processor {
             ),
         };
         let end = AttemptEnd {
+            next_attempt_at: None,
             event_id: identity.event_id,
             attempt: Attempt {
                 attempt,

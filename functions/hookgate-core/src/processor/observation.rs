@@ -33,9 +33,11 @@ impl RecordOutcome {
     pub(super) fn counted(&self) -> RecordResult {
         match self {
             RecordOutcome::Processed => RecordResult::Processed,
-            RecordOutcome::AlreadyProcessed | RecordOutcome::Superseded { .. } => {
-                RecordResult::Acknowledged
-            }
+            RecordOutcome::AlreadyProcessed
+            | RecordOutcome::Superseded { .. }
+            | RecordOutcome::Stale
+            | RecordOutcome::Rescheduled { error: None, .. } => RecordResult::Acknowledged,
+            RecordOutcome::Rescheduled { error: Some(_), .. } => RecordResult::Retried,
             RecordOutcome::MovedToDlq { .. } => RecordResult::PermanentlyFailed,
             RecordOutcome::Failed {
                 dead_lettered: true,

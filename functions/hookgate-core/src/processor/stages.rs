@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::decide::Decision;
-use super::{BodyError, Processor, RecordOutcome, Settle, RECORDED_LATE};
+use super::{receives, BodyError, Processor, RecordOutcome, Settle, RECORDED_LATE};
 use crate::archive::{ArchiveError, PayloadRef};
 use crate::clock::Timestamp;
 use crate::envelope::{Envelope, EventId, QueuedEvent};
@@ -85,6 +85,10 @@ impl Processor {
                 .settle(message, error, Settle::Retry(Duration::ZERO), received)
                 .await);
         }
+        // A re-sent copy received before it is due goes on waiting, out of flight.
+        if let Some(outcome) = self.not_due_yet(message, now, received).await {
+            return Err(outcome);
+        }
         match self.pending.take(&queued.envelope.event_id) {
             Take::None => {}
             Take::InFlight => {
@@ -98,7 +102,7 @@ impl Processor {
                 }
             }
         }
-        let payload = match self.keep_payload(&queued, message.receive_count).await {
+        let payload = match self.keep_payload(&queued, receives(message)).await {
             Ok(payload) => payload,
             Err(e) => {
                 warn!(target: TARGET, error = %e, "cannot archive the payload; the handler waits for it");
@@ -121,6 +125,7 @@ impl Processor {
             lease_token: uuid::Uuid::new_v4().to_string(),
             generation,
             payload,
+            ticket: message.attributes.get(attr::RETRY_TICKET).cloned(),
         };
         match self.ledger.start_attempt(&start).await {
             Ok(StartOutcome::Started { attempt }) => {
@@ -143,6 +148,13 @@ impl Processor {
                     "superseded by a replay; acknowledged without running the handler"
                 );
                 Err(RecordOutcome::Superseded { current })
+            }
+            Ok(StartOutcome::Stale) => {
+                info!(
+                    target: TARGET,
+                    "the retry was handed to another copy of this message; acknowledged without running the handler"
+                );
+                Err(RecordOutcome::Stale)
             }
             Ok(StartOutcome::Leased { until }) => {
                 info!(target: TARGET, lease_until = %until, "leased by another consumer; backing off");
@@ -214,7 +226,7 @@ impl Processor {
             received_at: envelope.received_at,
             headers: envelope.headers.clone(),
             attempt,
-            receive_count: message.receive_count,
+            receive_count: receives(message),
             generation,
             deadline: started + budget,
         };
@@ -234,6 +246,7 @@ impl Processor {
         &self,
         invoked: &Invoked,
         decision: Decision,
+        retry_in: Option<Duration>,
         message: &ReceivedMessage,
         at: Timestamp,
     ) -> Recorded {
@@ -267,6 +280,7 @@ impl Processor {
             },
             status: decision.status(),
             now: self.clock.now(),
+            next_attempt_at: retry_in.map(|d| self.clock.now().plus(d)),
         };
         if self.record_end(&end).await {
             return Recorded::Yes;
@@ -301,6 +315,7 @@ impl Processor {
         &self,
         invoked: Invoked,
         decision: Decision,
+        retry_in: Option<Duration>,
         recorded: Recorded,
         message: &ReceivedMessage,
         received: Instant,
@@ -320,12 +335,11 @@ impl Processor {
                 warn!(target: TARGET, attempt, duration_ms, status = %decision.status(), error = %truncate_error(&e.message), "attempt failed");
                 let how = match decision {
                     Decision::MoveToDlq => Settle::MoveToDlq,
-                    Decision::Redrive { .. } => Settle::Redrive,
-                    Decision::Retry { retry_after } => Settle::Retry(self.backoff.delay(
-                        message.receive_count,
-                        retry_after,
-                        &mut rand::rng(),
-                    )),
+                    Decision::Redrive { by_queue: true, .. } => Settle::Redrive,
+                    Decision::Redrive {
+                        by_queue: false, ..
+                    } => Settle::DeadLetter,
+                    Decision::Retry { .. } => Settle::Retry(retry_in.unwrap_or_default()),
                     // A failed result never decides `Done`; settle it as a retry if it did.
                     Decision::Done => Settle::Retry(Duration::ZERO),
                 };
@@ -341,9 +355,7 @@ impl Processor {
         error: String,
         received: Instant,
     ) -> RecordOutcome {
-        let delay = self
-            .backoff
-            .delay(message.receive_count, None, &mut rand::rng());
+        let delay = self.retry.delay(receives(message), None, &mut rand::rng());
         self.settle(message, error, Settle::Retry(delay), received)
             .await
     }
@@ -449,10 +461,12 @@ impl Processor {
                 Some("permanent failure: moved to the DLQ".to_owned()),
             )
         } else {
-            let delay = self
-                .backoff
-                .delay(message.receive_count, None, &mut rand::rng());
+            let delay = self.retry.delay(receives(message), None, &mut rand::rng());
             (EventStatus::Failed, Settle::Retry(delay), None)
+        };
+        let next_attempt_at = match &how {
+            Settle::Retry(delay) => Some(self.clock.now().plus(*delay)),
+            _ => None,
         };
         let end = AttemptEnd {
             event_id: event_id.clone(),
@@ -468,6 +482,7 @@ impl Processor {
             },
             status,
             now: self.clock.now(),
+            next_attempt_at,
         };
         self.record_end(&end).await;
         self.settle(message, error, how, received).await

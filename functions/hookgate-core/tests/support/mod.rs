@@ -22,6 +22,7 @@ pub async fn taken(ledger: &dyn Ledger, id: &EventId) {
         lease_token: "taken-by-the-test".into(),
         generation: 0,
         payload: None,
+        ticket: None,
     };
     let outcome = ledger.start_attempt(&start).await.unwrap();
     assert_eq!(outcome, StartOutcome::Started { attempt: 1 });
