@@ -156,6 +156,11 @@ class CountingProxy:
             def log_message(self, *args):
                 pass
 
+            def setup(self):
+                super().setup()
+                with proxy.lock:
+                    proxy.counts["(connections)"] += 1
+
             def _forward(self):
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
