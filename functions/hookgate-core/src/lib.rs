@@ -47,6 +47,7 @@ pub mod receiver;
 pub mod replay;
 pub mod reply;
 pub mod secret;
+pub mod settled;
 pub mod signature;
 pub mod status;
 pub mod status_index;

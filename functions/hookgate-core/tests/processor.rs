@@ -292,6 +292,54 @@ async fn a_processed_event_delivered_again_does_not_run_twice() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
+/// A copy of an event this container recorded processed a moment ago costs no ledger write
+/// (the lease the ledger would refuse is a billed write unit); a replay's copy, of a later
+/// generation, still goes to the ledger and runs.
+#[tokio::test]
+async fn a_duplicate_delivery_of_a_processed_event_makes_no_ledger_call() {
+    let faults = Faults::new();
+    let ledger: Arc<dyn Ledger> = Arc::new(FaultyLedger::new(
+        Arc::new(MemoryLedger::new()),
+        faults.clone(),
+    ));
+    let runs = Arc::new(AtomicU32::new(0));
+    let queue = SpyQueue::new();
+    let processor = Processor::new(
+        &config(),
+        ledger.clone(),
+        queue.clone(),
+        Handlers::new().on("*", "*", counting(runs.clone(), 0)),
+    );
+    let first = batch_of(queue.as_ref(), &[envelope(1, "x")]).await;
+    let outcome = processor.process_batch(&first, None).await.unwrap();
+    assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
+    let calls = |op| faults.calls(op);
+    assert_eq!((calls("start_attempt"), calls("finish_attempt")), (1, 1));
+
+    // The same event again, as another message (SQS at least once, or a second enqueue).
+    let copy = batch_of(queue.as_ref(), &[envelope(1, "x")]).await;
+    let outcome = processor.process_batch(&copy, None).await.unwrap();
+    assert_eq!(outcome.records[0].1, RecordOutcome::AlreadyProcessed);
+    assert_eq!(
+        (calls("start_attempt"), calls("finish_attempt")),
+        (1, 1),
+        "no ledger call for the copy"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // A message of a later generation (a replay's) is not covered: the ledger decides.
+    let mut replayed = outgoing(&envelope(1, "x"));
+    replayed.body = envelope(1, "x").encode_as(1).into_message();
+    queue.send(replayed).await.unwrap();
+    let batch = to_sqs_event(&queue.receive(10, Duration::ZERO).await.unwrap());
+    processor.process_batch(&batch, None).await.unwrap();
+    assert_eq!(
+        calls("start_attempt"),
+        2,
+        "the later generation asked the ledger"
+    );
+}
+
 #[tokio::test]
 async fn the_last_receive_is_marked_dead_lettered_and_released_to_the_redrive() {
     let ledger = Arc::new(MemoryLedger::new());

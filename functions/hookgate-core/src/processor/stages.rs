@@ -47,6 +47,7 @@ pub(super) struct Started {
 /// A record whose handler has run.
 pub(super) struct Invoked {
     event_id: EventId,
+    generation: u64,
     attempt: u32,
     pub(super) result: Result<Handled, HandlerError>,
     pub(super) duration_ms: u64,
@@ -102,6 +103,15 @@ impl Processor {
                 }
             }
         }
+        // A copy of an event this container recorded processed a moment ago: settled in
+        // memory, without the lease the ledger would refuse (see `crate::settled`).
+        if self
+            .recent
+            .covers(&queued.envelope.event_id, queued.generation, now)
+        {
+            info!(target: TARGET, "processed a moment ago; acknowledged without running the handler");
+            return Err(RecordOutcome::AlreadyProcessed);
+        }
         let payload = match self.keep_payload(&queued, receives(message)).await {
             Ok(payload) => payload,
             Err(e) => {
@@ -138,6 +148,7 @@ impl Processor {
                 })
             }
             Ok(StartOutcome::AlreadyProcessed) => {
+                self.recent.remember(&start.event_id, start.generation, now);
                 info!(target: TARGET, "already processed; acknowledged without running the handler");
                 Err(RecordOutcome::AlreadyProcessed)
             }
@@ -234,6 +245,7 @@ impl Processor {
         let result = crate::handler::invoke(&*chosen.handler, envelope, &cx, budget).await;
         Ok(Invoked {
             event_id,
+            generation,
             attempt,
             result,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -283,6 +295,10 @@ impl Processor {
             next_attempt_at: retry_in.map(|d| self.clock.now().plus(d)),
         };
         if self.record_end(&end).await {
+            if end.status == EventStatus::Processed {
+                self.recent
+                    .remember(&invoked.event_id, invoked.generation, end.now);
+            }
             return Recorded::Yes;
         }
         if invoked.result.is_ok() {
