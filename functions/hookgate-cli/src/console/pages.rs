@@ -746,18 +746,12 @@ async fn replay_one(
     }
 }
 
+/// The bulk replay form: the events page's filters (the same fields, read and checked the same
+/// way), and what to do with the events they select.
 #[derive(Debug, Default, Clone, Deserialize)]
 struct BulkForm {
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    source: String,
-    #[serde(default, rename = "type")]
-    event_type: String,
-    #[serde(default)]
-    since: String,
-    #[serde(default)]
-    until: String,
+    #[serde(flatten)]
+    filters: Filters,
     #[serde(default)]
     action: String,
     #[serde(default)]
@@ -797,8 +791,8 @@ fn bulk_page_with(
             nav: Nav::new(pages, visitor, "replay"),
             summary,
             message,
-            status_options: options(BULK_STATUSES, &f.status),
-            source_options: options(source_names, &f.source),
+            status_options: options(BULK_STATUSES, &f.filters.status),
+            source_options: options(source_names, &f.filters.source),
             f,
         },
         status,
@@ -856,12 +850,9 @@ async fn bulk_run(
         )
     };
     let filters = Filters {
-        status: f.status.clone(),
-        source: f.source.clone(),
-        event_type: f.event_type.clone(),
-        since: f.since.clone(),
-        until: f.until.clone(),
-        ..Filters::default()
+        id: String::new(),
+        cursor: String::new(),
+        ..f.filters.clone()
     };
     let checked = match check(&filters) {
         Ok(c) => c,
@@ -1323,6 +1314,28 @@ async fn health_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bulk_form_reads_the_filters_and_its_action() {
+        let f: BulkForm = serde_urlencoded::from_str(
+            "csrf=t0k&status=failed&source=stripe&type=charge.failed&since=2026-12-01T14%3A00\
+             &until=&action=replay&confirm=yes",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                f.filters.status.as_str(),
+                f.filters.source.as_str(),
+                f.filters.event_type.as_str(),
+                f.filters.since.as_str(),
+                f.filters.until.as_str(),
+            ),
+            ("failed", "stripe", "charge.failed", "2026-12-01T14:00", "")
+        );
+        assert_eq!((f.action.as_str(), f.confirm.as_str()), ("replay", "yes"));
+        let empty: BulkForm = serde_urlencoded::from_str("").unwrap();
+        assert_eq!(empty.filters.status, "");
+    }
 
     #[test]
     fn filter_times_read_datetime_local_as_utc() {
