@@ -328,6 +328,18 @@ async fn post_zero_charge(base: &str, id: &str) -> String {
     answer["event_id"].as_str().unwrap().to_owned()
 }
 
+/// Opens an event's page, reloading until the stack has processed it.
+async fn open_when_processed(browser: &Browser, url: &str) {
+    browser
+        .until(
+            url,
+            SETTLE,
+            "the event processed",
+            TextContains("#event-status", "processed"),
+        )
+        .await;
+}
+
 fn event_url(base: &str, id: &str) -> String {
     format!("{base}/console/events/{}", id.replace(':', "%3A"))
 }
@@ -535,14 +547,7 @@ async fn replay_adds_a_processed_attempt_without_a_reload() {
     let id = post_demo(&base, r#"{"replay":"me"}"#, "application/json", "replayed").await;
     let browser = Browser::start("replay").await;
     let url = event_url(&base, &id);
-    browser
-        .until(
-            &url,
-            SETTLE,
-            "the event processed",
-            TextContains("#event-status", "processed"),
-        )
-        .await;
+    open_when_processed(&browser, &url).await;
     // A mark a full reload would lose.
     browser
         .script("window.__sameDocument = 'yes'; return null;")
@@ -744,14 +749,7 @@ async fn a_post_without_the_csrf_token_is_refused() {
     let id = post_demo(&base, r#"{"csrf":"victim"}"#, "application/json", "csrf").await;
     let browser = Browser::start("csrf").await;
     let url = event_url(&base, &id);
-    browser
-        .until(
-            &url,
-            SETTLE,
-            "the event processed",
-            TextContains("#event-status", "processed"),
-        )
-        .await;
+    open_when_processed(&browser, &url).await;
     // The page's own form, without its token and without the script: a forged post.
     browser
         .script(
