@@ -6,6 +6,7 @@
 //!   and destinations.
 //! - [`signature`]: how a provider's signature is checked; each scheme's own options.
 //! - [`delivery`]: forwarding events to a destination; its options.
+//! - [`destination_policy`]: a destination's name, rate limit and circuit-breaker options.
 //! - [`secret`]: a string that never prints.
 //! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
 //!   [`memory`].
@@ -30,6 +31,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod destination_policy;
 pub mod dlq;
 pub mod envelope;
 pub mod event_source;
