@@ -16,6 +16,7 @@
 //!   the queue's redrive policy).
 //! - [`redrive`]: `hookgate dlq redrive` on SQS, where SQS's own move task may only move
 //!   everything.
+//! - [`targets`]: EventBridge buses and SQS queues as destinations (`kind = "eventbridge"`, `"sqs"`).
 //! - [`setup`]: idempotent creation of the table, the queue pair and the archive bucket (tests,
 //!   local stacks, CLI).
 //! - [`AwsBackend`]: the adapters built from one SDK configuration, as the Lambda functions
@@ -32,6 +33,7 @@ pub mod preflight;
 pub mod queue;
 pub mod redrive;
 pub mod setup;
+pub mod targets;
 
 use std::sync::Arc;
 

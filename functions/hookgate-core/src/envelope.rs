@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
+use crate::destination_policy::DestinationName;
 
 /// The stable identity of one event, used as the dedup key in the ledger and as the
 /// `webhook-id` of anything hookgate sends on about it.
@@ -36,17 +37,37 @@ pub struct EventId(Arc<str>);
 pub const MAX_EVENT_ID_LEN: usize = 200;
 
 impl EventId {
-    /// Validates `s` as an event id: 1–200 characters from `[A-Za-z0-9._:-]`.
+    /// Validates `s` as an event id: 1–200 characters from `[A-Za-z0-9._:-]`, or a delivery's
+    /// id, `<event id>@<destination name>` (see [`EventId::delivery`]).
     pub fn parse(s: &str) -> Result<Self, InvalidEventId> {
-        let ok = !s.is_empty()
-            && s.len() <= MAX_EVENT_ID_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        let ok = match s.split_once('@') {
+            None => is_plain_id(s),
+            Some((event, destination)) => {
+                is_plain_id(event) && DestinationName::parse(destination).is_ok()
+            }
+        };
         if ok {
             Ok(Self(Arc::from(s)))
         } else {
             Err(InvalidEventId)
         }
+    }
+
+    /// The id of this event's delivery to `destination`: `<id>@<destination>`. A delivery is
+    /// kept in the ledger as an event of its own (its own attempts, status, retries and DLQ
+    /// outcome), under this id; the event it came from is [`EventId::delivery_of`].
+    pub fn delivery(&self, destination: &DestinationName) -> EventId {
+        let parent = self.as_str().split('@').next().unwrap_or_default();
+        Self(Arc::from(format!("{parent}@{destination}")))
+    }
+
+    /// When this id is a delivery's: the event it delivers and the destination.
+    pub fn delivery_of(&self) -> Option<(EventId, DestinationName)> {
+        let (event, destination) = self.as_str().split_once('@')?;
+        Some((
+            Self(Arc::from(event)),
+            DestinationName::parse(destination).ok()?,
+        ))
     }
 
     /// The id derived from signed content: `<source>:<first 32 hex digits of SHA-256(parts)>`.
@@ -81,7 +102,12 @@ impl EventId {
     /// that is a valid event id, else derived from it as by [`EventId::derive`].
     pub fn from_provider(source: &SourceName, id: &str) -> Self {
         let candidate = format!("{}:{}", source.as_str(), id);
-        Self::parse(&candidate).unwrap_or_else(|_| Self::derive(source, &[id.as_bytes()]))
+        if is_plain_id(&candidate) {
+            Self(Arc::from(candidate))
+        } else {
+            // Never a delivery's id: a provider cannot name one.
+            Self::derive(source, &[id.as_bytes()])
+        }
     }
 
     /// The id as a string.
@@ -107,6 +133,14 @@ impl From<EventId> for String {
     fn from(id: EventId) -> Self {
         id.0.to_string()
     }
+}
+
+/// Whether `s` is an event's own id: 1–200 characters from `[A-Za-z0-9._:-]`.
+fn is_plain_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_EVENT_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 /// An event id that is empty, too long or has characters outside `[A-Za-z0-9._:-]`.
@@ -475,6 +509,30 @@ mod tests {
             headers: [("content-type".to_string(), "application/json".to_string())].into(),
             body: Bytes::copy_from_slice(body),
         }
+    }
+
+    #[test]
+    fn a_delivery_id_names_its_event_and_destination() {
+        let event = EventId::parse("stripe:evt_1").unwrap();
+        let billing = DestinationName::parse("billing").unwrap();
+        let delivery = event.delivery(&billing);
+        assert_eq!(delivery.as_str(), "stripe:evt_1@billing");
+        assert_eq!(EventId::parse("stripe:evt_1@billing"), Ok(delivery.clone()));
+        assert_eq!(
+            delivery.delivery_of(),
+            Some((event.clone(), billing.clone()))
+        );
+        assert_eq!(event.delivery_of(), None);
+        // A delivery of a delivery is the event's delivery: ids never nest.
+        assert_eq!(delivery.delivery(&billing), delivery);
+        for bad in ["a@", "@billing", "a@b@c", "a@Billing", "a@b.c", "a@-b"] {
+            assert_eq!(EventId::parse(bad), Err(InvalidEventId), "{bad:?}");
+        }
+        // A provider's id with an `@` is hashed: a provider cannot name a delivery.
+        let source = SourceName::parse("stripe").unwrap();
+        let id = EventId::from_provider(&source, "evt_1@billing");
+        assert_eq!(id.delivery_of(), None);
+        assert!(!id.as_str().contains('@'));
     }
 
     #[test]
