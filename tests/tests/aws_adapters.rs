@@ -340,6 +340,7 @@ async fn items_have_the_documented_layout() {
     );
 
     let start = AttemptStart {
+        destination: None,
         ticket: None,
         event_id: id.clone(),
         source: SourceName::parse("github").unwrap(),
@@ -366,6 +367,7 @@ async fn items_have_the_documented_layout() {
     );
 
     let end = |attempt: u32, status, error: Option<&str>| AttemptEnd {
+        deliveries: Vec::new(),
         next_attempt_at: None,
         event_id: id.clone(),
         attempt: Attempt {
@@ -609,6 +611,8 @@ async fn items_written_before_still_read() {
     .await
     .unwrap();
     let old_record = EventRecord {
+        deliveries: Vec::new(),
+        destination: None,
         next_attempt_at: None,
         event_id: old.clone(),
         source: SourceName::parse("github").unwrap(),
@@ -680,6 +684,8 @@ async fn items_written_before_still_read() {
     .await
     .unwrap();
     let new_record = EventRecord {
+        deliveries: Vec::new(),
+        destination: None,
         next_attempt_at: None,
         event_id: new.clone(),
         source: SourceName::parse("github").unwrap(),
@@ -787,6 +793,7 @@ async fn the_ledger_writes_the_documented_attributes() {
 
     let payload = b"\x78\x9c compressed envelope \x00\xff".to_vec();
     let start = |attempt: i64, lease_token: &str| AttemptStart {
+        destination: None,
         ticket: None,
         event_id: id.clone(),
         source: github.clone(),
@@ -838,6 +845,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     };
     ledger
         .finish_attempt(&AttemptEnd {
+            deliveries: Vec::new(),
             next_attempt_at: None,
             event_id: id.clone(),
             attempt: failed,
@@ -882,6 +890,7 @@ async fn the_ledger_writes_the_documented_attributes() {
     };
     ledger
         .finish_attempt(&AttemptEnd {
+            deliveries: Vec::new(),
             next_attempt_at: None,
             event_id: id.clone(),
             attempt: processed,

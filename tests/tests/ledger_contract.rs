@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hookgate_core::clock::{Clock, SystemClock, Timestamp};
+use hookgate_core::destination_policy::DestinationName;
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
     Attempt, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord, EventStatus,
@@ -60,6 +61,7 @@ fn claim_at(id: &EventId, now: Timestamp, token: &str) -> Claim {
 
 fn start_at(id: &EventId, received_at: Timestamp, now: Timestamp) -> AttemptStart {
     AttemptStart {
+        destination: None,
         ticket: None,
         event_id: id.clone(),
         source: source(),
@@ -83,6 +85,7 @@ fn end_at(
     error: Option<&str>,
 ) -> AttemptEnd {
     AttemptEnd {
+        deliveries: Vec::new(),
         next_attempt_at: None,
         event_id: id.clone(),
         attempt: Attempt {
@@ -221,6 +224,8 @@ async fn claim_records_a_received_event(ledger: Arc<dyn Ledger>) {
     assert_eq!(
         record,
         EventRecord {
+            deliveries: Vec::new(),
+            destination: None,
             next_attempt_at: None,
             event_id: id.clone(),
             source: source(),
@@ -670,6 +675,8 @@ async fn finish_records_attempts_in_order(ledger: Arc<dyn Ledger>) {
     assert_eq!(
         record,
         EventRecord {
+            deliveries: Vec::new(),
+            destination: None,
             next_attempt_at: None,
             event_id: id.clone(),
             source: source(),
@@ -739,6 +746,8 @@ async fn start_attempt_on_unknown_id_upserts(ledger: Arc<dyn Ledger>) {
     assert_eq!(
         ledger.get(&id).await.unwrap(),
         Some(EventRecord {
+            deliveries: Vec::new(),
+            destination: None,
             next_attempt_at: None,
             event_id: id.clone(),
             source: source(),
@@ -1375,6 +1384,7 @@ async fn pages_walk_a_status_by_time_type_and_cursor(ledger: Arc<dyn Ledger>) {
         ids.push(id);
     }
     let query = |event_type: Option<&str>, since, until, limit, cursor| PageQuery {
+        destination: None,
         status: EventStatus::Received,
         source: Some(source.clone()),
         event_type: event_type.map(str::to_owned),
@@ -1573,6 +1583,90 @@ async fn a_retry_handed_to_a_copy_starts_only_from_that_copy(ledger: Arc<dyn Led
     );
 }
 
+/// A delivery (`<event id>@<destination>`) is an event of its own: claimed, leased and finished
+/// like one; its record names its destination (from the id, or as the start recorded it); the
+/// event that fanned out records its deliveries; a listing by destination finds exactly the
+/// deliveries to that destination.
+async fn deliveries_are_events_listed_by_destination(ledger: Arc<dyn Ledger>) {
+    let source = unique_source();
+    let now = Timestamp::from_millis(1_700_000_000_000);
+    let parent = event_in(&*ledger, &source, now, EventStatus::Processing).await;
+    let billing = DestinationName::parse("billing").unwrap();
+    let billing_eu = DestinationName::parse("billing-eu").unwrap();
+    let audit = DestinationName::parse("audit").unwrap();
+    for d in [&billing, &billing_eu, &audit] {
+        let id = parent.delivery(d);
+        let claim = Claim {
+            source: source.clone(),
+            ..claim_at(&id, now, &token())
+        };
+        assert_eq!(ledger.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+    }
+    // One delivery runs and fails; the others wait.
+    let id = parent.delivery(&billing);
+    let start = AttemptStart {
+        source: source.clone(),
+        destination: Some(billing.clone()),
+        ..start_at(&id, now, now)
+    };
+    assert_eq!(
+        ledger.start_attempt(&start).await.unwrap(),
+        StartOutcome::Started { attempt: 1 }
+    );
+    ledger
+        .finish_attempt(&end_at(&id, 1, now, now, EventStatus::Failed, Some("503")))
+        .await
+        .unwrap();
+    let mut end = end_at(&parent, 1, now, now, EventStatus::Processed, None);
+    end.deliveries = vec![billing.clone(), billing_eu.clone(), audit.clone()];
+    ledger.finish_attempt(&end).await.unwrap();
+
+    let record = ledger.get(&parent).await.unwrap().unwrap();
+    assert_eq!(
+        record.deliveries,
+        [billing.clone(), billing_eu.clone(), audit.clone()]
+    );
+    assert_eq!(record.destination, None);
+    let record = ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.destination, Some(billing.clone()));
+    assert_eq!(
+        (record.status, record.attempt_count),
+        (EventStatus::Failed, 1)
+    );
+    // Never attempted: the destination comes from the id.
+    let waiting = ledger.get(&parent.delivery(&audit)).await.unwrap().unwrap();
+    assert_eq!(waiting.destination, Some(audit.clone()));
+    assert_eq!(waiting.status, EventStatus::Received);
+
+    let page = |status, destination: &DestinationName| PageQuery {
+        status,
+        source: Some(source.clone()),
+        event_type: None,
+        destination: Some(destination.clone()),
+        since: None,
+        until: None,
+        limit: 50,
+        cursor: None,
+    };
+    let listed = ledger
+        .list_page(&page(EventStatus::Failed, &billing))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed.events), [id.clone()]);
+    assert_eq!(listed.events[0].destination, Some(billing.clone()));
+    // `billing` is not `billing-eu`, though one name begins the other.
+    let listed = ledger
+        .list_page(&page(EventStatus::Received, &billing))
+        .await
+        .unwrap();
+    assert!(listed.events.is_empty(), "{listed:?}");
+    let listed = ledger
+        .list_page(&page(EventStatus::Received, &billing_eu))
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed.events), [parent.delivery(&billing_eu)]);
+}
+
 async fn moto_ledger() -> Option<Arc<dyn Ledger>> {
     let endpoint = hookgate_testkit::moto_endpoint()?;
     let resources = hookgate_testkit::fresh_resources(&endpoint, 3, 30).await;
@@ -1606,6 +1700,7 @@ macro_rules! ledger_contract {
 }
 
 ledger_contract!(
+    deliveries_are_events_listed_by_destination,
     a_retry_handed_to_a_copy_starts_only_from_that_copy,
     the_first_start_records_the_payload_once,
     a_replay_moves_the_generation_and_supersedes_older_messages,

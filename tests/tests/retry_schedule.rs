@@ -223,6 +223,7 @@ async fn an_early_copy(
 ) -> (AttemptStart, Timestamp) {
     let now = SystemClock.now();
     let start = AttemptStart {
+        destination: None,
         event_id: e.event_id.clone(),
         source: e.source.clone(),
         event_type: e.event_type.clone(),
@@ -241,6 +242,7 @@ async fn an_early_copy(
     );
     let due = now.plus(Duration::from_secs(3));
     let end = AttemptEnd {
+        deliveries: Vec::new(),
         event_id: e.event_id.clone(),
         attempt: Attempt {
             attempt: 1,

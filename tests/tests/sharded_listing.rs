@@ -95,6 +95,7 @@ async fn walk(ledger: &dyn Ledger, mut query: PageQuery) -> (Vec<EventId>, usize
 
 fn query(source: Option<&SourceName>, limit: usize) -> PageQuery {
     PageQuery {
+        destination: None,
         status: EventStatus::Received,
         source: source.cloned(),
         event_type: None,

@@ -260,6 +260,10 @@ impl Ledger for DynamoDbLedger {
                 payload_values.push((":payload", b(inline)));
             }
         }
+        if let Some(destination) = &start.destination {
+            update.push_str(", destination = :destination");
+            payload_values.push((":destination", s(destination.as_str())));
+        }
         update.push_str(" REMOVE next_attempt_at");
         let mut request = self
             .client
@@ -390,6 +394,13 @@ impl Ledger for DynamoDbLedger {
             }
             None => remove.push(a::LAST_ERROR),
         }
+        if !end.deliveries.is_empty() {
+            update.push_str(", deliveries = :deliveries");
+            request = request.expression_attribute_values(
+                ":deliveries",
+                AttributeValue::L(end.deliveries.iter().map(|d| s(d.as_str())).collect()),
+            );
+        }
         match end.next_attempt_at {
             Some(at) => {
                 update.push_str(", next_attempt_at = :next_attempt_at");
@@ -487,6 +498,7 @@ impl Ledger for DynamoDbLedger {
         for status in statuses {
             let ledger = self.clone();
             let page = PageQuery {
+                destination: None,
                 status,
                 source: query.source.clone(),
                 event_type: None,

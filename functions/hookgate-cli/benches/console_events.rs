@@ -161,6 +161,7 @@ fn moto_requests() {
         };
         faults.reset_counts();
         let page = hookgate_core::ledger::PageQuery {
+            destination: None,
             status: hookgate_core::EventStatus::Queued,
             source: None,
             event_type: None,

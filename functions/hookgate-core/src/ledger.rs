@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::destination_policy::DestinationName;
 use crate::envelope::{EventId, SourceName};
 
 /// Where an event is in its life.
@@ -165,6 +166,14 @@ pub struct EventRecord {
     /// When the next attempt is due, while the event waits for a retry (`failed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
+    /// The destination this record delivers to: a delivery's (`<event id>@<destination>`), or
+    /// an event's that a single route delivered itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<DestinationName>,
+    /// The destinations the event was fanned out to, one delivery each (read them as
+    /// `<event id>@<destination>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<DestinationName>,
 }
 
 /// Something that happened to an event other than an attempt.
@@ -239,6 +248,7 @@ impl EventRecord {
             updated_at: self.updated_at,
             attempt_count: self.attempt_count,
             last_error: self.last_error.clone(),
+            destination: self.destination.clone(),
         }
     }
 }
@@ -264,6 +274,9 @@ pub struct EventSummary {
     /// The last attempt's error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// The destination it delivers to, if it is a delivery (see [`EventRecord::destination`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<DestinationName>,
 }
 
 /// Most events one listing returns.
@@ -377,6 +390,9 @@ pub struct AttemptStart {
     /// re-sent): the attempt starts only if the ledger holds the same (see [`HandOff`]);
     /// otherwise the message is a [`StartOutcome::Stale`] copy.
     pub ticket: Option<String>,
+    /// The destination the attempt delivers to, when the record is a delivery (recorded on
+    /// the event, for listings by destination).
+    pub destination: Option<DestinationName>,
 }
 
 /// The answer to an [`AttemptStart`].
@@ -505,6 +521,8 @@ pub struct PageQuery {
     pub source: Option<SourceName>,
     /// Only this event type.
     pub event_type: Option<String>,
+    /// Only deliveries to this destination.
+    pub destination: Option<DestinationName>,
     /// Received at or after this.
     pub since: Option<Timestamp>,
     /// Received before this.
@@ -560,6 +578,20 @@ pub fn page_matches(query: &PageQuery, summary: &EventSummary) -> bool {
             .event_type
             .as_deref()
             .is_none_or(|t| summary.event_type == t)
+        && query
+            .destination
+            .as_ref()
+            .is_none_or(|d| summary.destination.as_ref() == Some(d))
+}
+
+/// The destination a record delivers to: the one recorded, or the one its id names (a
+/// delivery's id is `<event id>@<destination>`; a delivery never attempted yet has no
+/// recorded one).
+pub fn destination_of(
+    event_id: &EventId,
+    recorded: Option<DestinationName>,
+) -> Option<DestinationName> {
+    recorded.or_else(|| event_id.delivery_of().map(|(_, d)| d))
 }
 
 /// How an attempt ended, as the ledger records it.
@@ -575,6 +607,8 @@ pub struct AttemptEnd {
     pub now: Timestamp,
     /// When the next attempt is due, when the event is to be retried.
     pub next_attempt_at: Option<Timestamp>,
+    /// The destinations the attempt fanned the event out to (empty when it did not).
+    pub deliveries: Vec<DestinationName>,
 }
 
 /// A ledger operation that did not happen.
@@ -672,6 +706,7 @@ mod tests {
 
     fn summary(id: &str, at_ms: i64) -> EventSummary {
         EventSummary {
+            destination: None,
             event_id: EventId::parse(id).unwrap(),
             source: SourceName::parse("demo").unwrap(),
             event_type: "t".into(),

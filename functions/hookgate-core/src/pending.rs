@@ -186,6 +186,7 @@ mod tests {
 
     fn end(id: &str) -> AttemptEnd {
         AttemptEnd {
+            deliveries: Vec::new(),
             next_attempt_at: None,
             event_id: EventId::parse(id).unwrap(),
             attempt: Attempt {

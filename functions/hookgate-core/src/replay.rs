@@ -463,6 +463,7 @@ pub async fn run_bulk(
         .filter(|r| *r > 0)
         .map(|r| Duration::from_secs_f64(1.0 / f64::from(r)));
     let mut query = PageQuery {
+        destination: None,
         status: filter.status,
         source: filter.source.clone(),
         event_type: filter.event_type.clone(),

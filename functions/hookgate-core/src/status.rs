@@ -326,6 +326,7 @@ fn parse_page_params(
         return Ok(None);
     };
     Ok(Some(PageQuery {
+        destination: None,
         status,
         source: query.source.clone(),
         event_type,
@@ -531,6 +532,7 @@ mod tests {
             return;
         }
         let start = AttemptStart {
+            destination: None,
             ticket: None,
             event_id: event_id.clone(),
             source,
@@ -546,6 +548,7 @@ mod tests {
         ledger.start_attempt(&start).await.unwrap();
         let error = (status != EventStatus::Processed).then(|| "boom".to_owned());
         let end = AttemptEnd {
+            deliveries: Vec::new(),
             next_attempt_at: None,
             event_id,
             attempt: Attempt {

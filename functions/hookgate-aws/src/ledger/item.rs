@@ -29,6 +29,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use hookgate_core::clock::Timestamp;
+use hookgate_core::destination_policy::DestinationName;
 use hookgate_core::envelope::{EventId, SourceName};
 use hookgate_core::ledger::{
     Attempt, Claim, EventRecord, EventStatus, EventSummary, HistoryEntry, LedgerError, PayloadInfo,
@@ -71,6 +72,8 @@ pub(super) mod a {
     pub const RETRY_TICKET: &str = "retry_ticket";
     pub const RETRY_TICKET_GENERATION: &str = "retry_ticket_generation";
     pub const NEXT_ATTEMPT_AT: &str = "next_attempt_at";
+    pub const DESTINATION: &str = "destination";
+    pub const DELIVERIES: &str = "deliveries";
     // Inside one `history` entry.
     pub const KIND: &str = "kind";
     // Inside one `attempts` entry.
@@ -236,7 +239,20 @@ pub(super) fn record_from_item(item: &Item) -> Result<EventRecord, LedgerError> 
         history: list_of(item, a::HISTORY, history_from_av)?,
         payload: payload_from_item(item)?,
         next_attempt_at: opt_n(item, a::NEXT_ATTEMPT_AT)?.map(Timestamp::from_millis),
+        destination: opt_s(item, a::DESTINATION)?
+            .and_then(|d| DestinationName::parse(d).ok())
+            .or(summary.destination),
+        deliveries: list_of(item, a::DELIVERIES, destination_from_av)?,
     })
+}
+
+fn destination_from_av(av: &AttributeValue) -> Result<DestinationName, LedgerError> {
+    match av {
+        AttributeValue::S(name) => {
+            DestinationName::parse(name).map_err(|e| corrupt(a::DELIVERIES, &e.to_string()))
+        }
+        _ => Err(corrupt(a::DELIVERIES, "an entry is not a string")),
+    }
 }
 
 /// An index entry as an [`EventSummary`]: the attributes the status index projects.
@@ -248,7 +264,6 @@ pub(super) fn summary_from_item(item: &Item) -> Result<EventSummary, LedgerError
     let source =
         SourceName::parse(source).map_err(|e| corrupt(a::SOURCE, &format!("{source:?}: {e}")))?;
     Ok(EventSummary {
-        event_id,
         source,
         event_type: req_s(item, a::EVENT_TYPE)?.to_owned(),
         status: status_of(item)?,
@@ -256,6 +271,9 @@ pub(super) fn summary_from_item(item: &Item) -> Result<EventSummary, LedgerError
         updated_at: Timestamp::from_millis(req_n(item, a::UPDATED_AT)?),
         attempt_count: req_n(item, a::ATTEMPT_COUNT)?,
         last_error: opt_s(item, a::LAST_ERROR)?.map(str::to_owned),
+        // The index projects no destination: a listing knows a delivery by its id.
+        destination: hookgate_core::ledger::destination_of(&event_id, None),
+        event_id,
     })
 }
 
@@ -406,6 +424,8 @@ mod tests {
 
     fn record_before_the_archive() -> EventRecord {
         EventRecord {
+            deliveries: Vec::new(),
+            destination: None,
             next_attempt_at: None,
             event_id: EventId::parse("github:abc").unwrap(),
             source: SourceName::parse("github").unwrap(),

@@ -167,7 +167,8 @@ impl DynamoDbLedger {
         want: usize,
         max_pages: usize,
     ) -> Result<PartitionRead, ReadError> {
-        let filtered = query.source.is_some() || query.event_type.is_some();
+        let filtered =
+            query.source.is_some() || query.event_type.is_some() || query.destination.is_some();
         // The newest `received_at` to read: before `until`, and not after the cursor's.
         let until = query.until.map(|t| t.as_millis() - 1);
         let cursor = query.cursor.as_ref().map(|c| c.received_at.as_millis());
@@ -301,6 +302,13 @@ impl DynamoDbLedger {
             filter.push("event_type = :event_type");
             request = request.expression_attribute_values(":event_type", s(event_type));
         }
+        if let Some(destination) = &query.destination {
+            // A delivery's id ends `@<destination>`; the exact match is checked on each entry
+            // read (`page_matches`), this only keeps the others off the wire.
+            filter.push("contains(event_id, :at_destination)");
+            request = request
+                .expression_attribute_values(":at_destination", s(&format!("@{destination}")));
+        }
         if !filter.is_empty() {
             request = request.filter_expression(filter.join(" AND "));
         }
@@ -397,6 +405,7 @@ mod tests {
 
     fn summary(id: &str, ms: i64) -> EventSummary {
         EventSummary {
+            destination: None,
             event_id: EventId::parse(id).unwrap(),
             source: SourceName::parse("demo").unwrap(),
             event_type: "t".into(),

@@ -425,6 +425,7 @@ async fn events_page(
             raw => hookgate_core::ledger::Cursor::parse(raw),
         };
         let query = PageQuery {
+            destination: None,
             status,
             source: checked.source.clone(),
             event_type: checked.event_type.clone(),
@@ -489,6 +490,7 @@ async fn status_counts(pages: &Pages, f: &Filters, checked: &Checked) -> Vec<Cou
     let mut counts = Vec::new();
     for status in EventStatus::ALL {
         let query = PageQuery {
+            destination: None,
             status,
             source: checked.source.clone(),
             event_type: None,

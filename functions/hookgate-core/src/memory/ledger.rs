@@ -119,6 +119,8 @@ fn new_record(
         history: Vec::new(),
         payload: None,
         next_attempt_at: None,
+        destination: crate::ledger::destination_of(event_id, None),
+        deliveries: Vec::new(),
     }
 }
 
@@ -454,6 +456,9 @@ impl Ledger for MemoryLedger {
         row.lease_until = Some(start.lease_until);
         row.lease_token = Some(start.lease_token.clone());
         row.record.generation = start.generation;
+        if start.destination.is_some() {
+            row.record.destination = start.destination.clone();
+        }
         if let (None, Some(payload)) = (&row.record.payload, &start.payload) {
             row.record.payload = Some(payload.info.clone());
             row.inline_payload = payload.inline.clone();
@@ -477,6 +482,9 @@ impl Ledger for MemoryLedger {
                 row.record.last_error = end.attempt.error.clone();
                 row.record.attempts.push(end.attempt.clone());
                 row.record.next_attempt_at = end.next_attempt_at;
+                if !end.deliveries.is_empty() {
+                    row.record.deliveries = end.deliveries.clone();
+                }
                 row.lease_until = None;
                 row.lease_token = None;
                 row.finished_attempt = end.attempt.attempt;
@@ -710,6 +718,7 @@ mod tests {
     /// The processor's first take of `claim`'s event: `received` → `processing`.
     fn take(claim: &Claim, now: Timestamp) -> AttemptStart {
         AttemptStart {
+            destination: None,
             event_id: claim.event_id.clone(),
             source: claim.source.clone(),
             event_type: claim.event_type.clone(),

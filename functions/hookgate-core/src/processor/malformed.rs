@@ -86,6 +86,7 @@ impl Processor {
     async fn record_malformed(&self, identity: Identity, outcome: &RecordOutcome, error: &str) {
         let now = self.clock.now();
         let start = AttemptStart {
+            destination: None,
             event_id: identity.event_id.clone(),
             source: identity.source,
             event_type: identity.event_type,
@@ -125,6 +126,7 @@ impl Processor {
             ),
         };
         let end = AttemptEnd {
+            deliveries: Vec::new(),
             next_attempt_at: None,
             event_id: identity.event_id,
             attempt: Attempt {

@@ -125,6 +125,7 @@ impl Processor {
             pointer,
         } = queued;
         let start = AttemptStart {
+            destination: None,
             event_id: envelope.event_id.clone(),
             source: envelope.source.clone(),
             event_type: envelope.event_type.clone(),
@@ -275,6 +276,7 @@ impl Processor {
             Err(e) => e.delivery.as_ref(),
         };
         let end = AttemptEnd {
+            deliveries: Vec::new(),
             event_id: invoked.event_id.clone(),
             attempt: Attempt {
                 attempt: invoked.attempt,
@@ -485,6 +487,7 @@ impl Processor {
             _ => None,
         };
         let end = AttemptEnd {
+            deliveries: Vec::new(),
             event_id: event_id.clone(),
             attempt: Attempt {
                 attempt,

@@ -12,6 +12,7 @@ use hookgate_core::{EventId, Ledger};
 pub async fn taken(ledger: &dyn Ledger, id: &EventId) {
     let record = ledger.get(id).await.unwrap().expect("a claimed event");
     let start = AttemptStart {
+        destination: None,
         event_id: id.clone(),
         source: record.source.clone(),
         event_type: record.event_type.clone(),
