@@ -307,7 +307,7 @@ impl DynamoDbLedger {
             // read (`page_matches`), this only keeps the others off the wire.
             filter.push("contains(event_id, :at_destination)");
             request = request
-                .expression_attribute_values(":at_destination", s(&format!("@{destination}")));
+                .expression_attribute_values(":at_destination", s(format!("@{destination}")));
         }
         if !filter.is_empty() {
             request = request.filter_expression(filter.join(" AND "));
