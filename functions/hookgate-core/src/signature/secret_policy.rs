@@ -5,7 +5,7 @@
 //! | scheme | minimum | why |
 //! |---|---|---|
 //! | `standard`, `svix`, a `forward` secret | the base64 decodes to 24 bytes | the Standard Webhooks spec: 24–64 random bytes (`whsec_` + 32 base64 characters from Svix) |
-//! | the same, ed25519 keys | `whpk_`: 32 bytes; `whsk_`: 32 (seed) or 64 (seed and its public key) | an ed25519 key has one size; the two private forms are what libraries export (see [`super::ed25519`]) |
+//! | the same, ed25519 keys | `whpk_`: 32 bytes; `whsk_`: 32 (seed) or 64 (seed and its public key) | an ed25519 key has one size; the two private forms are what libraries export (see `signature/ed25519.rs`) |
 //! | `stripe` | 16 bytes after the `whsec_` prefix | Stripe issues `whsec_` + 32 characters; the whole string is the key, its prefix is not secret |
 //! | `github`, `shopify`, `slack`, `hmac-sha256` | 16 bytes | Slack issues 32 hex digits, Shopify a 32-hex-digit client secret (`shpss_…`); GitHub takes what you choose, and 16 bytes (128 bits) is the least an HMAC key should carry |
 //!
