@@ -519,3 +519,54 @@ async fn a_source_may_remember_its_events_longer_than_the_receiver() {
     );
     assert_eq!(queue.len(), 3);
 }
+
+#[tokio::test]
+async fn a_v1a_signed_request_is_accepted_and_a_tampered_one_answered_401() {
+    // The first case of the ed25519 vectors (signed by Python's `cryptography`, see
+    // tests/ed25519.rs): a source holding only the public key, beside an HMAC secret.
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("vectors/ed25519_standard_webhooks.json")).unwrap();
+    let case = &fixture["cases"][0];
+    let text = |k: &str| case[k].as_str().unwrap().to_owned();
+    let (public_key, msg_id, body, signature) = (
+        text("public_key"),
+        text("msg_id"),
+        text("body"),
+        text("signature"),
+    );
+    let timestamp = case["timestamp"].as_i64().unwrap().to_string();
+    let (receiver, queue, clock) = receiver_for(&format!(
+        "[sources.ed]\nscheme = 'standard'\n\
+         secrets = ['whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', '{public_key}']"
+    ));
+    clock.set(Timestamp::from_secs(case["timestamp"].as_i64().unwrap()));
+    let signed = |body: &[u8], timestamp: &str| {
+        raw_request(
+            "ed",
+            &[
+                ("webhook-id", &msg_id),
+                ("webhook-timestamp", timestamp),
+                ("webhook-signature", &signature),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+    };
+
+    let reply = receiver.handle(signed(body.as_bytes(), &timestamp)).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+    assert_eq!(reply.body["event_id"], format!("ed:{msg_id}"));
+
+    let mut tampered = body.clone().into_bytes();
+    tampered[10] ^= 1;
+    let later = (case["timestamp"].as_i64().unwrap() + 1).to_string();
+    for request in [
+        signed(&tampered, &timestamp),
+        signed(body.as_bytes(), &later),
+    ] {
+        let reply = receiver.handle(request).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{reply:?}");
+        assert_eq!(reply.body["error"], "signature_mismatch");
+    }
+    assert_eq!(queued_ids(&queue).await, [format!("ed:{msg_id}")]);
+}

@@ -10,7 +10,12 @@
 //!   deduplicate;
 //! - `webhook-timestamp`: the attempt's time, Unix seconds;
 //! - `webhook-signature`: `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, under the
-//!   destination's `whsec_` secret — what every Standard Webhooks library verifies.
+//!   destination's `whsec_` secret — what every Standard Webhooks library verifies; or, when
+//!   the `secret` is an ed25519 private key `whsk_<base64>`, `v1a,<base64 ed25519 signature>` of
+//!   the same content, which the destination verifies with the `whpk_` public key alone. The
+//!   private key is taken as its 32-byte seed or as the 64-byte seed followed by its public key
+//!   (libsodium's and Go's form; libraries differ), whose public half must match the seed:
+//!   see [`crate::signature::StandardWebhooks::for_signing`].
 //!
 //! Safety, because the URL is configuration but what it reaches is decided at run time:
 //! `https` only unless `allow_http`; only public addresses unless `allow_private_networks`
@@ -65,7 +70,9 @@ const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 pub struct ForwardOptions {
     /// Where to POST: `https://…` (or `http://…` with `allow_http`).
     pub url: String,
-    /// The Standard Webhooks signing secret, `whsec_<base64>`, shared with the destination.
+    /// The Standard Webhooks signing key: a `whsec_<base64>` secret shared with the
+    /// destination (`v1`), or an ed25519 private key `whsk_<base64>` whose `whpk_` public key
+    /// the destination holds (`v1a`).
     pub secret: Secret,
     /// How long one delivery may take, connection to last byte (default 10 s).
     #[serde(default = "default_timeout_ms")]
@@ -115,8 +122,9 @@ pub enum DestinationError {
     /// The URL does not parse, has no host, or uses another scheme.
     #[error("url: {0}")]
     Url(String),
-    /// The secret is not a Standard Webhooks secret (`whsec_<base64>`, the prefix optional), or
-    /// decodes to fewer than 24 bytes. The message never shows the secret.
+    /// The secret is not a Standard Webhooks secret (`whsec_<base64>`, the prefix optional) of
+    /// 24 bytes or more, nor an ed25519 private key (`whsk_`, 32 or 64 bytes with a matching
+    /// public half). The message never shows the secret.
     #[error("{0}")]
     Secret(String),
     /// A header name or value cannot be sent, or would replace one hookgate sets.

@@ -8,6 +8,7 @@
 
 mod body_fields;
 mod common;
+mod ed25519;
 mod github;
 mod hmac_sha256;
 pub mod registry;

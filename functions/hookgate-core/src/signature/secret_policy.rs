@@ -5,6 +5,7 @@
 //! | scheme | minimum | why |
 //! |---|---|---|
 //! | `standard`, `svix`, a `forward` secret | the base64 decodes to 24 bytes | the Standard Webhooks spec: 24–64 random bytes (`whsec_` + 32 base64 characters from Svix) |
+//! | the same, ed25519 keys | `whpk_`: 32 bytes; `whsk_`: 32 (seed) or 64 (seed and its public key) | an ed25519 key has one size; the two private forms are what libraries export (see `signature/ed25519.rs`) |
 //! | `stripe` | 16 bytes after the `whsec_` prefix | Stripe issues `whsec_` + 32 characters; the whole string is the key, its prefix is not secret |
 //! | `github`, `shopify`, `slack`, `hmac-sha256` | 16 bytes | Slack issues 32 hex digits, Shopify a 32-hex-digit client secret (`shpss_…`); GitHub takes what you choose, and 16 bytes (128 bits) is the least an HMAC key should carry |
 //!
@@ -16,6 +17,7 @@
 //! (RFC 4231's key `"key"`, stripe-dotnet's `"webhook_secret"`) can still be checked against
 //! them; everything built from a configuration goes through [`check`].
 
+use super::ed25519::{self, KeyKind, PrivateKey, PublicKey};
 use super::standard::decode_secret;
 use super::SchemeError;
 use crate::secret::Secret;
@@ -73,8 +75,14 @@ pub fn check(rule: SecretRule, scheme: &str, secrets: &[Secret]) -> Result<(), S
 }
 
 /// Refuses a Standard Webhooks secret (`whsec_<base64>` or bare base64) that is not base64 or
-/// decodes to fewer than [`MIN_STANDARD_SECRET_BYTES`]; `field` names it in the error.
+/// decodes to fewer than [`MIN_STANDARD_SECRET_BYTES`], and an ed25519 key (`whpk_`, `whsk_`)
+/// that is not one; `field` names it in the error.
 pub fn check_standard(secret: &Secret, field: &str) -> Result<(), SchemeError> {
+    match ed25519::kind_of(secret.expose()) {
+        KeyKind::Public => return PublicKey::decode(secret.expose(), field).map(drop),
+        KeyKind::Private => return PrivateKey::decode(secret.expose(), field).map(drop),
+        KeyKind::Secret => {}
+    }
     let key = decode_secret(secret.expose(), field)?;
     if key.len() < MIN_STANDARD_SECRET_BYTES {
         return Err(SchemeError::Option(format!(

@@ -6,15 +6,24 @@
 //! ```text
 //! webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek
 //! webhook-timestamp: 1614265330
-//! webhook-signature: v1,<base64 HMAC-SHA256> [v1,<base64> …]
+//! webhook-signature: v1,<base64 HMAC-SHA256> [v1a,<base64 ed25519 signature> …]
 //! ```
 //!
-//! The MAC is HMAC-SHA256 over `{id}.{timestamp}.{body}`, keyed with the secret's bytes: the
-//! secret is configured as `whsec_<base64>`, and the part after the prefix is base64-decoded (a
-//! secret without the prefix is decoded whole, as the official libraries do). The signature
-//! header is a space-separated list; the request is accepted if any `v1` entry matches under any
-//! configured secret (rotation). Entries of other versions (`v1a,…` asymmetric signatures,
-//! `v2,…`) are ignored. The timestamp must be within `tolerance_secs` of now, either way.
+//! Both versions sign `{id}.{timestamp}.{body}`:
+//!
+//! - `v1`: HMAC-SHA256, keyed with a secret's bytes. The secret is configured as
+//!   `whsec_<base64>`, and the part after the prefix is base64-decoded (a secret without the
+//!   prefix is decoded whole, as the official libraries do).
+//! - `v1a`: ed25519, verified with a public key configured as `whpk_<base64 of 32 bytes>`, and
+//!   made with a private key `whsk_<base64>` (see [`super::ed25519`] for the two forms it takes).
+//!
+//! A source's `secrets` may mix them (rotation from one kind to the other). The signature header
+//! is a space-separated list; the request is accepted if any `v1` entry matches under any
+//! `whsec_` secret or any `v1a` entry verifies under any `whpk_` key (or the public half of a
+//! `whsk_` key). A signature of one kind is never checked against a key of the other. Entries of
+//! other versions (`v2,…`) are ignored. The timestamp must be within `tolerance_secs` of now,
+//! either way. Signing (`hookgate sign`, a forward destination) uses the first configured key
+//! that can sign: a `whsec_` secret writes `v1`, a `whsk_` key `v1a`; a `whpk_` key cannot sign.
 //!
 //! Dedup key: the `webhook-id` header. It is part of the signed content, and the provider keeps
 //! it across retries (a retry is re-signed with a new timestamp, but carries the same id), so
@@ -31,6 +40,7 @@ use base64::Engine as _;
 use hmac::Mac;
 
 use super::common::clean_event_type;
+use super::ed25519::{self, KeyKind, PrivateKey, PublicKey};
 use super::{
     any_signature_matches, check_tolerance, header_str, hmac_sha256, json_type, parse_unix_secs,
     CommonOptions, SchemeError, SignatureError, SignatureScheme, SignedRequest, TypeSource,
@@ -56,8 +66,13 @@ const SECRET_B64: GeneralPurpose = GeneralPurpose::new(
 #[derive(Clone)]
 pub struct StandardWebhooks {
     name: &'static str,
-    /// The decoded secrets, in configuration order. Never printed.
+    /// The decoded `whsec_` secrets, in configuration order: they verify `v1`. Never printed.
     keys: Vec<Vec<u8>>,
+    /// The `whpk_` keys and the public halves of `whsk_` keys, in configuration order: they
+    /// verify `v1a`. Never printed.
+    public_keys: Vec<PublicKey>,
+    /// The first configured key that can sign, if any. Never printed.
+    signer: Option<Signer>,
     tolerance_secs: u64,
     id_header: String,
     timestamp_header: String,
@@ -71,6 +86,11 @@ impl fmt::Debug for StandardWebhooks {
         f.debug_struct("StandardWebhooks")
             .field("name", &self.name)
             .field("keys", &format_args!("[***; {}]", self.keys.len()))
+            .field(
+                "public_keys",
+                &format_args!("[***; {}]", self.public_keys.len()),
+            )
+            .field("signs", &self.signer.as_ref().map(Signer::version))
             .field("tolerance_secs", &self.tolerance_secs)
             .field("id_header", &self.id_header)
             .field("timestamp_header", &self.timestamp_header)
@@ -92,15 +112,18 @@ impl StandardWebhooks {
                 return Err(SchemeError::Option(format!("{h:?} is not a header name")));
             }
         }
-        let keys = common
-            .secrets
-            .iter()
-            .enumerate()
-            .map(|(i, secret)| decode_secret(secret.expose(), &format!("secrets[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = Keys::decode(
+            common
+                .secrets
+                .iter()
+                .enumerate()
+                .map(|(i, secret)| (format!("secrets[{i}]"), secret.expose())),
+        )?;
         Ok(Self {
             name: if prefix == "svix" { "svix" } else { "standard" },
-            keys,
+            keys: keys.hmac,
+            public_keys: keys.public,
+            signer: keys.signer,
             tolerance_secs: common.tolerance_secs,
             kept: vec![id_header.clone(), timestamp_header.clone()],
             id_header,
@@ -109,15 +132,28 @@ impl StandardWebhooks {
         })
     }
 
-    /// A `standard` scheme that signs outbound messages with `secret` (`whsec_<base64>`): the
-    /// forwarding handler's signer.
+    /// A `standard` scheme that signs outbound messages with `secret`: the forwarding
+    /// handler's signer. A `whsec_<base64>` secret signs `v1` (HMAC-SHA256), a `whsk_<base64>`
+    /// private key `v1a` (ed25519); a `whpk_` public key cannot sign and is refused. Errors name
+    /// the field `secret`, never the key.
     pub fn for_signing(secret: &Secret) -> Result<Self, SchemeError> {
-        let key = decode_secret(secret.expose(), "secret")?;
+        if ed25519::kind_of(secret.expose()) == KeyKind::Public {
+            return Err(SchemeError::Option(format!(
+                "secret: a {} public key verifies but cannot sign; sign with the {} private \
+                 key and give the destination its {} public key",
+                ed25519::PUBLIC_KEY_PREFIX,
+                ed25519::PRIVATE_KEY_PREFIX,
+                ed25519::PUBLIC_KEY_PREFIX,
+            )));
+        }
+        let keys = Keys::decode([("secret".to_owned(), secret.expose())])?;
         let id_header = "webhook-id".to_owned();
         let timestamp_header = "webhook-timestamp".to_owned();
         Ok(Self {
             name: "standard",
-            keys: vec![key],
+            keys: keys.hmac,
+            public_keys: keys.public,
+            signer: keys.signer,
             tolerance_secs: super::DEFAULT_TOLERANCE_SECS,
             kept: vec![id_header.clone(), timestamp_header.clone()],
             id_header,
@@ -126,14 +162,18 @@ impl StandardWebhooks {
         })
     }
 
-    /// The three headers that sign `body` as message `id` sent at `now`, under the first
-    /// secret: `webhook-id`, `webhook-timestamp`, `webhook-signature` (or the `svix-` forms).
+    /// The three headers that sign `body` as message `id` sent at `now`, under the first key
+    /// that can sign: `webhook-id`, `webhook-timestamp`, `webhook-signature` (or the `svix-`
+    /// forms). None when no configured key can sign (only `whpk_` public keys).
     pub fn sign_message(&self, id: &str, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
-        let Some(key) = self.keys.first() else {
+        let Some(signer) = &self.signer else {
             return Vec::new();
         };
         let timestamp = now.as_secs().to_string();
-        let signature = Self::v1_signature(key, id, &timestamp, body);
+        let signature = match signer {
+            Signer::Hmac(key) => Self::v1_signature(key, id, &timestamp, body),
+            Signer::Ed25519(key) => Self::v1a_signature(key, id, &timestamp, body),
+        };
         vec![
             (self.id_header.clone(), id.to_owned()),
             (self.timestamp_header.clone(), timestamp),
@@ -151,6 +191,81 @@ impl StandardWebhooks {
         .into_bytes();
         format!("v1,{}", B64.encode(tag))
     }
+
+    /// The `v1a,<base64>` signature of `body` sent as message `id` at `timestamp`, under `key`.
+    fn v1a_signature(key: &PrivateKey, id: &str, timestamp: &str, body: &[u8]) -> String {
+        format!(
+            "v1a,{}",
+            B64.encode(key.sign(&signed_content(id, timestamp, body)))
+        )
+    }
+}
+
+/// What signs a scheme's outbound messages.
+#[derive(Clone)]
+enum Signer {
+    /// A `whsec_` secret: `v1`, HMAC-SHA256.
+    Hmac(Vec<u8>),
+    /// A `whsk_` private key: `v1a`, ed25519.
+    Ed25519(PrivateKey),
+}
+
+impl Signer {
+    /// The signature version it writes.
+    fn version(&self) -> &'static str {
+        match self {
+            Signer::Hmac(_) => "v1",
+            Signer::Ed25519(_) => "v1a",
+        }
+    }
+}
+
+/// A scheme's keys, sorted by what they do.
+struct Keys {
+    hmac: Vec<Vec<u8>>,
+    public: Vec<PublicKey>,
+    signer: Option<Signer>,
+}
+
+impl Keys {
+    /// Decodes each `(field, value)` by its prefix; the first that can sign signs. Errors name
+    /// the field, never the value.
+    fn decode<'a>(
+        values: impl IntoIterator<Item = (String, &'a str)>,
+    ) -> Result<Self, SchemeError> {
+        let mut keys = Self {
+            hmac: Vec::new(),
+            public: Vec::new(),
+            signer: None,
+        };
+        for (field, value) in values {
+            match ed25519::kind_of(value) {
+                KeyKind::Secret => {
+                    let key = decode_secret(value, &field)?;
+                    keys.signer.get_or_insert_with(|| Signer::Hmac(key.clone()));
+                    keys.hmac.push(key);
+                }
+                KeyKind::Public => keys.public.push(PublicKey::decode(value, &field)?),
+                KeyKind::Private => {
+                    let key = PrivateKey::decode(value, &field)?;
+                    keys.public.push(key.public_key());
+                    keys.signer.get_or_insert(Signer::Ed25519(key));
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// `{id}.{timestamp}.{body}` in one buffer: ed25519 signs a message whole.
+fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
 }
 
 /// Decodes a Standard Webhooks secret: `whsec_<base64>`, or the base64 alone (the prefix is
@@ -167,24 +282,34 @@ pub(super) fn decode_secret(secret: &str, field: &str) -> Result<Vec<u8>, Scheme
     }
 }
 
-/// The `v1` signatures of a signature header, decoded. `Err` when the header holds no usable
-/// `v1` entry at all: none, or every one of them not base64 of a 32-byte MAC. Unreadable
-/// entries beside a readable one are skipped, as the official libraries do.
-fn v1_signatures(value: &str, header: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
+/// The signatures of a signature header, decoded: `v1` (HMAC) and `v1a` (ed25519).
+#[derive(Debug, Default)]
+struct Signatures {
+    v1: Vec<Vec<u8>>,
+    v1a: Vec<Vec<u8>>,
+}
+
+/// The `v1` and `v1a` signatures of a signature header, decoded. `Err` when the header holds no
+/// usable entry at all: none, or every one of them not base64 of a signature of its version's
+/// length (32 bytes for `v1`, 64 for `v1a`). Unreadable entries beside a readable one are
+/// skipped, as the official libraries do.
+fn signatures(value: &str, header: &str) -> Result<Signatures, SignatureError> {
     let malformed = || SignatureError::Malformed(header.to_owned());
-    let mut signatures = Vec::new();
+    let mut signatures = Signatures::default();
     for entry in value.split_ascii_whitespace() {
         let (version, encoded) = entry.split_once(',').ok_or_else(malformed)?;
-        if version != "v1" {
-            continue;
-        }
+        let (list, len) = match version {
+            "v1" => (&mut signatures.v1, TAG_LEN),
+            "v1a" => (&mut signatures.v1a, ed25519::SIGNATURE_LEN),
+            _ => continue,
+        };
         if let Ok(sig) = B64.decode(encoded) {
-            if sig.len() == TAG_LEN {
-                signatures.push(sig);
+            if sig.len() == len {
+                list.push(sig);
             }
         }
     }
-    if signatures.is_empty() {
+    if signatures.v1.is_empty() && signatures.v1a.is_empty() {
         return Err(malformed());
     }
     Ok(signatures)
@@ -217,7 +342,7 @@ impl SignatureScheme for StandardWebhooks {
         }
         let timestamp = timestamp.trim();
         let signed_at = parse_unix_secs(timestamp, &self.timestamp_header)?;
-        let signatures = v1_signatures(signature, &self.signature_header)?;
+        let signatures = signatures(signature, &self.signature_header)?;
         let parts: [&[u8]; 5] = [
             id.as_bytes(),
             b".",
@@ -225,7 +350,20 @@ impl SignatureScheme for StandardWebhooks {
             b".",
             request.body,
         ];
-        if !any_signature_matches(&self.keys, &parts, &signatures) {
+        // Each kind of signature under the keys of its kind only; the HMACs (cheap, compared
+        // in constant time) first. ed25519 verification involves no secret.
+        let v1_matches =
+            !signatures.v1.is_empty() && any_signature_matches(&self.keys, &parts, &signatures.v1);
+        let matches = v1_matches
+            || (!signatures.v1a.is_empty() && !self.public_keys.is_empty() && {
+                let content = signed_content(id, timestamp, request.body);
+                signatures.v1a.iter().any(|signature| {
+                    self.public_keys
+                        .iter()
+                        .any(|key| key.verifies(&content, signature))
+                })
+            });
+        if !matches {
             return Err(SignatureError::Mismatch);
         }
         // Authentic, but possibly a replay: the signed timestamp must be recent.
@@ -745,6 +883,85 @@ mod tests {
         for text in [err.to_string(), format!("{err:?}")] {
             assert!(!text.contains(&expected[3..]), "{text}");
             assert!(!text.contains("MfKQ9r8G"), "{text}");
+        }
+    }
+
+    /// RFC 8032 section 7.1, TEST 1: the seed and public key (as `whsk_`, `whpk_`).
+    const ED_PRIVATE: &str = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=";
+    const ED_PUBLIC: &str = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+    #[test]
+    fn the_first_key_that_can_sign_signs_and_a_public_key_alone_cannot() {
+        let body = br#"{"type":"a"}"#;
+        let now = Timestamp::from_secs(TS);
+        let signature_of = |secrets: &[&str]| {
+            let signed = scheme_with(secrets, "webhook", "").sign(body, now);
+            signed.get(2).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        assert!(signature_of(&[ED_PUBLIC, SECRET]).starts_with("v1,"));
+        assert!(signature_of(&[ED_PUBLIC, ED_PRIVATE, SECRET]).starts_with("v1a,"));
+        assert!(signature_of(&[SECRET, ED_PRIVATE]).starts_with("v1,"));
+        assert!(scheme_with(&[ED_PUBLIC], "webhook", "")
+            .sign(body, now)
+            .is_empty());
+        // A private key verifies what it signs; so does its public key.
+        let signer = scheme_with(&[ED_PRIVATE], "svix", "");
+        let signed = signer.sign(body, now);
+        let h = headers(&pairs(&signed));
+        assert!(verify_at(&signer, &h, body, TS).is_ok());
+        let by_public = verify_at(&scheme_with(&[ED_PUBLIC], "svix", ""), &h, body, TS);
+        assert!(by_public.is_ok(), "{by_public:?} {signed:?}");
+        assert_eq!(
+            code(verify_at(&scheme_with(&[SECRET], "svix", ""), &h, body, TS)),
+            "signature_mismatch"
+        );
+        // A destination's signer refuses a public key, naming the field only.
+        let err = StandardWebhooks::for_signing(&Secret::new(ED_PUBLIC)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("secret: a whpk_ public key"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains(&ED_PUBLIC[5..]), "{err}");
+    }
+
+    #[test]
+    fn ed25519_keys_never_print() {
+        let s = scheme_with(&[ED_PRIVATE, ED_PUBLIC, SECRET], "webhook", "");
+        let debug = format!("{s:?}");
+        assert!(debug.contains("public_keys: [***; 2]"), "{debug}");
+        assert!(debug.contains("signs: Some(\"v1a\")"), "{debug}");
+        for key in [ED_PRIVATE, ED_PUBLIC, SECRET] {
+            assert!(!debug.contains(&key[6..16]), "{debug}");
+        }
+    }
+
+    #[test]
+    fn v1a_entries_must_be_64_byte_signatures() {
+        let s = scheme_with(&[ED_PUBLIC], "webhook", "");
+        let sig64 = B64.encode([0u8; 64]);
+        // A v1a entry of the right length is usable (and wrong): a mismatch.
+        assert_eq!(
+            code(verify_at(
+                &s,
+                &vector_headers(&format!("v1a,{sig64}")),
+                PAYLOAD,
+                TS
+            )),
+            "signature_mismatch"
+        );
+        // Of any other length, or not base64, it is skipped: with nothing else, malformed.
+        for bad in [
+            "v1a,".to_owned(),
+            format!("v1a,{}", B64.encode([0u8; 63])),
+            format!("v1a,{}", B64.encode([0u8; 65])),
+            format!("v1a,{}", B64.encode([0u8; 32])),
+            format!("v1a,{}!", &sig64[..sig64.len() - 1]),
+        ] {
+            assert_eq!(
+                code(verify_at(&s, &vector_headers(&bad), PAYLOAD, TS)),
+                "signature_malformed",
+                "{bad}"
+            );
         }
     }
 
