@@ -1652,7 +1652,7 @@ async fn deliveries_are_events_listed_by_destination(ledger: Arc<dyn Ledger>) {
         .list_page(&page(EventStatus::Failed, &billing))
         .await
         .unwrap();
-    assert_eq!(ids(&listed.events), [id.clone()]);
+    assert_eq!(ids(&listed.events), [id]);
     assert_eq!(listed.events[0].destination, Some(billing.clone()));
     // `billing` is not `billing-eu`, though one name begins the other.
     let listed = ledger
