@@ -4,7 +4,12 @@
 //! - `GET /events/{id}`: one event, with its attempts.
 //! - `GET /events?status=…&source=…&type=…&since=…&until=…&limit=…&cursor=…`: the newest
 //!   events, newest first, without their attempts, a page at a time (see
-//!   [`StatusApi::list_events`]).
+//!   [`StatusApi::list_events`]); `destination=NAME` lists the deliveries to one destination.
+//!
+//! An event fanned out to several destinations shows them under `deliveries` (each delivery
+//! is an event of its own, `<event id>@<destination>`), and its `status` is their aggregate:
+//! `processed` when every delivery is, `dead_lettered` or `failed` (with
+//! `failed_deliveries` naming them) when any is, `processing` while they are on their way.
 //! - `GET /events/{id}/payload`: the payload as the provider sent it, with its content type.
 //! - `POST /events/{id}/replay`: run it again (see [`crate::replay`]).
 
@@ -17,9 +22,11 @@ use subtle::ConstantTimeEq;
 use bytes::Bytes;
 
 use crate::clock::Timestamp;
+use crate::destination_policy::DestinationName;
 use crate::envelope::{EventId, SourceName};
 use crate::ledger::{
-    Cursor, EventStatus, Ledger, ListQuery, PageQuery, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+    newest_first, Cursor, EventRecord, EventStatus, Ledger, LedgerError, ListQuery, PageQuery,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 use crate::replay::{Origin, Replayer};
 use crate::reply::Reply;
@@ -193,6 +200,18 @@ impl StatusApi {
                         "payload_sha256".into(),
                         payload.map(|p| p.sha256.clone()).into(),
                     );
+                    if !record.deliveries.is_empty() {
+                        match self.deliveries(&record).await {
+                            Ok(view) => view.merge_into(fields),
+                            Err(e) => {
+                                return Reply::error(
+                                    StatusCode::SERVICE_UNAVAILABLE,
+                                    "ledger_unavailable",
+                                    e.to_string(),
+                                )
+                            }
+                        }
+                    }
                 }
                 Reply::ok(StatusCode::OK, body)
             }
@@ -203,6 +222,22 @@ impl StatusApi {
                 e.to_string(),
             ),
         }
+    }
+
+    /// The deliveries of an event that was fanned out, read from the ledger.
+    async fn deliveries(&self, record: &EventRecord) -> Result<DeliveriesView, LedgerError> {
+        let reads = record.deliveries.iter().map(|d| {
+            let id = record.event_id.delivery(d);
+            async move { (d.clone(), id.clone(), self.ledger.get(&id).await) }
+        });
+        let mut rows = Vec::new();
+        for (destination, id, read) in futures::future::join_all(reads).await {
+            rows.push((destination, id, read?));
+        }
+        Ok(DeliveriesView {
+            own_status: record.status,
+            rows,
+        })
     }
 
     /// `GET /events?status=…&source=…&limit=…`: `200 {"events": [summary, …]}`, newest first.
@@ -232,6 +267,22 @@ impl StatusApi {
                 e.to_string(),
             )
         };
+        if let (Some(page_query), None) = (&paged, query.status) {
+            // Deliveries to one destination, every status: a page of each, merged.
+            let mut all = Vec::new();
+            for status in EventStatus::ALL {
+                let q = PageQuery {
+                    status,
+                    ..page_query.clone()
+                };
+                match self.ledger.list_page(&q).await {
+                    Ok(page) => all.extend(page.events),
+                    Err(e) => return unavailable(e),
+                }
+            }
+            let events = newest_first(all, query.limit);
+            return Reply::ok(StatusCode::OK, serde_json::json!({ "events": events }));
+        }
         if let Some(page_query) = paged {
             return match self.ledger.list_page(&page_query).await {
                 Ok(page) => {
@@ -250,6 +301,76 @@ impl StatusApi {
             Ok(events) => Reply::ok(StatusCode::OK, serde_json::json!({ "events": events })),
             Err(e) => unavailable(e),
         }
+    }
+}
+
+/// An event's deliveries, as `GET /events/{id}` shows them: one entry per destination, and
+/// the event's status as their aggregate.
+struct DeliveriesView {
+    /// The event's own status: `processed` once it was fanned out.
+    own_status: EventStatus,
+    /// `(destination, delivery id, its record)`; `None` for one not in the ledger (yet).
+    rows: Vec<(DestinationName, EventId, Option<EventRecord>)>,
+}
+
+impl DeliveriesView {
+    /// The event's status as its deliveries have it: `processed` when every one is;
+    /// `dead_lettered` when any is; else `failed` when any waits for a retry; else the
+    /// deliveries are on their way (`processing`).
+    fn aggregate(&self) -> EventStatus {
+        let statuses: Vec<EventStatus> = self
+            .rows
+            .iter()
+            .map(|(_, _, r)| r.as_ref().map_or(EventStatus::Received, |r| r.status))
+            .collect();
+        if statuses.iter().all(|s| *s == EventStatus::Processed) {
+            EventStatus::Processed
+        } else if statuses.contains(&EventStatus::DeadLettered) {
+            EventStatus::DeadLettered
+        } else if statuses.contains(&EventStatus::Failed) {
+            EventStatus::Failed
+        } else {
+            EventStatus::Processing
+        }
+    }
+
+    fn merge_into(self, fields: &mut serde_json::Map<String, serde_json::Value>) {
+        let status = self.aggregate();
+        let failing: Vec<&str> = self
+            .rows
+            .iter()
+            .filter(|(_, _, r)| {
+                r.as_ref().is_some_and(|r| {
+                    matches!(r.status, EventStatus::Failed | EventStatus::DeadLettered)
+                })
+            })
+            .map(|(d, _, _)| d.as_str())
+            .collect();
+        let deliveries: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|(destination, id, record)| match record {
+                Some(r) => serde_json::json!({
+                    "destination": destination,
+                    "event_id": id,
+                    "status": r.status,
+                    "attempt_count": r.attempt_count,
+                    "last_error": r.last_error,
+                    "next_attempt_at": r.next_attempt_at,
+                    "updated_at": r.updated_at,
+                }),
+                None => serde_json::json!({
+                    "destination": destination,
+                    "event_id": id,
+                    "status": EventStatus::Received,
+                    "attempt_count": 0,
+                }),
+            })
+            .collect();
+        fields.insert("fan_out_status".into(), self.own_status.as_str().into());
+        fields.insert("status".into(), status.as_str().into());
+        fields.insert("failed_deliveries".into(), failing.into());
+        fields.insert("deliveries".into(), deliveries.into());
     }
 }
 
@@ -309,6 +430,12 @@ fn parse_page_params(
         }
     };
     let (since, until) = (time("since")?, time("until")?);
+    let destination = match one("destination", "invalid_destination")? {
+        None => None,
+        Some(raw) => Some(
+            DestinationName::parse(raw).map_err(|e| bad("invalid_destination", &e.to_string()))?,
+        ),
+    };
     let cursor = match one("cursor", "invalid_cursor")? {
         None => None,
         Some(raw) => Some(
@@ -317,6 +444,25 @@ fn parse_page_params(
         ),
     };
     let Some(status) = query.status else {
+        if let Some(destination) = destination {
+            if event_type.is_some() || since.is_some() || until.is_some() || cursor.is_some() {
+                return Err(bad(
+                    "invalid_status",
+                    "a listing by type, time or cursor needs a status",
+                ));
+            }
+            // Every status's deliveries to `destination`, merged (see `list_events`).
+            return Ok(Some(PageQuery {
+                destination: Some(destination),
+                status: EventStatus::Received,
+                source: query.source.clone(),
+                event_type: None,
+                since: None,
+                until: None,
+                limit: query.limit,
+                cursor: None,
+            }));
+        }
         if event_type.is_some() || since.is_some() || until.is_some() || cursor.is_some() {
             return Err(bad(
                 "invalid_status",
@@ -326,7 +472,7 @@ fn parse_page_params(
         return Ok(None);
     };
     Ok(Some(PageQuery {
-        destination: None,
+        destination,
         status,
         source: query.source.clone(),
         event_type,
@@ -515,6 +661,17 @@ mod tests {
     /// Claims `id` from `source` at second `at`, and takes it to `status` (`received` as the
     /// receiver leaves it, or through one attempt to `failed`/`processed`).
     async fn put(ledger: &MemoryLedger, id: &str, source: &str, at: i64, status: EventStatus) {
+        put_with(ledger, id, source, at, status, &[]).await;
+    }
+
+    async fn put_with(
+        ledger: &MemoryLedger,
+        id: &str,
+        source: &str,
+        at: i64,
+        status: EventStatus,
+        deliveries: &[DestinationName],
+    ) {
         let now = Timestamp::from_secs(at);
         let event_id = EventId::parse(id).unwrap();
         let source = SourceName::parse(source).unwrap();
@@ -548,7 +705,7 @@ mod tests {
         ledger.start_attempt(&start).await.unwrap();
         let error = (status != EventStatus::Processed).then(|| "boom".to_owned());
         let end = AttemptEnd {
-            deliveries: Vec::new(),
+            deliveries: deliveries.to_vec(),
             next_attempt_at: None,
             event_id,
             attempt: Attempt {
@@ -725,6 +882,105 @@ mod tests {
         assert_eq!(event["last_error"], "boom");
         assert_eq!(event["received_at"], "1970-01-01T00:00:20.000Z");
         assert!(event.get("attempts").is_none(), "{event}");
+    }
+
+    #[tokio::test]
+    async fn an_event_fanned_out_shows_its_deliveries_and_their_aggregate() {
+        let ledger = Arc::new(MemoryLedger::new());
+        put(
+            &ledger,
+            "demo:1@billing",
+            "demo",
+            10,
+            EventStatus::Processed,
+        )
+        .await;
+        put(&ledger, "demo:1@audit", "demo", 10, EventStatus::Processed).await;
+        put(&ledger, "demo:1@crm", "demo", 10, EventStatus::Failed).await;
+        put(
+            &ledger,
+            "demo:9@billing",
+            "demo",
+            20,
+            EventStatus::Processed,
+        )
+        .await;
+        let names = ["billing", "audit", "crm"].map(|d| DestinationName::parse(d).unwrap());
+        put_with(
+            &ledger,
+            "demo:1",
+            "demo",
+            10,
+            EventStatus::Processed,
+            &names,
+        )
+        .await;
+        let api = StatusApi::new(ledger.clone(), Access::AuthorizedUpstream);
+
+        let reply = api.get_event(None, "demo:1").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.body["status"], "failed", "{}", reply.body);
+        assert_eq!(reply.body["fan_out_status"], "processed");
+        assert_eq!(reply.body["failed_deliveries"], serde_json::json!(["crm"]));
+        let listed: Vec<(&str, &str)> = reply.body["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["destination"].as_str().unwrap(),
+                    d["status"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("billing", "processed"),
+                ("audit", "processed"),
+                ("crm", "failed")
+            ]
+        );
+        // One delivery read on its own names its destination.
+        let one = api.get_event(None, "demo:1@crm").await;
+        assert_eq!(one.body["destination"], "crm");
+
+        // Listing by destination: that destination's deliveries only, any status or one.
+        let billing = api.list_events(None, &[("destination", "billing")]).await;
+        assert_eq!(ids(&billing), ["demo:9@billing", "demo:1@billing"]);
+        let crm = api
+            .list_events(None, &[("destination", "crm"), ("status", "failed")])
+            .await;
+        assert_eq!(ids(&crm), ["demo:1@crm"]);
+        let bad = api
+            .list_events(None, &[("destination", "Not A Name")])
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.body["error"], "invalid_destination");
+    }
+
+    #[test]
+    fn the_aggregate_of_deliveries() {
+        let row = |status| {
+            let id = EventId::parse("demo:1@a").unwrap();
+            let r: EventRecord = serde_json::from_value(serde_json::json!({
+                "event_id": id, "source": "demo", "type": "t", "status": status,
+                "received_at": Timestamp::from_millis(0), "updated_at": Timestamp::from_millis(0),
+                "expires_at": Timestamp::from_millis(0), "attempt_count": 1, "attempts": [],
+            }))
+            .unwrap();
+            (DestinationName::parse("a").unwrap(), id, Some(r))
+        };
+        let view = |statuses: &[EventStatus]| DeliveriesView {
+            own_status: EventStatus::Processed,
+            rows: statuses.iter().map(|s| row(*s)).collect(),
+        };
+        use EventStatus::*;
+        assert_eq!(view(&[Processed, Processed]).aggregate(), Processed);
+        assert_eq!(view(&[Processed, Failed]).aggregate(), Failed);
+        assert_eq!(view(&[Failed, DeadLettered]).aggregate(), DeadLettered);
+        assert_eq!(view(&[Processed, Received]).aggregate(), Processing);
+        assert_eq!(view(&[Processing, Queued]).aggregate(), Processing);
     }
 
     #[tokio::test]
