@@ -130,6 +130,7 @@ impl EventSource {
                     | RecordOutcome::Superseded { .. }
                     | RecordOutcome::Rescheduled { .. }
                     | RecordOutcome::Stale
+                    | RecordOutcome::Held { .. }
             ) {
                 continue;
             }
@@ -159,6 +160,8 @@ pub struct BatchSummary {
     pub permanently_failed: usize,
     /// Failed on their last receive; the redrive policy moves them to the DLQ.
     pub dead_lettered: usize,
+    /// Deliveries held without an attempt (destination open, disabled, rate-limited).
+    pub held: usize,
     /// From the batch's start to its outcome.
     pub elapsed: Duration,
 }
@@ -178,6 +181,7 @@ impl BatchSummary {
                 | RecordOutcome::Superseded { .. }
                 | RecordOutcome::Stale
                 | RecordOutcome::Rescheduled { error: None, .. } => &mut summary.already_processed,
+                RecordOutcome::Held { .. } => &mut summary.held,
                 RecordOutcome::Rescheduled { error: Some(_), .. } => &mut summary.retried,
                 RecordOutcome::MovedToDlq { .. } => &mut summary.permanently_failed,
                 RecordOutcome::Failed {
@@ -204,6 +208,9 @@ impl fmt::Display for BatchSummary {
         }
         if self.already_processed > 0 {
             write!(f, ", {} already processed", self.already_processed)?;
+        }
+        if self.held > 0 {
+            write!(f, ", {} held", self.held)?;
         }
         write!(f, " in {} ms", self.elapsed.as_millis())
     }

@@ -109,6 +109,14 @@ pub enum RecordOutcome {
     /// A copy of the message that no longer holds the event's retry (see "Retries out of
     /// flight" above): acknowledged without running the handler.
     Stale,
+    /// A delivery held without an attempt — its destination is open, disabled or over its
+    /// rate limit — and handed to a delayed copy of the message, due at `until`.
+    Held {
+        /// Why, in words.
+        why: String,
+        /// When it is tried again.
+        until: Timestamp,
+    },
     /// Failed; the message stays on the queue and comes back after `retry_in`.
     Failed {
         /// Why.
@@ -131,6 +139,7 @@ impl RecordOutcome {
                 | RecordOutcome::MovedToDlq { .. }
                 | RecordOutcome::Rescheduled { .. }
                 | RecordOutcome::Stale
+                | RecordOutcome::Held { .. }
         )
     }
 }

@@ -282,6 +282,14 @@ impl Handlers {
         self.choose(source, event_type).handler
     }
 
+    /// Whether a registered route (not the fallback) takes events of `source` and `event_type`:
+    /// such a route wins over the configuration's `[[routes]]` for them.
+    pub fn has_route(&self, source: &str, event_type: &str) -> bool {
+        self.routes.iter().any(|r| {
+            r.source.specificity(source).is_some() && r.event_type.specificity(event_type).is_some()
+        })
+    }
+
     /// The handler for an event of `source` and `event_type`, and its route's timeout.
     pub fn choose(&self, source: &str, event_type: &str) -> Chosen {
         self.routes

@@ -102,11 +102,14 @@ pub enum Counter {
     PermanentlyFailed,
     /// A record failed on its last allowed receive; the redrive policy moves it to the DLQ.
     DeadLettered,
+    /// A delivery was held without an attempt: its destination is open, disabled or over its
+    /// rate limit.
+    Held,
 }
 
 impl Counter {
     /// Every counter, in the order they are written.
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 9] = [
         Counter::Received,
         Counter::Rejected,
         Counter::Duplicates,
@@ -115,6 +118,7 @@ impl Counter {
         Counter::Retried,
         Counter::PermanentlyFailed,
         Counter::DeadLettered,
+        Counter::Held,
     ];
 
     /// The CloudWatch metric name.
@@ -128,6 +132,7 @@ impl Counter {
             Counter::Retried => "Retried",
             Counter::PermanentlyFailed => "PermanentlyFailed",
             Counter::DeadLettered => "DeadLettered",
+            Counter::Held => "DeliveriesHeld",
         }
     }
 
@@ -142,6 +147,7 @@ impl Counter {
             Counter::Retried => "hookgate_events_retried_total",
             Counter::PermanentlyFailed => "hookgate_events_permanently_failed_total",
             Counter::DeadLettered => "hookgate_events_dead_lettered_total",
+            Counter::Held => "hookgate_deliveries_held_total",
         }
     }
 
@@ -157,6 +163,9 @@ impl Counter {
             Counter::PermanentlyFailed => "Records that failed for good and were moved to the DLQ.",
             Counter::DeadLettered => {
                 "Records that failed on their last receive; the redrive policy moves them to the DLQ."
+            }
+            Counter::Held => {
+                "Deliveries held without an attempt: destination open, disabled or over its rate limit."
             }
         }
     }
@@ -297,6 +306,7 @@ impl<'a> Observation<'a> {
             RecordResult::Retried => &[Counter::Retried],
             RecordResult::DeadLettered => &[Counter::DeadLettered],
             RecordResult::PermanentlyFailed => &[Counter::PermanentlyFailed],
+            RecordResult::Held => &[Counter::Held],
         };
         Observation {
             source: UNKNOWN_SOURCE,
@@ -362,6 +372,8 @@ pub enum RecordResult {
     DeadLettered,
     /// Failed for good and moved to the DLQ at once ([`Counter::PermanentlyFailed`]).
     PermanentlyFailed,
+    /// A delivery held without an attempt ([`Counter::Held`]).
+    Held,
 }
 
 /// An event type, and whether signed content named it (rather than an unsigned header the

@@ -39,6 +39,7 @@ impl RecordOutcome {
             | RecordOutcome::Rescheduled { error: None, .. } => RecordResult::Acknowledged,
             RecordOutcome::Rescheduled { error: Some(_), .. } => RecordResult::Retried,
             RecordOutcome::MovedToDlq { .. } => RecordResult::PermanentlyFailed,
+            RecordOutcome::Held { .. } => RecordResult::Held,
             RecordOutcome::Failed {
                 dead_lettered: true,
                 ..
