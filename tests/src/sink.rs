@@ -70,6 +70,8 @@ pub struct Recorded {
     pub headers: BTreeMap<String, String>,
     /// The body.
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
 }
 
 #[derive(Default)]
@@ -156,6 +158,7 @@ async fn answer(
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect(),
             body: body.to_vec(),
+            at: std::time::SystemTime::now(),
         });
         match s.answers.pop_front() {
             Some(a) => a,

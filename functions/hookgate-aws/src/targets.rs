@@ -27,6 +27,11 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use bytes::Bytes;
 use hookgate_core::archive::{Archive, PayloadRef};
 use hookgate_core::handler::{Context, Delivery, Handled, Handler, HandlerError};
+use hookgate_core::clock::SystemClock;
+use hookgate_core::delivery::DestinationError;
+use hookgate_core::destination_gate::{CachedGate, DEFAULT_MAX_AGE};
+use hookgate_core::processor::Destinations;
+use hookgate_core::routing::{Routing, Transport};
 use hookgate_core::Envelope;
 use tracing::{info, warn};
 
@@ -328,6 +333,57 @@ impl Handler for SqsTarget {
             delivery: Some(self.delivery()),
         })
     }
+}
+
+/// The configuration's destinations as the processor delivers to them from AWS: HTTP ones
+/// through their forwarders, EventBridge and SQS ones through these targets (claim-checking
+/// oversize bodies into `archive`), all asking `gate` before a delivery — the gate on the
+/// ledger's table (see [`crate::destination_gate`]), cached per container.
+pub fn destinations(
+    routing: Arc<Routing>,
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    archive: Option<&Arc<crate::S3Archive>>,
+) -> Result<Destinations, DestinationError> {
+    let gate = Arc::new(CachedGate::new(
+        Arc::new(crate::destination_gate::DynamoDbGate::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            table,
+        )),
+        Arc::new(SystemClock),
+        DEFAULT_MAX_AGE,
+    ));
+    let mut destinations = Destinations::new(routing.clone(), gate)?;
+    let archived = archive.map(|a| (a.clone() as Arc<dyn Archive>, a.bucket().to_owned()));
+    let mut eventbridge = None;
+    let mut sqs = None;
+    for spec in routing.destinations() {
+        let sender: Arc<dyn Handler> = match &spec.transport {
+            Transport::Http(_) => continue,
+            Transport::EventBridge { event_bus } => {
+                let client = eventbridge
+                    .get_or_insert_with(|| aws_sdk_eventbridge::Client::new(sdk))
+                    .clone();
+                let mut target = EventBridgeTarget::new(client, event_bus);
+                if let Some((archive, bucket)) = &archived {
+                    target = target.with_archive(archive.clone(), bucket);
+                }
+                Arc::new(target)
+            }
+            Transport::Sqs { queue_url } => {
+                let client = sqs
+                    .get_or_insert_with(|| aws_sdk_sqs::Client::new(sdk))
+                    .clone();
+                let mut target = SqsTarget::new(client, queue_url);
+                if let Some((archive, bucket)) = &archived {
+                    target = target.with_archive(archive.clone(), bucket);
+                }
+                Arc::new(target)
+            }
+        };
+        destinations = destinations.with_sender(&spec.name, sender);
+    }
+    Ok(destinations)
 }
 
 #[cfg(test)]

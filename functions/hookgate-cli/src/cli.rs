@@ -160,6 +160,11 @@ pub enum Command {
         /// Replay every event with this status.
         #[arg(long, value_enum, conflicts_with = "ids")]
         status: Option<ReplayStatus>,
+        /// Replay only the events' delivery to this destination (`<id>@<destination>`): the
+        /// other destinations are not called again. Without it, a replay runs the event's
+        /// routes again, every destination they match.
+        #[arg(long, requires = "ids", conflicts_with = "status")]
+        destination: Option<String>,
         /// Only events of this source.
         #[arg(long, requires = "status")]
         source: Option<String>,

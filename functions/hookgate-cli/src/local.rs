@@ -41,7 +41,9 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
-use hookgate_core::memory::{MemoryArchive, MemoryLedger, MemoryQueue};
+use hookgate_core::memory::{MemoryArchive, MemoryGate, MemoryLedger, MemoryQueue, RecordingTarget};
+use hookgate_core::processor::Destinations;
+use hookgate_core::routing::Transport;
 use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
 use hookgate_core::replay::Replayer;
 use hookgate_core::status::{Access, StatusApi};
@@ -53,6 +55,28 @@ use tracing::{info, warn};
 use crate::console::depth::{MemoryDepth, QueueDepth};
 use crate::console::{login_required, ConsoleAccess, ConsoleBackend};
 use crate::http_server::{is_body_read_timeout, ServerLimits};
+
+/// The configuration's destinations on the local stack: HTTP ones for real, AWS ones
+/// (EventBridge, SQS) by recording stand-ins, the gate (rate limits, breakers) in memory.
+fn local_destinations(
+    config: &Config,
+) -> Result<Option<Destinations>, hookgate_core::delivery::DestinationError> {
+    let routing = config.routing();
+    if routing.destinations().next().is_none() {
+        return Ok(None);
+    }
+    let mut destinations = Destinations::new(routing.clone(), Arc::new(MemoryGate::new()))?;
+    for spec in routing.destinations() {
+        let url = match &spec.transport {
+            Transport::Http(_) => continue,
+            Transport::EventBridge { event_bus } => format!("eventbridge://{event_bus}"),
+            Transport::Sqs { queue_url } => format!("sqs://{queue_url}"),
+        };
+        warn!(destination = %spec.name, %url, "an AWS destination on the local stack: delivered to an in-memory stand-in");
+        destinations = destinations.with_sender(&spec.name, Arc::new(RecordingTarget::new(url)));
+    }
+    Ok(Some(destinations))
+}
 
 /// The receiver, the processor and the status API over one pair of ports.
 pub struct LocalStack {
@@ -109,7 +133,6 @@ impl LocalStack {
         if let Some(archive) = &archive {
             receiver = receiver.with_archive(archive.clone());
         }
-        let handlers = handlers.with_forwarding(config.destinations())?;
         let access = match &config.admin.token {
             Some(token) => Access::Bearer(token.clone()),
             None => Access::Closed,
@@ -124,6 +147,9 @@ impl LocalStack {
             .with_metrics(metrics.clone());
         if let Some(archive) = archive {
             processor = processor.with_archive(archive);
+        }
+        if let Some(destinations) = local_destinations(config)? {
+            processor = processor.with_destinations(Arc::new(destinations));
         }
         let console = ConsoleBackend::new(ledger.clone(), replayer.clone(), config)
             .with_metrics(metrics.clone());

@@ -243,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay {
             ids,
             status,
+            destination,
             source,
             event_type,
             since,
@@ -257,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(config.config.as_deref(), false)?.config;
             let place =
                 replay_command::Place::from_args(url.as_deref(), admin_token, &config).await?;
+            let ids = replay_command::delivery_ids(ids, destination.as_deref())?;
             let done = match status {
                 None => replay_command::replay_ids(&place, &ids).await?,
                 Some(status) => {

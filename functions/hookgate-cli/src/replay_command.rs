@@ -366,6 +366,21 @@ impl Place {
     }
 }
 
+/// `ids`, or with `--destination NAME` each one's delivery to NAME (`<id>@NAME`).
+pub fn delivery_ids(ids: Vec<String>, destination: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let Some(destination) = destination else {
+        return Ok(ids);
+    };
+    let destination = hookgate_core::destination_policy::DestinationName::parse(destination)
+        .map_err(|e| anyhow::anyhow!("--destination {destination:?}: {e}"))?;
+    ids.iter()
+        .map(|raw| {
+            let id = EventId::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?}: {e}"))?;
+            Ok(id.delivery(&destination).to_string())
+        })
+        .collect()
+}
+
 /// `hookgate replay ID…`: each replayed, one JSON line each; `Ok(false)` if any was not.
 pub async fn replay_ids(place: &Place, ids: &[String]) -> anyhow::Result<bool> {
     let mut all = true;
@@ -385,9 +400,15 @@ pub async fn replay_ids(place: &Place, ids: &[String]) -> anyhow::Result<bool> {
             Ok(replayed) => println!("{}", serde_json::to_string(&replayed)?),
             Err(e) => {
                 all = false;
+                let mut message = e.to_string();
+                if matches!(e, ReplayError::NotFound) && id.delivery_of().is_some() {
+                    message.push_str(
+                        ": no such delivery (an event a single route delivered directly has none of its own: replay the event)",
+                    );
+                }
                 println!(
                     "{}",
-                    serde_json::json!({"event_id": id, "error": e.code(), "message": e.to_string()})
+                    serde_json::json!({"event_id": id, "error": e.code(), "message": message})
                 );
             }
         }

@@ -72,11 +72,13 @@ use crate::settled::RecentlyProcessed;
 use crate::xray::AWS_TRACE_HEADER;
 
 mod decide;
+mod destinations;
 mod malformed;
 mod observation;
 mod stages;
 
 use decide::{decide, Decision, Verdict};
+pub use destinations::Destinations;
 use observation::{Counted, Ran};
 use stages::Window;
 
@@ -197,6 +199,8 @@ pub struct Processor {
     /// Where payloads are archived (and pointer messages' bodies read), if anywhere.
     archive: Option<Arc<dyn Archive>>,
     archive_config: ArchiveConfig,
+    /// The configuration's routes and destinations, when the processor delivers to them.
+    destinations: Option<Arc<Destinations>>,
 }
 
 /// Why a pointer message's body could not be read.
@@ -307,7 +311,15 @@ impl Processor {
             )),
             archive: None,
             archive_config: config.archive.clone(),
+            destinations: None,
         }
+    }
+
+    /// The same processor delivering to `destinations` the events their routes match (see
+    /// "How delivery works" in `processor/destinations.rs`).
+    pub fn with_destinations(mut self, destinations: Arc<Destinations>) -> Self {
+        self.destinations = Some(destinations);
+        self
     }
 
     /// The same processor archiving payloads in (and reading claim-checked bodies from)

@@ -59,16 +59,29 @@ impl App {
                 .check_retry_schedule(config.receiver.dedup_window_secs)
                 .map_err(|e| format!("with HOOKGATE_MAX_RECEIVE_COUNT={n}: {e}"))?;
         }
-        // Sources with a `forward` table deliver to their destination (your routes win).
-        let handlers = handlers.with_forwarding(config.destinations())?;
         let metrics = Arc::new(
             Emf::from_env(&config.metrics)?.with_limits(SeriesLimits::from_config(&config)),
         );
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
+        // `[[routes]]` and `[sources.NAME.forward]` deliver to their destinations (a handler
+        // registered in code for an event's source and type wins).
+        let destinations = if config.routing().destinations().next().is_some() {
+            Some(hookgate_aws::targets::destinations(
+                config.routing().clone(),
+                &sdk,
+                backend.ledger.table(),
+                backend.archive.as_ref(),
+            )?)
+        } else {
+            None
+        };
         let mut app =
             Self::new(&config, backend.ledger, backend.queue, handlers).with_metrics(metrics);
         if let Some(archive) = backend.archive {
             app = app.with_archive(archive);
+        }
+        if let Some(destinations) = destinations {
+            app.processor = app.processor.with_destinations(Arc::new(destinations));
         }
         Ok(app)
     }

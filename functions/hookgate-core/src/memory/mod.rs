@@ -9,8 +9,10 @@
 mod archive;
 mod ledger;
 mod queue;
+mod target;
 
 pub use archive::MemoryArchive;
+pub use target::RecordingTarget;
 
 pub use ledger::{LedgerCounters, LedgerLimits, MemoryLedger, DYNAMODB_PARTITION_WRITES_PER_SEC};
 pub use queue::{

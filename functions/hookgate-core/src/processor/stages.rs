@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::decide::Decision;
+use super::destinations::Work;
 use super::{receives, BodyError, Processor, RecordOutcome, Settle, RECORDED_LATE};
 use crate::archive::{ArchiveError, PayloadRef};
 use crate::clock::Timestamp;
+use crate::destination_policy::DestinationName;
 use crate::envelope::{Envelope, EventId, QueuedEvent};
 use crate::handler::{Context, Handled, HandlerError};
 use crate::ledger::{
@@ -42,6 +44,7 @@ pub(super) struct Started {
     generation: u64,
     pointer: Option<PayloadRef>,
     attempt: u32,
+    work: Work,
 }
 
 /// A record whose handler has run.
@@ -51,6 +54,8 @@ pub(super) struct Invoked {
     attempt: u32,
     pub(super) result: Result<Handled, HandlerError>,
     pub(super) duration_ms: u64,
+    /// The deliveries a fan-out made.
+    deliveries: Vec<DestinationName>,
 }
 
 /// Whether the record stage got the attempt's end into the ledger.
@@ -112,6 +117,17 @@ impl Processor {
             info!(target: TARGET, "processed a moment ago; acknowledged without running the handler");
             return Err(RecordOutcome::AlreadyProcessed);
         }
+        // What the record asks for; a delivery asks its destination's gate first (a held
+        // delivery takes no lease and makes no attempt).
+        let work = self.work_for(&queued);
+        let destination = match &work {
+            Work::Deliver { destination, .. } => {
+                self.admit(destination, message, queued.envelope.received_at, now)
+                    .await?;
+                Some(destination.clone())
+            }
+            _ => None,
+        };
         let payload = match self.keep_payload(&queued, receives(message)).await {
             Ok(payload) => payload,
             Err(e) => {
@@ -125,7 +141,7 @@ impl Processor {
             pointer,
         } = queued;
         let start = AttemptStart {
-            destination: None,
+            destination,
             event_id: envelope.event_id.clone(),
             source: envelope.source.clone(),
             event_type: envelope.event_type.clone(),
@@ -146,6 +162,7 @@ impl Processor {
                     generation,
                     pointer,
                     attempt,
+                    work,
                 })
             }
             Ok(StartOutcome::AlreadyProcessed) => {
@@ -198,6 +215,7 @@ impl Processor {
             generation,
             pointer,
             attempt,
+            work,
         } = started;
         let envelope = match pointer {
             None => envelope,
@@ -243,13 +261,33 @@ impl Processor {
             deadline: started + budget,
         };
         let event_id = envelope.event_id.clone();
-        let result = crate::handler::invoke(&*chosen.handler, envelope, &cx, budget).await;
+        let mut deliveries = Vec::new();
+        let result = match work {
+            Work::Handler => crate::handler::invoke(&*chosen.handler, envelope, &cx, budget).await,
+            Work::Deliver { destination, body } => {
+                let result = self.deliver(&destination, body, envelope, &cx, budget).await;
+                self.feedback(&destination, result, self.clock.now()).await
+            }
+            Work::FanOut { plan } => {
+                let plan = match (plan, &self.destinations) {
+                    (Some(plan), _) => plan,
+                    (None, Some(d)) => d.routing().plan(&envelope),
+                    (None, None) => Vec::new(),
+                };
+                let (result, names) = self
+                    .fan_out(&envelope, generation, plan, message.trace_header.clone())
+                    .await;
+                deliveries = names;
+                result
+            }
+        };
         Ok(Invoked {
             event_id,
             generation,
             attempt,
             result,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            deliveries,
         })
     }
 
@@ -276,7 +314,7 @@ impl Processor {
             Err(e) => e.delivery.as_ref(),
         };
         let end = AttemptEnd {
-            deliveries: Vec::new(),
+            deliveries: invoked.deliveries.clone(),
             event_id: invoked.event_id.clone(),
             attempt: Attempt {
                 attempt: invoked.attempt,
