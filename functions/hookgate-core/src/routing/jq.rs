@@ -3,7 +3,9 @@
 //!
 //! The guard is jaq's own hook: every step of an evaluation looks its term up through the
 //! run-time data ([`HasLut::lut`]), and ours checks, on each step, how much of the thread's
-//! stack is used and, every few steps, the clock. Past either limit it unwinds
+//! stack is used and, every few steps, the CPU time the thread has spent on the evaluation
+//! (CPU time, not wall-clock time: a program on a loaded machine, or a Lambda with a fraction
+//! of a vCPU, is not failed for time it did not get). Past either limit it unwinds
 //! ([`std::panic::resume_unwind`], which prints nothing) back to [`evaluate`]'s
 //! `catch_unwind`. Evaluation therefore needs `panic = "unwind"` (the workspace's profiles set
 //! it). What the hook cannot see — one native operation that is itself long — is left to the
@@ -20,7 +22,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use jaq_core::box_iter::box_once;
@@ -45,11 +47,14 @@ const WITHHELD: &[&str] = &[
     "fromjson",
 ];
 
+/// Definitions of jaq's standard library withheld with the natives they use.
+const WITHHELD_DEFS: &[&str] = &["halt", "halt_error", "debug", "stderr"];
+
 /// `range/3` as a definition, so that each of its outputs is a guarded step (jaq's native
 /// `range` is a Rust loop: `[range(1e12)]` would run, and allocate, past any deadline).
 const PRELUDE: &str = "def range($from; $upto; $by):
   def rec: if ($by > 0 and . < $upto) or ($by < 0 and . > $upto) or ($by == 0 and . != $upto)
-    then ., (. + $by | rec) else empty end;
+    then ., (. + $by | rec) else {}[] end;
   $from | rec;";
 
 /// How deeply nested a value `fromjson` parses, or a transform outputs, may be.
@@ -62,8 +67,36 @@ pub const THREAD_STACK_BYTES: usize = 64 << 20;
 /// headroom for native operations that recurse over a deep value (`tojson`, `==`, dropping it).
 pub const JQ_STACK_BYTES: usize = 16 << 20;
 
-/// The clock is read every this many steps.
-const STEPS_PER_CLOCK_READ: u32 = 16;
+/// The clock is read every this many steps (a step is tens of nanoseconds, a read of the
+/// thread's CPU clock a few hundred).
+const STEPS_PER_CLOCK_READ: u32 = 64;
+
+/// The CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+#[cfg(unix)]
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the call writes only to it.
+    let failed = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } != 0;
+    if failed {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Elsewhere (hookgate runs on Linux) wall-clock time stands in.
+#[cfg(not(unix))]
+fn thread_cpu_time() -> Duration {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
 
 /// The data kind of guarded evaluations: jaq's JSON values, and a [`Guard`] beside the program.
 pub struct Guarded;
@@ -96,7 +129,8 @@ enum Stop {
 
 /// The limits of one evaluation, checked on every step.
 struct Guard {
-    deadline: Instant,
+    /// The thread's CPU time past which the evaluation stops.
+    deadline: Duration,
     steps: Cell<u32>,
     /// The lowest stack address jq's recursion may reach (stacks grow down on every target
     /// hookgate runs on).
@@ -104,10 +138,11 @@ struct Guard {
 }
 
 impl Guard {
-    /// A guard for an evaluation on this thread, whose stack starts near `stack_top`.
-    fn new(deadline: Instant, stack_top: usize) -> Self {
+    /// A guard for an evaluation of at most `budget` of CPU time on this thread, whose stack
+    /// starts near `stack_top`.
+    fn new(budget: Duration, stack_top: usize) -> Self {
         Self {
-            deadline,
+            deadline: thread_cpu_time() + budget,
             steps: Cell::new(0),
             stack_floor: stack_top.saturating_sub(JQ_STACK_BYTES),
         }
@@ -120,7 +155,7 @@ impl Guard {
         }
         let steps = self.steps.get().wrapping_add(1);
         self.steps.set(steps);
-        if steps % STEPS_PER_CLOCK_READ == 0 && Instant::now() >= self.deadline {
+        if steps % STEPS_PER_CLOCK_READ == 0 && thread_cpu_time() >= self.deadline {
             panic::resume_unwind(Box::new(Stop::Deadline));
         }
     }
@@ -179,7 +214,8 @@ impl JqProgram {
         let defs = prelude
             .chain(jaq_core::defs())
             .chain(jaq_std::defs())
-            .chain(jaq_json::defs());
+            .chain(jaq_json::defs())
+            .filter(|def| !WITHHELD_DEFS.contains(&def.name));
         let modules = Loader::new(defs)
             .load(&arena, File { code, path: () })
             .map_err(|errors| load_errors(code, errors))?;
@@ -321,7 +357,7 @@ pub enum JqError {
     /// The program raised an error.
     #[error("error: {0}")]
     Raised(String),
-    /// The deadline passed.
+    /// The time budget was spent (CPU time), or the caller stopped waiting.
     #[error("exceeded its time budget of {} ms", .0.as_millis())]
     Deadline(Duration),
     /// jq's recursion went deeper than the stack allows.
@@ -345,18 +381,24 @@ pub enum JqError {
     Unavailable(String),
 }
 
-/// Evaluates `program` on `input` on this thread, until `deadline`; `stack_top` is an address
+/// A jq error as its message: `error("x")` says `x`, not `"x"`.
+fn raised(error: impl fmt::Display) -> JqError {
+    let text = error.to_string();
+    JqError::Raised(serde_json::from_str::<String>(&text).unwrap_or(text))
+}
+
+/// Evaluates `program` on `input` on this thread, for at most `budget` of its CPU time;
+/// `stack_top` is an address
 /// near the top of this thread's stack. Never panics: the guard's stops and any panic inside
 /// jaq become errors.
 pub fn evaluate(
     program: &JqProgram,
     input: &JqInput,
     want: Want,
-    deadline: Instant,
     budget: Duration,
     stack_top: usize,
 ) -> Result<Answer, JqError> {
-    let guard = Guard::new(deadline, stack_top);
+    let guard = Guard::new(budget, stack_top);
     let result = panic::catch_unwind(AssertUnwindSafe(|| {
         let data = GuardedData {
             lut: &program.filter.lut,
@@ -372,18 +414,18 @@ pub fn evaluate(
             Want::Verdict => match outputs.next() {
                 None => Ok(Answer::Verdict(false)),
                 Some(Ok(v)) => Ok(Answer::Verdict(!matches!(v, Val::Null | Val::Bool(false)))),
-                Some(Err(e)) => Err(JqError::Raised(e.to_string())),
+                Some(Err(e)) => Err(raised(e)),
             },
             Want::OneOutput { max_bytes } => {
                 let first = match outputs.next() {
                     None => return Err(JqError::NoOutput),
                     Some(Ok(v)) => v,
-                    Some(Err(e)) => return Err(JqError::Raised(e.to_string())),
+                    Some(Err(e)) => return Err(raised(e)),
                 };
                 match outputs.next() {
                     None => {}
                     Some(Ok(_)) => return Err(JqError::SeveralOutputs),
-                    Some(Err(e)) => return Err(JqError::Raised(e.to_string())),
+                    Some(Err(e)) => return Err(raised(e)),
                 }
                 serialise(&first, max_bytes).map(Answer::Output)
             }

@@ -1,13 +1,14 @@
 //! Where jq programs run: dedicated threads with a large stack, so that a caller never waits
 //! past an evaluation's deadline and no evaluation can take the process down with it.
 //!
-//! Each evaluation is handed to an idle worker thread (one is started when none is idle) and
-//! the caller waits for its answer until the deadline (plus [`GRACE`], for the guard's own stop
-//! to arrive with its precise reason). The guard in [`super::jq`] stops nearly every runaway
-//! there and then, and the worker goes back to the idle pool. One that does not answer in time
-//! is inside a single long native operation (`"x" * 1e9`, serialising a huge value); it is
-//! abandoned — the caller gets [`JqError::Deadline`] — and its thread exits when the operation
-//! ends. At most [`MAX_RUNAWAYS`] abandoned threads may exist at once; while that many do,
+//! Each evaluation is handed to an idle worker thread (one is started when none is idle). The
+//! guard in [`super::jq`] stops it once it has used its budget of CPU time; the caller waits at
+//! most [`patience`] of wall-clock time (twice the budget plus [`GRACE`]: room for a loaded
+//! machine to schedule the thread, and for the guard's own stop to arrive with its precise
+//! reason). The guard stops nearly every runaway there and then, and the worker goes back to
+//! the idle pool. One that does not answer in time is inside a single long native operation
+//! (`"x" * 1e9`, serialising a huge value) or starved of CPU; it is abandoned — the caller
+//! gets [`JqError::Deadline`] — and its thread exits when the evaluation ends. At most [`MAX_RUNAWAYS`] abandoned threads may exist at once; while that many do,
 //! evaluations fail at once instead of adding more.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,8 +18,14 @@ use std::time::{Duration, Instant};
 
 use super::jq::{self, Answer, JqError, JqInput, JqProgram, Want};
 
-/// How long past the deadline a caller waits for the guard's own answer.
-pub const GRACE: Duration = Duration::from_millis(5);
+/// What a caller's patience adds to twice the budget.
+pub const GRACE: Duration = Duration::from_millis(50);
+
+/// The longest a caller waits for an evaluation of `budget` (CPU time): `2 × budget + GRACE`
+/// of wall-clock time.
+pub fn patience(budget: Duration) -> Duration {
+    budget.saturating_mul(2).saturating_add(GRACE)
+}
 
 /// Most abandoned evaluation threads alive at once.
 pub const MAX_RUNAWAYS: usize = 4;
@@ -31,7 +38,6 @@ struct Job {
     program: Arc<JqProgram>,
     input: Arc<JqInput>,
     want: Want,
-    deadline: Instant,
     budget: Duration,
 }
 
@@ -64,8 +70,8 @@ impl Runner {
         self.runaways.load(Ordering::Acquire)
     }
 
-    /// Evaluates `program` on `input` within `budget`, on a worker thread; returns by the
-    /// deadline (plus [`GRACE`]) whatever happens.
+    /// Evaluates `program` on `input` within `budget` of CPU time, on a worker thread; returns
+    /// within [`patience`] whatever happens.
     pub fn evaluate(
         &self,
         program: &Arc<JqProgram>,
@@ -73,7 +79,7 @@ impl Runner {
         want: Want,
         budget: Duration,
     ) -> Result<Answer, JqError> {
-        let deadline = Instant::now() + budget;
+        let deadline = Instant::now() + patience(budget);
         let runaways = self.runaways();
         if runaways >= MAX_RUNAWAYS {
             return Err(JqError::Unavailable(format!(
@@ -88,13 +94,12 @@ impl Runner {
             program: Arc::clone(program),
             input: Arc::clone(input),
             want,
-            deadline,
             budget,
         };
         if worker.jobs.send(job).is_err() {
             return Err(JqError::Unavailable("the jq worker thread ended".into()));
         }
-        let wait = deadline.saturating_duration_since(Instant::now()) + GRACE;
+        let wait = deadline.saturating_duration_since(Instant::now());
         match worker.answers.recv_timeout(wait) {
             Ok(answer) => {
                 self.put_idle(worker);
@@ -166,14 +171,7 @@ fn work(
         }
     };
     while let Ok(job) = jobs.recv() {
-        let answer = jq::evaluate(
-            &job.program,
-            &job.input,
-            job.want,
-            job.deadline,
-            job.budget,
-            stack_top,
-        );
+        let answer = jq::evaluate(&job.program, &job.input, job.want, job.budget, stack_top);
         drop(job);
         if leave(&abandoned) || answers.send(answer).is_err() {
             break;
