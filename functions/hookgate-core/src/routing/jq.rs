@@ -67,7 +67,7 @@ pub const THREAD_STACK_BYTES: usize = 64 << 20;
 /// headroom for native operations that recurse over a deep value (`tojson`, `==`, dropping it).
 pub const JQ_STACK_BYTES: usize = 16 << 20;
 
-/// The clock is read every this many steps (a step is tens of nanoseconds, a read of the
+/// The clock is read every this many steps (a power of two) (a step is tens of nanoseconds, a read of the
 /// thread's CPU clock a few hundred).
 const STEPS_PER_CLOCK_READ: u32 = 64;
 
@@ -155,7 +155,7 @@ impl Guard {
         }
         let steps = self.steps.get().wrapping_add(1);
         self.steps.set(steps);
-        if steps % STEPS_PER_CLOCK_READ == 0 && thread_cpu_time() >= self.deadline {
+        if steps & (STEPS_PER_CLOCK_READ - 1) == 0 && thread_cpu_time() >= self.deadline {
             panic::resume_unwind(Box::new(Stop::Deadline));
         }
     }

@@ -260,7 +260,8 @@ fn runaway_programs_end_at_their_budget() {
     let runner = Runner::default();
     let input = Arc::new(JqInput::new(&event("stripe", "t", CHARGE)));
     let budget = Duration::from_millis(50);
-    let cases: &[(&str, fn(&JqError) -> bool)] = &[
+    type Expected = fn(&JqError) -> bool;
+    let cases: &[(&str, Expected)] = &[
         ("def f: f; f", |e| matches!(e, JqError::Deadline(_))),
         ("until(false; .)", |e| matches!(e, JqError::Deadline(_))),
         ("[repeat(1)]", |e| matches!(e, JqError::Deadline(_))),
@@ -343,7 +344,7 @@ fn a_long_native_operation_is_abandoned_at_the_deadline_and_runaways_are_bounded
         assert!(runner.runaways() <= super::runner::MAX_RUNAWAYS);
     }
     assert!(
-        abandoned >= 1 && abandoned <= super::runner::MAX_RUNAWAYS,
+        (1..=super::runner::MAX_RUNAWAYS).contains(&abandoned),
         "{abandoned}"
     );
     assert_eq!(abandoned + refused, super::runner::MAX_RUNAWAYS + 2);
