@@ -15,7 +15,7 @@
 //! module. What is here: the document's shape, the options every source takes, and the rules
 //! that span sections.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +27,8 @@ use crate::clock::Timestamp;
 use crate::delivery::{Destination, ForwardOptions};
 use crate::envelope::SourceName;
 use crate::queue::QUEUE_RETENTION;
+use crate::routing::table::{LegacyForward, RoutingTables};
+use crate::routing::{DestinationDocument, RouteDocument, Routing, RoutingOptions};
 pub use crate::secret::Secret;
 use crate::signature::{self, CommonOptions, SchemeError, SignatureScheme};
 
@@ -46,6 +48,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[archive]`: every payload kept for reading and replay; the claim check for large ones.
     pub archive: ArchiveConfig,
+    /// `[destinations.NAME]`, `[[routes]]`, `[routing]` and the sources' `forward` tables,
+    /// compiled (see [`Config::routing`]).
+    routing: Arc<Routing>,
 }
 
 /// One provider endpoint, `POST /webhooks/{name}`, loaded: its scheme built, its destination
@@ -103,6 +108,12 @@ struct Document {
     metrics: MetricsConfig,
     #[serde(default)]
     archive: ArchiveConfig,
+    #[serde(default)]
+    destinations: BTreeMap<String, DestinationDocument>,
+    #[serde(default)]
+    routes: Vec<RouteDocument>,
+    #[serde(default)]
+    routing: RoutingOptions,
 }
 
 /// `[sources.NAME]` as written: the options every source takes, and the rest, which are the
@@ -525,8 +536,16 @@ impl Config {
         }
     }
 
+    /// Every destination and route, compiled: `[destinations.NAME]`, `[[routes]]`,
+    /// `[routing]`, and each `[sources.NAME.forward]` as a destination NAME with a route from
+    /// NAME to it.
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
     /// Every source with a `forward` table, and its destination: what
-    /// [`crate::handler::Handlers::with_forwarding`] takes.
+    /// [`crate::handler::Handlers::with_forwarding`] takes. (The legacy form; see
+    /// [`Config::routing`] for every destination.)
     pub fn destinations(&self) -> impl Iterator<Item = (&SourceName, &Destination)> {
         self.sources
             .iter()
@@ -553,12 +572,32 @@ impl Document {
     /// [`Config`].
     fn compile(mut self) -> Result<Config, ConfigError> {
         let mut sources = BTreeMap::new();
+        let mut forwards = Vec::new();
         for (name, source) in std::mem::take(&mut self.sources) {
+            let timeout_ms = source.forward.as_ref().map(|f| f.timeout_ms);
             let source = self.compile_source(&name, source)?;
+            if let (Some(destination), Some(timeout_ms)) = (&source.forward, timeout_ms) {
+                forwards.push(LegacyForward {
+                    source: name.clone(),
+                    destination: destination.clone(),
+                    timeout: Duration::from_millis(timeout_ms),
+                });
+            }
             sources.insert(name, source);
         }
         self.check_sections()?;
+        let names: BTreeSet<SourceName> = sources.keys().cloned().collect();
+        let routing = Routing::compile(RoutingTables {
+            destinations: std::mem::take(&mut self.destinations),
+            routes: std::mem::take(&mut self.routes),
+            options: self.routing.clone(),
+            sources: &names,
+            forwards,
+            handler_timeout: Duration::from_secs(self.processor.handler_timeout_secs),
+        })
+        .map_err(ConfigError::Invalid)?;
         Ok(Config {
+            routing: Arc::new(routing),
             sources,
             receiver: self.receiver,
             processor: self.processor,

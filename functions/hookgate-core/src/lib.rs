@@ -7,6 +7,7 @@
 //! - [`signature`]: how a provider's signature is checked; each scheme's own options.
 //! - [`delivery`]: forwarding events to a destination; its options.
 //! - [`destination_policy`]: a destination's name, rate limit and circuit-breaker options.
+//! - [`routing`]: destinations and routes, jq filters and transforms: the deliveries an event makes.
 //! - [`secret`]: a string that never prints.
 //! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
 //!   [`memory`].
@@ -48,6 +49,7 @@ pub mod queue;
 pub mod receiver;
 pub mod replay;
 pub mod reply;
+pub mod routing;
 pub mod secret;
 pub mod settled;
 pub mod signature;
