@@ -7,6 +7,9 @@
 //! - [`signature`]: how a provider's signature is checked; each scheme's own options.
 //! - [`delivery`]: forwarding events to a destination; its options.
 //! - [`destination_policy`]: a destination's name, rate limit and circuit-breaker options.
+//! - [`destination_gate`]: the state every processor shares about a destination (its rate
+//!   window, its circuit, disabled or not), as a port; [`admission`](destination_gate::admission)
+//!   decides from it whether a delivery goes, probes or is held.
 //! - [`secret`]: a string that never prints.
 //! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
 //!   [`memory`].
@@ -31,6 +34,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod destination_gate;
 pub mod destination_policy;
 pub mod dlq;
 pub mod envelope;

@@ -7,10 +7,12 @@
 //! design hit a wall.
 
 mod archive;
+mod gate;
 mod ledger;
 mod queue;
 
 pub use archive::MemoryArchive;
+pub use gate::MemoryGate;
 
 pub use ledger::{LedgerCounters, LedgerLimits, MemoryLedger, DYNAMODB_PARTITION_WRITES_PER_SEC};
 pub use queue::{
