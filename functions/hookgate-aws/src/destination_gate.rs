@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -49,6 +49,7 @@ use hookgate_core::destination_gate::{
 };
 use tokio::task::JoinSet;
 
+use crate::error_text::one_line;
 use crate::setup::{KEY_ATTRIBUTE, TTL_ATTRIBUTE};
 
 /// How long a rate window's item outlives the window before TTL may delete it.
@@ -582,16 +583,17 @@ fn health_from_item(d: &DestinationName, item: &Item) -> Result<DestinationHealt
     })
 }
 
+/// A failed request as one readable line (no SDK `Debug` dump: see [`crate::error_text`]).
 fn unavailable<E, R>(op: &str, err: &SdkError<E, R>) -> GateError
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    GateError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(err)))
+    GateError::Unavailable(format!("DynamoDB {op}: {}", one_line(err)))
 }
 
-fn unavailable_service<E: std::error::Error>(op: &str, err: &E) -> GateError {
-    GateError::Unavailable(format!("DynamoDB {op}: {}", DisplayErrorContext(err)))
+fn unavailable_service<E: std::error::Error + 'static>(op: &str, err: &E) -> GateError {
+    GateError::Unavailable(format!("DynamoDB {op}: {}", one_line(err)))
 }
 
 #[cfg(test)]
