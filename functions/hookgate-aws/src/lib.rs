@@ -7,6 +7,8 @@
 //! - [`ledger`]: [`DynamoDbLedger`], the `Ledger` port on a DynamoDB table.
 //! - [`queue`]: [`SqsQueue`], the `Queue` port on an SQS queue with a dead-letter queue.
 //! - [`archive`]: [`S3Archive`], the `Archive` port on an S3 bucket.
+//! - [`destination_gate`]: [`DynamoDbGate`], the `DestinationGate` port (rate windows, circuits)
+//!   on the ledger's table.
 //! - [`config_source`]: the functions' configuration, from Secrets Manager.
 //! - [`budget`]: the SDK's bounded retry and timeout budget.
 //! - `faults` (feature `fault-injection`, for tests): an SDK interceptor that answers chosen
@@ -25,6 +27,7 @@
 pub mod archive;
 pub mod budget;
 pub mod config_source;
+pub mod destination_gate;
 pub mod error_text;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
@@ -41,6 +44,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 
 pub use archive::S3Archive;
 pub use config_source::{load_config, ConfigSourceError, ENV_CONFIG_SECRET_ID};
+pub use destination_gate::DynamoDbGate;
 pub use ledger::DynamoDbLedger;
 pub use queue::SqsQueue;
 pub use setup::{
@@ -100,11 +104,14 @@ pub enum InitError {
     Invalid(&'static str, String),
 }
 
-/// The ledger, the queue and the archive on AWS, sharing one SDK configuration.
+/// The ledger, the destination gate, the queue and the archive on AWS, sharing one SDK
+/// configuration.
 #[derive(Debug, Clone)]
 pub struct AwsBackend {
     /// The DynamoDB ledger.
     pub ledger: Arc<DynamoDbLedger>,
+    /// The destination gate, on the ledger's table.
+    pub gate: Arc<DynamoDbGate>,
     /// The SQS queue.
     pub queue: Arc<SqsQueue>,
     /// Its dead-letter queue, as a queue of its own (for the DLQ tools), when configured.
@@ -176,7 +183,9 @@ impl AwsBackend {
         dlq_url: Option<String>,
         archive_bucket: Option<String>,
     ) -> AwsBackend {
+        let table = table.into();
         AwsBackend {
+            gate: Arc::new(DynamoDbGate::new(dynamodb.clone(), table.clone())),
             ledger: Arc::new(DynamoDbLedger::new(dynamodb, table)),
             dlq: dlq_url
                 .clone()

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use hookgate_core::destination_policy::DestinationName;
 
 /// The repository's `events/` directory, as this binary was built from it: `hookgate events`
 /// reads and writes there whatever the current directory.
@@ -104,6 +105,14 @@ pub enum Command {
         /// The DLQ tool.
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Destinations' circuits and rate state, shared by every processor (on the ledger's
+    /// DynamoDB table: --table or HOOKGATE_TABLE; AWS_ENDPOINT_URL for moto or LocalStack):
+    /// list them, enable one a `410 Gone` or an operator disabled, or disable one.
+    Destinations {
+        /// The destinations tool.
+        #[command(subcommand)]
+        command: DestinationsCommand,
     },
     /// Write the sample Lambda events (events/*.json and env.json), signed now with the sample
     /// configuration, for `sam local invoke` and `cargo lambda invoke`. Works from any
@@ -316,6 +325,65 @@ pub enum DlqCommand {
     },
 }
 
+/// Where the `destinations` tools find the gate and the configured destinations.
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// The DynamoDB ledger table (the gate keeps its items there).
+    #[arg(long, env = "HOOKGATE_TABLE")]
+    pub table: String,
+    /// For the configured destinations.
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// The `destinations` tools.
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// Each destination's circuit (closed, open until…, half-open, disabled since…: why),
+    /// consecutive failures and last failure: every configured destination, or the ones named.
+    List {
+        /// Only these destinations (configured or not).
+        #[arg(value_parser = crate::destinations_command::parse_name)]
+        names: Vec<DestinationName>,
+        /// One JSON object per destination instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+    /// Enable a destination: its circuit closes, its failures are forgotten, held deliveries go.
+    Enable {
+        /// The destination.
+        #[arg(value_parser = crate::destinations_command::parse_name)]
+        name: DestinationName,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+    /// Disable a destination: its deliveries are held (not failed, not dead-lettered) until it
+    /// is enabled.
+    Disable {
+        /// The destination.
+        #[arg(value_parser = crate::destinations_command::parse_name)]
+        name: DestinationName,
+        /// Why (shown by `list`).
+        #[arg(long, default_value = "disabled by an operator")]
+        reason: String,
+        #[command(flatten)]
+        gate: GateArgs,
+    },
+}
+
+impl DestinationsCommand {
+    /// The table and configuration the command was given.
+    pub fn gate_args(&self) -> &GateArgs {
+        match self {
+            DestinationsCommand::List { gate, .. }
+            | DestinationsCommand::Enable { gate, .. }
+            | DestinationsCommand::Disable { gate, .. } => gate,
+        }
+    }
+}
+
 /// The statuses a bulk replay takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -433,6 +501,48 @@ mod tests {
             panic!("not serve");
         };
         assert!(addr.ip().is_loopback() && !console_login);
+    }
+
+    #[test]
+    fn destinations_take_a_valid_name_a_reason_and_a_table() {
+        let Command::Destinations {
+            command: DestinationsCommand::Disable { name, reason, gate },
+        } = parse(&[
+            "destinations",
+            "disable",
+            "billing",
+            "--reason",
+            "moving house",
+            "--table",
+            "t1",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not destinations disable");
+        };
+        assert_eq!(
+            (name.as_str(), reason.as_str()),
+            ("billing", "moving house")
+        );
+        assert_eq!(gate.table, "t1");
+        let Command::Destinations {
+            command: DestinationsCommand::List { names, json, .. },
+        } = parse(&["destinations", "list", "a", "b", "--json", "--table", "t"])
+            .unwrap()
+            .command
+        else {
+            panic!("not destinations list");
+        };
+        assert_eq!(names.len(), 2);
+        assert!(json);
+        let e = parse(&["destinations", "enable", "Billing!", "--table", "t"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("[a-z0-9_-]"), "{e}");
+        assert!(
+            parse(&["destinations", "enable", "--table", "t"]).is_err(),
+            "a name is required"
+        );
     }
 
     #[test]

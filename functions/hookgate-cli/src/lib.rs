@@ -21,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod config_choice;
 pub mod console;
+pub mod destinations_command;
 pub mod dlq_command;
 pub mod events;
 pub mod header_limits;

@@ -193,6 +193,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Dlq { command } => hookgate_cli::dlq_command::run(command).await?,
+        Command::Destinations { command } => {
+            let config = load_config(command.gate_args().config.config.as_deref(), false)?.config;
+            hookgate_cli::destinations_command::run(&command, &config).await?;
+        }
         Command::Events { config, out } => {
             let repo_events = Path::new(REPO_EVENTS_DIR);
             let config = config.unwrap_or_else(|| repo_events.join("sample-config.toml"));

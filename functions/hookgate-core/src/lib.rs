@@ -8,6 +8,9 @@
 //! - [`delivery`]: forwarding events to a destination; its options.
 //! - [`destination_policy`]: a destination's name, rate limit and circuit-breaker options.
 //! - [`routing`]: destinations and routes, jq filters and transforms: the deliveries an event makes.
+//! - [`destination_gate`]: the state every processor shares about a destination (its rate
+//!   window, its circuit, disabled or not), as a port; [`admission`](destination_gate::admission)
+//!   decides from it whether a delivery goes, probes or is held.
 //! - [`secret`]: a string that never prints.
 //! - [`ledger`], [`queue`] and [`archive`]: the ports, with in-memory implementations in
 //!   [`memory`].
@@ -32,6 +35,7 @@ pub mod backoff;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod destination_gate;
 pub mod destination_policy;
 pub mod dlq;
 pub mod envelope;

@@ -7,12 +7,14 @@
 //! design hit a wall.
 
 mod archive;
+mod gate;
 mod ledger;
 mod queue;
 mod target;
 
 pub use archive::MemoryArchive;
 pub use target::RecordingTarget;
+pub use gate::MemoryGate;
 
 pub use ledger::{LedgerCounters, LedgerLimits, MemoryLedger, DYNAMODB_PARTITION_WRITES_PER_SEC};
 pub use queue::{
