@@ -579,6 +579,7 @@ async fn dynamodb_gate_items_never_show_up_as_events() {
         let page = hookgate_core::Ledger::list_page(
             &ledger,
             &hookgate_core::ledger::PageQuery {
+                destination: None,
                 status,
                 source: None,
                 event_type: None,
