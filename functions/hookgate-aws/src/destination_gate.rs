@@ -24,6 +24,9 @@
 //! window admits more than its limit; a failed condition is the answer `WaitUntil(window end)`.
 //! Expiry needs no condition: the window's start is in the key, so a later window is another
 //! item, whether or not TTL (late by up to days on AWS, never on moto) has deleted the old one.
+//! One window is one item, so one partition: DynamoDB takes about 1,000 writes a second per
+//! partition, refused takes included — a limit near that (or many deliveries waiting on a full
+//! window) would be throttled; `CachedGate` answers a window it knows is full without a write.
 //!
 //! **Health.** A success, a probe, disabling and enabling are each one conditional update that
 //! writes the state [`DestinationHealth`]'s transitions describe. A failure is first tried as an
@@ -160,7 +163,8 @@ impl DynamoDbGate {
     }
 
     /// The failure's common case in one request: closed, and still below the threshold after it.
-    /// `None` when the condition failed, with the item it failed against.
+    /// `Err` when the condition failed, with the item it failed against (if DynamoDB returned
+    /// it).
     async fn failure_below_threshold(
         &self,
         d: &DestinationName,
