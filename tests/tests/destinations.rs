@@ -73,6 +73,22 @@ fn event(body: &str) -> Envelope {
     }
 }
 
+/// Claims `e` in the ledger and enqueues it, as the receiver does.
+async fn receive(p: &Pipeline, e: &Envelope) {
+    let now = e.received_at;
+    let claim = hookgate_core::ledger::Claim {
+        event_id: e.event_id.clone(),
+        source: e.source.clone(),
+        event_type: e.event_type.clone(),
+        now,
+        expires_at: now.plus(Duration::from_secs(3600)),
+        timeout: Duration::from_secs(30),
+        token: uuid::Uuid::new_v4().to_string(),
+    };
+    p.ledger.claim(&claim).await.unwrap();
+    p.enqueue(e).await;
+}
+
 /// The gate the pipeline's processors share: in memory, or on the moto table.
 fn gate(p: &Pipeline) -> Arc<dyn DestinationGate> {
     match &p.moto {
@@ -112,7 +128,10 @@ async fn poll_until(
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut outcomes = Vec::new();
     while !done().await {
-        assert!(Instant::now() < deadline, "gave up; outcomes so far: {outcomes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "gave up; outcomes so far: {outcomes:?}"
+        );
         let batch = events.poll().await.unwrap();
         outcomes.extend(batch.records.into_iter().map(|(_, o)| o));
     }
@@ -140,7 +159,7 @@ async fn fan_out_retries_only_the_failing_destination(p: Pipeline) {
     );
     let events = events(&p, &config, gate(&p), Duration::from_secs(60));
     let e = event(r#"{"id":"o1","amount":5}"#);
-    p.enqueue(&e).await;
+    receive(&p, &e).await;
     let dead = e.event_id.delivery(&name("c"));
     poll_until(&events, async || {
         status_of(&p, &dead).await == Some(EventStatus::DeadLettered)
@@ -204,8 +223,8 @@ async fn filters_and_transforms_choose_and_shape_what_is_sent(p: Pipeline) {
     let events = events(&p, &config, gate(&p), Duration::from_secs(60));
     let small = event(r#"{"id":"s","amount":5}"#);
     let large = event(r#"{"id":"l","amount":500}"#);
-    p.enqueue(&small).await;
-    p.enqueue(&large).await;
+    receive(&p, &small).await;
+    receive(&p, &large).await;
     poll_until(&events, async || {
         status_of(&p, &large.event_id.delivery(&name("big"))).await == Some(EventStatus::Processed)
             && status_of(&p, &large.event_id.delivery(&name("all"))).await
@@ -254,14 +273,14 @@ async fn the_breaker_opens_holds_probes_and_closes(p: Pipeline) {
     let gate = gate(&p);
     let events = events(&p, &config, gate.clone(), Duration::from_secs(60));
     let first = event(r#"{"n":1}"#);
-    p.enqueue(&first).await;
+    receive(&p, &first).await;
     // Two failures open the circuit.
     poll_until(&events, async || sink.requests().len() == 2).await;
     let health = gate.health(&name("flaky")).await.unwrap();
     assert!(matches!(health.circuit, Circuit::Open { .. }), "{health:?}");
     // While it is open, a new event is held: no call, no attempt.
     let second = event(r#"{"n":2}"#);
-    p.enqueue(&second).await;
+    receive(&p, &second).await;
     let outcomes = poll_until(&events, async || {
         status_of(&p, &first.event_id).await == Some(EventStatus::Processed)
             && status_of(&p, &second.event_id).await == Some(EventStatus::Processed)
@@ -274,13 +293,20 @@ async fn the_breaker_opens_holds_probes_and_closes(p: Pipeline) {
         "{outcomes:?}"
     );
     // After the cool-down one probe went out and closed it; then the held one went.
-    assert_eq!(sink.requests().len(), 4, "2 failures, the probe, the held event");
+    assert_eq!(
+        sink.requests().len(),
+        4,
+        "2 failures, the probe, the held event"
+    );
     let health = gate.health(&name("flaky")).await.unwrap();
     assert_eq!(health.circuit, Circuit::Closed);
     let first = p.ledger.get(&first.event_id).await.unwrap().unwrap();
     assert_eq!(first.attempt_count, 3, "two failures and the probe");
     let second = p.ledger.get(&second.event_id).await.unwrap().unwrap();
-    assert_eq!(second.attempt_count, 1, "held without an attempt, then delivered once");
+    assert_eq!(
+        second.attempt_count, 1,
+        "held without an attempt, then delivered once"
+    );
     assert_eq!(second.destination, Some(name("flaky")));
 }
 
@@ -293,7 +319,7 @@ async fn gone_disables_until_enabled(p: Pipeline) {
     let gate = gate(&p);
     let events = events(&p, &config, gate.clone(), Duration::from_secs(2));
     let e = event(r#"{"n":1}"#);
-    p.enqueue(&e).await;
+    receive(&p, &e).await;
     poll_until(&events, async || {
         matches!(
             gate.health(&name("gone")).await.unwrap().circuit,
@@ -305,23 +331,41 @@ async fn gone_disables_until_enabled(p: Pipeline) {
     let until = Instant::now() + Duration::from_secs(5);
     let mut outcomes = Vec::new();
     while Instant::now() < until {
-        outcomes.extend(events.poll().await.unwrap().records.into_iter().map(|(_, o)| o));
+        outcomes.extend(
+            events
+                .poll()
+                .await
+                .unwrap()
+                .records
+                .into_iter()
+                .map(|(_, o)| o),
+        );
     }
     assert_eq!(sink.requests().len(), 1, "no call while disabled");
     assert!(
-        outcomes.iter().any(|o| matches!(o, RecordOutcome::Held { .. })),
+        outcomes
+            .iter()
+            .any(|o| matches!(o, RecordOutcome::Held { .. })),
         "{outcomes:?}"
     );
-    assert_ne!(status_of(&p, &e.event_id).await, Some(EventStatus::DeadLettered));
+    assert_ne!(
+        status_of(&p, &e.event_id).await,
+        Some(EventStatus::DeadLettered)
+    );
     // An operator enables it: the held delivery goes.
-    gate.enable(&name("gone"), Timestamp::from_millis(0)).await.unwrap();
+    gate.enable(&name("gone"), Timestamp::from_millis(0))
+        .await
+        .unwrap();
     poll_until(&events, async || {
         status_of(&p, &e.event_id).await == Some(EventStatus::Processed)
     })
     .await;
     assert_eq!(sink.requests().len(), 2);
     let record = p.ledger.get(&e.event_id).await.unwrap().unwrap();
-    assert_eq!(record.attempt_count, 2, "the 410 and the delivery after enabling");
+    assert_eq!(
+        record.attempt_count, 2,
+        "the 410 and the delivery after enabling"
+    );
 }
 
 macro_rules! on_both {
@@ -378,14 +422,18 @@ async fn a_rate_limit_holds_across_two_processors_on_moto() {
     let mut ids = Vec::new();
     for n in 0..EVENTS {
         let e = event(&format!(r#"{{"n":{n}}}"#));
-        p.enqueue(&e).await;
+        receive(&p, &e).await;
         ids.push(e.event_id);
     }
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
     let mut held = 0;
     while sink.requests().len() < EVENTS {
-        assert!(Instant::now() < deadline, "only {} arrived", sink.requests().len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} arrived",
+            sink.requests().len()
+        );
         let (a, b) = tokio::join!(one.poll(), two.poll());
         held += a
             .unwrap()
@@ -397,7 +445,10 @@ async fn a_rate_limit_holds_across_two_processors_on_moto() {
     }
     let mut per_second: BTreeMap<u64, usize> = BTreeMap::new();
     for r in sink.requests() {
-        let s = r.at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let s =
+            r.at.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
         *per_second.entry(s).or_default() += 1;
     }
     let busiest = per_second.values().copied().max().unwrap_or(0);
@@ -410,7 +461,10 @@ async fn a_rate_limit_holds_across_two_processors_on_moto() {
     );
     for id in &ids {
         let r = p.ledger.get(id).await.unwrap().unwrap();
-        assert_eq!(r.attempt_count, 1, "held deliveries are not attempts: {r:?}");
+        assert_eq!(
+            r.attempt_count, 1,
+            "held deliveries are not attempts: {r:?}"
+        );
     }
     let mut seen: Vec<Vec<u8>> = sink.requests().into_iter().map(|r| r.body).collect();
     seen.sort();
@@ -444,19 +498,15 @@ async fn an_sqs_destination_receives_its_delivery_on_moto() {
         ),
         "[[routes]]\nsource = 'shop'\nto = ['web', 'copy']\n",
     );
-    let destinations = hookgate_aws::targets::destinations(
-        config.routing().clone(),
-        &r.config,
-        &r.table,
-        None,
-    )
-    .unwrap();
+    let destinations =
+        hookgate_aws::targets::destinations(config.routing().clone(), &r.config, &r.table, None)
+            .unwrap();
     assert!(destinations.unserved().is_empty());
     let processor = Processor::new(&config, p.ledger.clone(), p.queue.clone(), Handlers::new())
         .with_destinations(Arc::new(destinations));
     let events = EventSource::new(p.queue.clone(), Arc::new(processor));
     let e = event(r#"{"id":"o9"}"#);
-    p.enqueue(&e).await;
+    receive(&p, &e).await;
     let copy = e.event_id.delivery(&name("copy"));
     poll_until(&events, async || {
         status_of(&p, &copy).await == Some(EventStatus::Processed)

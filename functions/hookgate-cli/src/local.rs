@@ -41,11 +41,13 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
-use hookgate_core::memory::{MemoryArchive, MemoryGate, MemoryLedger, MemoryQueue, RecordingTarget};
-use hookgate_core::processor::Destinations;
-use hookgate_core::routing::Transport;
+use hookgate_core::memory::{
+    MemoryArchive, MemoryGate, MemoryLedger, MemoryQueue, RecordingTarget,
+};
 use hookgate_core::metrics::{MetricsRegistry, SeriesLimits};
+use hookgate_core::processor::Destinations;
 use hookgate_core::replay::Replayer;
+use hookgate_core::routing::Transport;
 use hookgate_core::status::{Access, StatusApi};
 use hookgate_core::Archive;
 use hookgate_core::{Config, Handlers, IncomingRequest, Ledger, Processor, Queue, Receiver, Reply};

@@ -13,8 +13,8 @@ mod queue;
 mod target;
 
 pub use archive::MemoryArchive;
-pub use target::RecordingTarget;
 pub use gate::MemoryGate;
+pub use target::RecordingTarget;
 
 pub use ledger::{LedgerCounters, LedgerLimits, MemoryLedger, DYNAMODB_PARTITION_WRITES_PER_SEC};
 pub use queue::{

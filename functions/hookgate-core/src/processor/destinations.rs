@@ -212,7 +212,9 @@ impl Processor {
                 Admission::Probe => {
                     let lease = spec.timeout + Duration::from_secs(5);
                     match gate.take_probe(destination, now, lease).await {
-                        Ok(true) => info!(destination = %destination, "circuit open: this delivery is the probe"),
+                        Ok(true) => {
+                            info!(destination = %destination, "circuit open: this delivery is the probe")
+                        }
                         Ok(false) => {
                             let why = format!(
                                 "destination {destination} is open; another delivery is probing it"
@@ -284,13 +286,20 @@ impl Processor {
 
     /// Holds a delivery until `until` without an attempt: a delayed copy of its message carries
     /// it, with this receive not counted.
-    async fn hold(&self, message: &ReceivedMessage, until: Timestamp, why: String) -> RecordOutcome {
+    async fn hold(
+        &self,
+        message: &ReceivedMessage,
+        until: Timestamp,
+        why: String,
+    ) -> RecordOutcome {
         info!(until = %until, reason = %why, "delivery held");
         match self
             .pass_on(message, None, until, receives_before(message))
             .await
         {
-            PassOn::Settled(RecordOutcome::Rescheduled { .. }) => RecordOutcome::Held { why, until },
+            PassOn::Settled(RecordOutcome::Rescheduled { .. }) => {
+                RecordOutcome::Held { why, until }
+            }
             PassOn::Settled(other) => other,
             PassOn::Held => {
                 // Not re-sent: wait on the visibility timeout instead (this receive counts).
@@ -339,7 +348,9 @@ impl Processor {
         let budget = destinations
             .routing
             .destination(destination.as_str())
-            .map_or(budget, |spec| budget.min(spec.timeout + Duration::from_secs(1)));
+            .map_or(budget, |spec| {
+                budget.min(spec.timeout + Duration::from_secs(1))
+            });
         crate::handler::invoke(&**sender, envelope, cx, budget).await
     }
 
@@ -424,8 +435,14 @@ impl Processor {
                         .await
                 }
                 Ok(body) => {
-                    self.send_delivery(envelope, &destination, body, generation, trace_header.clone())
-                        .await
+                    self.send_delivery(
+                        envelope,
+                        &destination,
+                        body,
+                        generation,
+                        trace_header.clone(),
+                    )
+                    .await
                 }
             };
             if let Err(e) = result {

@@ -265,7 +265,9 @@ impl Processor {
         let result = match work {
             Work::Handler => crate::handler::invoke(&*chosen.handler, envelope, &cx, budget).await,
             Work::Deliver { destination, body } => {
-                let result = self.deliver(&destination, body, envelope, &cx, budget).await;
+                let result = self
+                    .deliver(&destination, body, envelope, &cx, budget)
+                    .await;
                 self.feedback(&destination, result, self.clock.now()).await
             }
             Work::FanOut { plan } => {
