@@ -23,22 +23,13 @@ pub fn parse_name(s: &str) -> Result<DestinationName, String> {
     DestinationName::parse(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
-/// The destinations `config` configures, in its order; a source whose name cannot name a
-/// destination is left out with a warning in `warnings`.
-pub fn configured(config: &Config, warnings: &mut Vec<String>) -> Vec<DestinationName> {
+/// The destinations `config` configures (`[destinations.NAME]` tables, and each source's
+/// `forward` table under the source's name), in name order.
+pub fn configured(config: &Config) -> Vec<DestinationName> {
     config
+        .routing()
         .destinations()
-        .filter_map(
-            |(source, _)| match DestinationName::parse(source.as_str()) {
-                Ok(name) => Some(name),
-                Err(e) => {
-                    warnings.push(format!(
-                        "source {source}'s forward destination is not listed: {e}"
-                    ));
-                    None
-                }
-            },
-        )
+        .map(|spec| spec.name.clone())
         .collect()
 }
 
@@ -123,13 +114,9 @@ pub async fn run_with(
     now: Timestamp,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let mut warnings = Vec::new();
-    let configured = configured(config, &mut warnings);
+    let configured = configured(config);
     match command {
         DestinationsCommand::List { names, json, .. } => {
-            for warning in &warnings {
-                eprintln!("hookgate: warning: {warning}");
-            }
             let names = if names.is_empty() {
                 configured
             } else {

@@ -39,6 +39,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
+use hookgate_core::destination_gate::DestinationGate;
 use hookgate_core::dlq::{DeadLetters, Selection};
 use hookgate_core::event_source::EventSource;
 use hookgate_core::memory::{
@@ -62,12 +63,13 @@ use crate::http_server::{is_body_read_timeout, ServerLimits};
 /// (EventBridge, SQS) by recording stand-ins, the gate (rate limits, breakers) in memory.
 fn local_destinations(
     config: &Config,
+    gate: Arc<dyn DestinationGate>,
 ) -> Result<Option<Destinations>, hookgate_core::delivery::DestinationError> {
     let routing = config.routing();
     if routing.destinations().next().is_none() {
         return Ok(None);
     }
-    let mut destinations = Destinations::new(routing.clone(), Arc::new(MemoryGate::new()))?;
+    let mut destinations = Destinations::new(routing.clone(), gate)?;
     for spec in routing.destinations() {
         let url = match &spec.transport {
             Transport::Http(_) => continue,
@@ -150,10 +152,12 @@ impl LocalStack {
         if let Some(archive) = archive {
             processor = processor.with_archive(archive);
         }
-        if let Some(destinations) = local_destinations(config)? {
+        let gate: Arc<dyn DestinationGate> = Arc::new(MemoryGate::new());
+        if let Some(destinations) = local_destinations(config, gate.clone())? {
             processor = processor.with_destinations(Arc::new(destinations));
         }
         let console = ConsoleBackend::new(ledger.clone(), replayer.clone(), config)
+            .with_gate(gate)
             .with_metrics(metrics.clone());
         Ok(Self {
             receiver: Arc::new(receiver),

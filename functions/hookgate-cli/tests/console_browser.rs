@@ -49,8 +49,13 @@ fn config() -> Config {
 
 /// `hookgate serve` on a free loopback port, with `extra` arguments.
 fn serve(extra: &[&str]) -> Served {
+    serve_with(&config_toml(), extra)
+}
+
+/// `hookgate serve` with the configuration `toml`.
+fn serve_with(toml: &str, extra: &[&str]) -> Served {
     let path = std::env::temp_dir().join(format!("hookgate-{}.toml", uuid::Uuid::new_v4()));
-    std::fs::write(&path, config_toml()).unwrap();
+    std::fs::write(&path, toml).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hookgate"));
     command
         .args(["serve", "--addr", "127.0.0.1:0", "--config"])
@@ -1082,6 +1087,61 @@ async fn the_dlq_is_purged_only_with_the_typed_confirmation() {
     assert_eq!(browser.text("#dlq-flash").await, "Purged 1 message.");
     assert_eq!(browser.count("#dlq-empty").await, 1);
     browser.screenshot("").await;
+    browser.close().await;
+}
+
+/// The Sources page lists the configured destinations with their circuits; an operator
+/// disables one and enables it again from the page.
+#[tokio::test]
+async fn destinations_are_listed_and_switched_on_the_sources_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let toml = format!(
+        "{}\n[destinations.billing]\nurl = 'https://billing.example/hooks?key=secret-in-query'\n\
+         secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\nrate_limit = '50/s'\n\
+         [destinations.audit]\nkind = 'eventbridge'\nevent_bus = 'default'\n\
+         [[routes]]\nsource = 'demo'\nto = ['billing', 'audit']\n",
+        config_toml()
+    );
+    let served = serve_with(&toml, &[]);
+    let base = served.base.clone();
+    let browser = Browser::start("destinations").await;
+    browser.goto(&format!("{base}/console/sources")).await;
+    assert_eq!(browser.count("tr.destination-row").await, 2);
+    let billing = "tr.destination-row[data-destination=billing]";
+    let text = browser.text(billing).await;
+    assert!(text.contains("https://billing.example/hooks"), "{text}");
+    assert!(
+        !text.contains("secret-in-query"),
+        "the query is not shown: {text}"
+    );
+    assert!(text.contains("50/s") && text.contains("closed"), "{text}");
+    assert!(browser
+        .text("tr.destination-row[data-destination=audit]")
+        .await
+        .contains("eventbridge"));
+    browser
+        .click(&format!("{billing} button.destination-disable"))
+        .await;
+    browser
+        .until(
+            &format!("{base}/console/sources"),
+            SETTLE,
+            "billing disabled",
+            TextContains(billing, "disabled by an operator"),
+        )
+        .await;
+    browser.screenshot("destinations").await;
+    browser
+        .click(&format!("{billing} button.destination-enable"))
+        .await;
+    browser
+        .until(
+            &format!("{base}/console/sources"),
+            SETTLE,
+            "billing enabled again",
+            TextContains(billing, "closed"),
+        )
+        .await;
     browser.close().await;
 }
 

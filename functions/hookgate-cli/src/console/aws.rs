@@ -33,8 +33,9 @@ pub fn backend(aws: &AwsBackend, config: &Config, place: &str) -> ConsoleBackend
         aws.queue.clone(),
         archive,
     ));
-    let mut backend =
-        ConsoleBackend::new(aws.ledger.clone(), replayer, config).with_place(place.to_owned());
+    let mut backend = ConsoleBackend::new(aws.ledger.clone(), replayer, config)
+        .with_place(place.to_owned())
+        .with_gate(aws.gate.clone());
     if let Some(dlq) = &aws.dlq {
         backend = backend.with_dead_letters(Arc::new(DeadLetters::new(
             aws.queue.clone(),

@@ -27,6 +27,9 @@ pub mod sampler;
 pub mod security;
 pub mod views;
 
+use hookgate_core::destination_gate::DestinationGate;
+use hookgate_core::destination_policy::DestinationName;
+use hookgate_core::routing::Transport;
 use std::sync::Arc;
 
 use axum::Router;
@@ -67,6 +70,37 @@ pub fn sources_of(config: &Config) -> Vec<SourceInfo> {
         .collect()
 }
 
+/// A configured destination, as the Sources page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationInfo {
+    /// Its name.
+    pub name: DestinationName,
+    /// `http`, `eventbridge` or `sqs`.
+    pub kind: String,
+    /// Where it delivers: the URL without its query, the bus, the queue.
+    pub target: String,
+    /// Its rate limit, if any (`50/s`).
+    pub rate_limit: Option<String>,
+}
+
+/// The destinations of `config` (its `[destinations.*]` and `forward` tables), by name.
+pub fn destinations_of(config: &Config) -> Vec<DestinationInfo> {
+    config
+        .routing()
+        .destinations()
+        .map(|spec| DestinationInfo {
+            name: spec.name.clone(),
+            kind: spec.transport.kind().to_owned(),
+            target: match &spec.transport {
+                Transport::Http(d) => views::url_without_query(d.shown_url()).to_owned(),
+                Transport::EventBridge { event_bus } => event_bus.clone(),
+                Transport::Sqs { queue_url } => views::url_without_query(queue_url).to_owned(),
+            },
+            rate_limit: spec.rate_limit.map(|r| r.to_string()),
+        })
+        .collect()
+}
+
 /// What the console reads and acts on.
 pub struct ConsoleBackend {
     /// The ledger: listings, events, attempts.
@@ -81,6 +115,10 @@ pub struct ConsoleBackend {
     pub depth: Option<Arc<dyn depth::QueueDepth>>,
     /// The configured sources.
     pub sources: Vec<SourceInfo>,
+    /// The configured destinations.
+    pub destinations: Vec<DestinationInfo>,
+    /// Their circuits, rate windows and disabled flags, when the console can reach them.
+    pub gate: Option<Arc<dyn DestinationGate>>,
     /// Where the console looks: `local stack`, `AWS`.
     pub place: String,
 }
@@ -95,6 +133,8 @@ impl ConsoleBackend {
             sampler: None,
             depth: None,
             sources: sources_of(config),
+            destinations: destinations_of(config),
+            gate: None,
             place: "local stack".to_owned(),
         }
     }
@@ -114,6 +154,12 @@ impl ConsoleBackend {
     /// The same backend reading the queues' depth from `depth`.
     pub fn with_depth(mut self, depth: Arc<dyn depth::QueueDepth>) -> Self {
         self.depth = Some(depth);
+        self
+    }
+
+    /// The same backend showing (and enabling, disabling) destinations through `gate`.
+    pub fn with_gate(mut self, gate: Arc<dyn DestinationGate>) -> Self {
+        self.gate = Some(gate);
         self
     }
 

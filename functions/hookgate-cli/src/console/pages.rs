@@ -15,6 +15,7 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
+use hookgate_core::destination_gate::Circuit;
 use hookgate_core::dlq::Selection;
 use hookgate_core::ledger::{EventStatus, ListQuery, Page, PageQuery, MAX_LIST_LIMIT};
 use hookgate_core::metrics::{Counter, Latency};
@@ -76,6 +77,14 @@ pub fn router(backend: Arc<ConsoleBackend>, access: Arc<ConsoleAccess>) -> Route
         .route("/console/dlq/redrive", post(dlq_redrive))
         .route("/console/dlq/purge", post(dlq_purge))
         .route("/console/sources", get(sources_page))
+        .route(
+            "/console/destinations/{name}/enable",
+            post(destination_enable),
+        )
+        .route(
+            "/console/destinations/{name}/disable",
+            post(destination_disable),
+        )
         .route("/console/health", get(health_page))
         .route("/console/logout", post(logout))
         .layer(from_fn_with_state(pages.clone(), require_visitor))
@@ -1177,6 +1186,138 @@ struct SourcesPage {
     nav: Nav,
     measured: bool,
     rows: Vec<SourceRow>,
+    destinations: Vec<DestinationRow>,
+    gate_error: Option<String>,
+}
+
+/// A destination on the Sources page: where it delivers and its circuit.
+struct DestinationRow {
+    name: String,
+    kind: String,
+    target: String,
+    rate_limit: String,
+    /// `closed`, `open`, `half_open`, `disabled`, or `–` when the gate is not reachable.
+    circuit: String,
+    /// The circuit in words (until when, since when, why).
+    detail: String,
+    failures: String,
+    last_failure: String,
+    disabled: bool,
+}
+
+/// The destinations with their health, or why the health could not be read.
+async fn destination_rows(backend: &ConsoleBackend) -> (Vec<DestinationRow>, Option<String>) {
+    let names: Vec<_> = backend
+        .destinations
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    let (health, error) = match &backend.gate {
+        None => (Vec::new(), None),
+        Some(gate) if !names.is_empty() => match gate.list(&names).await {
+            Ok(list) => (list, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        },
+        Some(_) => (Vec::new(), None),
+    };
+    let rows = backend
+        .destinations
+        .iter()
+        .map(|d| {
+            let h = health.iter().find(|h| h.name == d.name);
+            let (circuit, detail, disabled) = match h.map(|h| &h.circuit) {
+                None => ("–".to_owned(), String::new(), false),
+                Some(Circuit::Closed) => ("closed".to_owned(), String::new(), false),
+                Some(Circuit::Open { until }) => {
+                    ("open".to_owned(), format!("until {until}"), false)
+                }
+                Some(Circuit::HalfOpen) => ("half_open".to_owned(), "probing".to_owned(), false),
+                Some(Circuit::Disabled { since, reason }) => (
+                    "disabled".to_owned(),
+                    format!("since {since}: {reason}"),
+                    true,
+                ),
+            };
+            DestinationRow {
+                name: d.name.to_string(),
+                kind: d.kind.clone(),
+                target: d.target.clone(),
+                rate_limit: d.rate_limit.clone().unwrap_or_else(|| "–".to_owned()),
+                circuit,
+                detail,
+                failures: h.map_or_else(|| "–".to_owned(), |h| h.consecutive_failures.to_string()),
+                last_failure: h.and_then(|h| h.last_failure.clone()).unwrap_or_default(),
+                disabled,
+            }
+        })
+        .collect();
+    (rows, error)
+}
+
+async fn destination_enable(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    Path(name): Path<String>,
+) -> Response {
+    destination_switch(&pages, &visitor, &name, true).await
+}
+
+async fn destination_disable(
+    State(pages): State<Pages>,
+    Extension(visitor): Extension<Visitor>,
+    Path(name): Path<String>,
+) -> Response {
+    destination_switch(&pages, &visitor, &name, false).await
+}
+
+/// Enables or disables a configured destination, then back to the Sources page.
+async fn destination_switch(
+    pages: &Pages,
+    visitor: &Visitor,
+    name: &str,
+    enable: bool,
+) -> Response {
+    let title = "Destinations";
+    let Some(info) = pages
+        .backend
+        .destinations
+        .iter()
+        .find(|d| d.name.as_str() == name)
+    else {
+        return message(
+            pages,
+            visitor,
+            StatusCode::NOT_FOUND,
+            title,
+            "No such destination is configured.",
+        );
+    };
+    let Some(gate) = &pages.backend.gate else {
+        return message(
+            pages,
+            visitor,
+            StatusCode::NOT_FOUND,
+            title,
+            "This console cannot reach the destinations' state.",
+        );
+    };
+    let now = SystemClock.now();
+    let result = if enable {
+        gate.enable(&info.name, now).await
+    } else {
+        gate.disable(&info.name, "disabled by an operator (console)", now)
+            .await
+    };
+    match result {
+        Ok(()) => Redirect::to("/console/sources").into_response(),
+        Err(e) => message(
+            pages,
+            visitor,
+            StatusCode::SERVICE_UNAVAILABLE,
+            title,
+            &format!("The destinations' state could not be written: {e}"),
+        ),
+    }
 }
 
 async fn sources_page(
@@ -1222,11 +1363,14 @@ async fn sources_page(
             }
         })
         .collect();
+    let (destinations, gate_error) = destination_rows(&pages.backend).await;
     render(
         &SourcesPage {
             nav: Nav::new(&pages, &visitor, "sources"),
             measured: last_hour.is_some(),
             rows,
+            destinations,
+            gate_error,
         },
         StatusCode::OK,
     )
