@@ -272,3 +272,144 @@ async fn requests_per_event_for_every_fate() {
         expect(&[("DeleteMessage", 1), ("SendMessage", 1), ("UpdateItem", 2)])
     );
 }
+
+/// What delivering to destinations costs per event, one destination against three, counted the
+/// same way: the event's own message delivers a single destination; three fan out, one message
+/// and one ledger item per delivery. The gate's health reads are cached per container (one read
+/// per destination per second), so a steady stream pays them once: the second event of each
+/// shape shows the per-event cost.
+#[tokio::test]
+async fn requests_per_event_for_one_destination_and_three() {
+    use hookgate_core::processor::Destinations;
+    use hookgate_testkit::sink::{Answer, Sink};
+
+    let Some(endpoint) = moto_endpoint() else {
+        eprintln!("skipped: no moto");
+        return;
+    };
+    let resources = fresh_resources(&endpoint, 5, 10).await;
+    let sdk = budgeted_sdk_config(&endpoint).await;
+    let faults = SdkFaults::new();
+    let backend = AwsBackend::from_clients(
+        faults.dynamodb_client(&sdk),
+        faults.sqs_client(&sdk),
+        faults.s3_client(&sdk),
+        &resources.table,
+        &resources.queue_url,
+        Some(resources.dlq_url.clone()),
+        None,
+    );
+    let sinks = [
+        Sink::start(vec![], Answer::ok()).await,
+        Sink::start(vec![], Answer::ok()).await,
+        Sink::start(vec![], Answer::ok()).await,
+    ];
+    let mut doc = String::from(
+        "[sources.one]\nscheme = 'hmac-sha256'\nsecrets = ['request-counts-s3cr3t']\n\
+         [sources.three]\nscheme = 'hmac-sha256'\nsecrets = ['request-counts-s3cr3t']\n\
+         [processor]\nvisibility_timeout_secs = 10\nwait_time_ms = 200\nbatch_window_ms = 0\n\
+         max_receive_count = 5\n\
+         [[routes]]\nsource = 'one'\nto = ['d0']\n\
+         [[routes]]\nsource = 'three'\nto = ['d0', 'd1', 'd2']\n",
+    );
+    for (n, sink) in sinks.iter().enumerate() {
+        doc.push_str(&format!(
+            "[destinations.d{n}]\nurl = '{}'\nsecret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\n\
+             allow_http = true\nallow_private_networks = true\n",
+            sink.url("/")
+        ));
+    }
+    let config = Config::from_toml(&doc).unwrap();
+    let gate = Arc::new(hookgate_core::destination_gate::CachedGate::new(
+        Arc::new(hookgate_aws::destination_gate::DynamoDbGate::new(
+            faults.dynamodb_client(&sdk),
+            &resources.table,
+        )),
+        Arc::new(hookgate_core::SystemClock),
+        hookgate_core::destination_gate::DEFAULT_MAX_AGE,
+    ));
+    let destinations = Destinations::new(config.routing().clone(), gate).unwrap();
+    let receiver = Receiver::new(&config, backend.ledger.clone(), backend.queue.clone());
+    let processor = Processor::new(
+        &config,
+        backend.ledger.clone(),
+        backend.queue.clone(),
+        Handlers::new(),
+    )
+    .with_destinations(Arc::new(destinations));
+    let events = EventSource::new(backend.queue.clone(), Arc::new(processor));
+    // The test's own reads, on a client that is not counted.
+    let ledger = hookgate_aws::DynamoDbLedger::new(resources.dynamodb(), &resources.table);
+
+    // One event of `source`, received and processed to the end (every delivery processed):
+    // the processor's requests.
+    let run = async |source: &str| {
+        let body = format!(r#"{{"id":"{}"}}"#, uuid::Uuid::new_v4());
+        let mut headers = HeaderMap::new();
+        for (k, v) in receiver.sign(source, body.as_bytes()).unwrap() {
+            headers.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(&v).unwrap(),
+            );
+        }
+        let request = IncomingRequest {
+            method: Method::POST,
+            source: source.into(),
+            headers,
+            body: Bytes::from(body.into_bytes()),
+            trace_header: None,
+        };
+        let reply = receiver.handle(request).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
+        let id = EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap();
+        take(&faults);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut records = 0;
+        loop {
+            records += events.poll().await.unwrap().records.len();
+            let record = ledger.get(&id).await.unwrap().unwrap();
+            let mut done = record.status == EventStatus::Processed;
+            for d in &record.deliveries {
+                let delivery = ledger.get(&id.delivery(d)).await.unwrap();
+                done &= delivery.is_some_and(|r| r.status == EventStatus::Processed);
+            }
+            if done {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never finished");
+        }
+        (processor_requests(&faults), records)
+    };
+    // The first event of each shape reads the gate's health of its destinations (then cached).
+    let (one_first, _) = run("one").await;
+    let (one, one_records) = run("one").await;
+    let (three_first, _) = run("three").await;
+    let (three, three_records) = run("three").await;
+    println!("| destinations | AWS requests per event (processor) | records |\n|---|---|---|");
+    println!("| 1 (first event: gate read) | {one_first:?} | |");
+    println!("| 1 | {one:?} | {one_records} |");
+    println!("| 3 (first event: gate reads) | {three_first:?} | |");
+    println!("| 3 | {three:?} | {three_records} |");
+    assert_eq!(
+        one_first,
+        expect(&[("DeleteMessage", 1), ("GetItem", 1), ("UpdateItem", 2)])
+    );
+    // One destination: the lease, the end, the delete — as a handler.
+    assert_eq!(one, expect(&[("DeleteMessage", 1), ("UpdateItem", 2)]));
+    assert_eq!(one_records, 1);
+    // Three: the event (lease, end, delete, three claims, three sends) and each delivery
+    // (lease, end, delete).
+    assert_eq!(
+        three,
+        expect(&[
+            ("DeleteMessage", 4),
+            ("PutItem", 3),
+            ("SendMessage", 3),
+            ("UpdateItem", 8)
+        ])
+    );
+    assert_eq!(three_records, 4);
+    for sink in &sinks {
+        assert!(!sink.requests().is_empty());
+    }
+}
