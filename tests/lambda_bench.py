@@ -56,8 +56,10 @@ KEY = base64.b64decode(SECRET.removeprefix("whsec_"))
 FORWARD_SECRET = "whsec_" + base64.b64encode(b"hookgate-bench-forward-secret-32b").decode()
 
 
-def config(sink_port):
-    return f"""
+def config(sink_port, fan_out=False):
+    """The functions' configuration: one source forwarding to the sink; with `fan_out`, one
+    more routed to three destinations on it (a build from before routes refuses that table)."""
+    forward = f"""
 [sources.standard]
 scheme = "standard"
 secrets = ["{SECRET}"]
@@ -67,7 +69,25 @@ url = "http://127.0.0.1:{sink_port}/hooks"
 secret = "{FORWARD_SECRET}"
 allow_http = true
 allow_private_networks = true
+
 """
+    if not fan_out:
+        return forward
+    return forward + f"""
+[sources.fanout]
+scheme = "standard"
+secrets = ["{SECRET}"]
+
+[[routes]]
+source = "fanout"
+to = ["f0", "f1", "f2"]
+""" + "".join(f"""
+[destinations.f{i}]
+url = "http://127.0.0.1:{sink_port}/f{i}"
+secret = "{FORWARD_SECRET}"
+allow_http = true
+allow_private_networks = true
+""" for i in range(3))
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -267,7 +287,7 @@ def start_moto(python):
     raise SystemExit("moto did not start")
 
 
-def standard_event(body, webhook_id, good=True):
+def standard_event(body, webhook_id, good=True, source="standard"):
     """An API Gateway HTTP API (v2) event carrying a Standard Webhooks request."""
     ts = str(int(time.time()))
     mac = hmac.new(KEY, f"{webhook_id}.{ts}.".encode() + body, hashlib.sha256).digest()
@@ -276,7 +296,7 @@ def standard_event(body, webhook_id, good=True):
     return {
         "version": "2.0",
         "routeKey": "POST /webhooks/{source}",
-        "rawPath": "/webhooks/standard",
+        "rawPath": f"/webhooks/{source}",
         "rawQueryString": "",
         "headers": {
             "content-type": "application/json",
@@ -284,13 +304,13 @@ def standard_event(body, webhook_id, good=True):
             "webhook-timestamp": ts,
             "webhook-signature": "v1," + base64.b64encode(mac).decode(),
         },
-        "pathParameters": {"source": "standard"},
+        "pathParameters": {"source": source},
         "requestContext": {
             "accountId": "123456789012", "apiId": "hookgate", "domainName": "hookgate.local",
             "domainPrefix": "hookgate", "requestId": str(uuid.uuid4()),
             "routeKey": "POST /webhooks/{source}", "stage": "$default",
             "time": "01/Dec/2026:12:00:00 +0000", "timeEpoch": int(time.time() * 1000),
-            "http": {"method": "POST", "path": "/webhooks/standard", "protocol": "HTTP/1.1",
+            "http": {"method": "POST", "path": f"/webhooks/{source}", "protocol": "HTTP/1.1",
                      "sourceIp": "127.0.0.1", "userAgent": "hookgate-bench"},
         },
         "body": body.decode(),
@@ -394,7 +414,7 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
     resources = setup_resources(args.hookgate, dict(base_env, AWS_ENDPOINT_URL=moto_url),
                                 f"bench-{uuid.uuid4().hex[:10]}")
     env = dict(base_env, **resources, AWS_ENDPOINT_URL=proxy.url,
-               HOOKGATE_CONFIG=config(sink.port), HOOKGATE_MAX_RECEIVE_COUNT="5")
+               HOOKGATE_CONFIG=config(sink.port, args.fan_out), HOOKGATE_MAX_RECEIVE_COUNT="5")
     env.pop("HOOKGATE_ARCHIVE_BUCKET", None) if args.no_archive else None
 
     def record(scenario, per, cpu, lat, rss, counts, function):
@@ -427,16 +447,23 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
 
         queue_url = resources["HOOKGATE_QUEUE_URL"]
         queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[-1]
-        batches = []
-        while sum(len(b["Records"]) for b in batches) < n:
-            got = boto_sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
-                                           AttributeNames=["All"], MessageAttributeNames=["All"],
-                                           VisibilityTimeout=600, WaitTimeSeconds=1)
-            messages = got.get("Messages", [])
-            if not messages:
-                have = sum(len(b["Records"]) for b in batches)
-                raise SystemExit(f"only {have} of {n} messages queued")
-            batches.append({"Records": sqs_records(messages, queue_arn)})
+
+        def drain(count):
+            """`count` messages from the queue, as Lambda SQS batches of 10."""
+            batches = []
+            while sum(len(b["Records"]) for b in batches) < count:
+                got = boto_sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                               AttributeNames=["All"],
+                                               MessageAttributeNames=["All"],
+                                               VisibilityTimeout=600, WaitTimeSeconds=1)
+                messages = got.get("Messages", [])
+                if not messages:
+                    have = sum(len(b["Records"]) for b in batches)
+                    raise SystemExit(f"only {have} of {count} messages queued")
+                batches.append({"Records": sqs_records(messages, queue_arn)})
+            return batches
+
+        batches = drain(n)
         processor = Function(directory / "processor" / "bootstrap", env)
         try:
             proxy.take()
@@ -445,6 +472,22 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
             if sink.count - forwarded != n:
                 raise SystemExit(f"the sink saw {sink.count - forwarded} deliveries, not {n}")
             record("processor/batch10 (per record)", n, cpu, lat, rss, proxy.take(), processor)
+            # Fan-out to three destinations: the events, then their deliveries (each a
+            # message of its own), per event received.
+            if args.fan_out:
+                fan = [standard_event(body_1kib(i), f"msg_{uuid.uuid4().hex}", source="fanout")
+                       for i in range(n)]
+                receiver.run(fan, expect_status(202))
+                proxy.take()
+                forwarded = sink.count
+                cpu1, lat1, _ = processor.run(drain(n), expect_no_failures)
+                logged = processor.log_bytes
+                cpu2, lat2, rss = processor.run(drain(3 * n), expect_no_failures)
+                if sink.count - forwarded != 3 * n:
+                    raise SystemExit(f"the sink saw {sink.count - forwarded} deliveries, not {3 * n}")
+                processor.log_bytes += logged
+                record("processor/fan-out to 3 (per event)", n, cpu1 + cpu2, lat1 + lat2, rss,
+                       proxy.take(), processor)
         finally:
             processor.close()
 
@@ -463,6 +506,8 @@ def main():
     parser.add_argument("--events", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-archive", action="store_true", help="run without the archive")
+    parser.add_argument("--fan-out", action="store_true",
+                        help="also run events fanned out to three destinations (builds with routes)")
     parser.add_argument("--hookgate", default=str(ROOT / "target" / "debug" / "hookgate"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -12,8 +12,12 @@
 //!   `max_age` late, so up to `max_age` of this container's deliveries may still go to it. Any
 //!   change this container makes itself (a failure, a probe, disable, enable) drops its entry,
 //!   so its own next reading is fresh.
-//! - **Successes that change nothing are not written**: when the cached health (no older than
-//!   `max_age`) is already closed with no failures. *Trade-off:* failures another container
+//! - **One reading at a time**: while a stale reading is being refreshed, the container's other
+//!   deliveries to that destination use the stale one (a batch of ten concurrent deliveries
+//!   makes one read a second, not ten).
+//! - **Successes that change nothing are not written**: when the last reading (however old: a
+//!   reading is refreshed before every delivery that is not within `max_age` of it) is already
+//!   closed with no failures. *Trade-off:* failures another container
 //!   recorded less than `max_age` ago may not be reset by this container's success, so
 //!   "consecutive" failures are counted across containers with that blur (the breaker may open a
 //!   little early, never late).
@@ -44,6 +48,8 @@ struct Entry {
     health: Option<(DestinationHealth, Timestamp)>,
     /// A full window: the limit it was full for, and when the next window starts.
     full_until: Option<(RateLimit, Timestamp)>,
+    /// A refresh of `health` is in flight: others use the stale reading meanwhile.
+    refreshing: bool,
 }
 
 /// A [`DestinationGate`] in front of another, shared one; see the module's doc for what it
@@ -87,6 +93,12 @@ impl CachedGate {
         (now.since(*read_at) <= self.max_age && *read_at <= now).then(|| health.clone())
     }
 
+    /// The last reading of `d`, however old.
+    fn last(&self, d: &DestinationName) -> Option<DestinationHealth> {
+        let entries = self.entries();
+        entries.get(d)?.health.as_ref().map(|(h, _)| h.clone())
+    }
+
     fn forget_health(&self, d: &DestinationName) {
         if let Some(entry) = self.entries().get_mut(d) {
             entry.health = None;
@@ -121,9 +133,22 @@ impl DestinationGate for CachedGate {
         if let Some(health) = self.fresh(d) {
             return Ok(health);
         }
+        {
+            // One refresh at a time; the others take the stale reading meanwhile.
+            let mut entries = self.entries();
+            let entry = entries.entry(d.clone()).or_default();
+            match (&entry.health, entry.refreshing) {
+                (Some((stale, _)), true) => return Ok(stale.clone()),
+                _ => entry.refreshing = true,
+            }
+        }
         let read_at = self.clock.now();
-        let health = self.inner.health(d).await?;
-        self.entries().entry(d.clone()).or_default().health = Some((health.clone(), read_at));
+        let read = self.inner.health(d).await;
+        let mut entries = self.entries();
+        let entry = entries.entry(d.clone()).or_default();
+        entry.refreshing = false;
+        let health = read?;
+        entry.health = Some((health.clone(), read_at));
         Ok(health)
     }
 
@@ -138,7 +163,7 @@ impl DestinationGate for CachedGate {
     }
 
     async fn record_success(&self, d: &DestinationName, now: Timestamp) -> Result<(), GateError> {
-        if self.fresh(d).is_some_and(|h| h.is_clean()) {
+        if self.last(d).is_some_and(|h| h.is_clean()) {
             return Ok(());
         }
         self.inner.record_success(d, now).await?;
@@ -212,6 +237,8 @@ mod tests {
         }
         async fn health(&self, d: &DestinationName) -> Result<DestinationHealth, GateError> {
             self.health.fetch_add(1, Ordering::SeqCst);
+            // A real read waits on the network: let concurrent callers run meanwhile.
+            tokio::task::yield_now().await;
             self.gate.health(d).await
         }
         async fn take_probe(
@@ -312,8 +339,30 @@ mod tests {
             .unwrap();
         assert_eq!(gate.health(&d).await.unwrap().consecutive_failures, 0);
         clock.advance(Duration::from_millis(1_001));
+        // The processor reads the health before each delivery: past max_age, afresh.
+        assert_eq!(gate.health(&d).await.unwrap().consecutive_failures, 1);
         gate.record_success(&d, clock.now()).await.unwrap();
-        assert_eq!(inner.successes.load(Ordering::SeqCst), 2, "stale: written");
+        assert_eq!(
+            inner.successes.load(Ordering::SeqCst),
+            2,
+            "failures seen: written"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_deliveries_refresh_a_stale_reading_once() {
+        let (inner, clock, gate) = rig();
+        let d = billing();
+        gate.health(&d).await.unwrap();
+        assert_eq!(inner.health.load(Ordering::SeqCst), 1);
+        clock.advance(Duration::from_millis(1_001));
+        let readings = futures::future::join_all((0..10).map(|_| gate.health(&d))).await;
+        assert!(readings.iter().all(Result::is_ok));
+        assert_eq!(
+            inner.health.load(Ordering::SeqCst),
+            2,
+            "one refresh for ten concurrent deliveries"
+        );
     }
 
     #[tokio::test]
