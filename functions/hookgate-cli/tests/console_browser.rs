@@ -1091,12 +1091,14 @@ async fn the_dlq_is_purged_only_with_the_typed_confirmation() {
 }
 
 /// The Sources page lists the configured destinations with their circuits; an operator
-/// disables one and enables it again from the page.
+/// disables one and enables it again from the page. An event fanned out to both shows its
+/// deliveries, each with its own status, linked.
 #[tokio::test]
 async fn destinations_are_listed_and_switched_on_the_sources_page() {
     let _one = ONE_BROWSER.lock().await;
     let toml = format!(
-        "{}\n[destinations.billing]\nurl = 'https://billing.example/hooks?key=secret-in-query'\n\
+        "{}\n[destinations.billing]\nurl = 'http://127.0.0.1:9/hooks?key=secret-in-query'\n\
+         allow_http = true\nallow_private_networks = true\n\
          secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'\nrate_limit = '50/s'\n\
          [destinations.audit]\nkind = 'eventbridge'\nevent_bus = 'default'\n\
          [[routes]]\nsource = 'demo'\nto = ['billing', 'audit']\n",
@@ -1109,7 +1111,7 @@ async fn destinations_are_listed_and_switched_on_the_sources_page() {
     assert_eq!(browser.count("tr.destination-row").await, 2);
     let billing = "tr.destination-row[data-destination=billing]";
     let text = browser.text(billing).await;
-    assert!(text.contains("https://billing.example/hooks"), "{text}");
+    assert!(text.contains("http://127.0.0.1:9/hooks"), "{text}");
     assert!(
         !text.contains("secret-in-query"),
         "the query is not shown: {text}"
@@ -1119,29 +1121,54 @@ async fn destinations_are_listed_and_switched_on_the_sources_page() {
         .text("tr.destination-row[data-destination=audit]")
         .await
         .contains("eventbridge"));
+    // Each form posts and comes back to the page: wait for the page it comes back to (a
+    // reload meanwhile could cancel the post).
+    let disabled = format!("{billing}[data-circuit=disabled]");
+    let closed = format!("{billing}[data-circuit=closed]");
     browser
         .click(&format!("{billing} button.destination-disable"))
         .await;
     browser
-        .until(
-            &format!("{base}/console/sources"),
-            SETTLE,
-            "billing disabled",
-            TextContains(billing, "disabled by an operator"),
-        )
-        .await;
+        .client()
+        .wait()
+        .at_most(SETTLE)
+        .for_element(Locator::Css(&disabled))
+        .await
+        .unwrap();
+    assert!(browser
+        .text(billing)
+        .await
+        .contains("disabled by an operator"));
     browser.screenshot("destinations").await;
     browser
         .click(&format!("{billing} button.destination-enable"))
         .await;
     browser
+        .client()
+        .wait()
+        .at_most(SETTLE)
+        .for_element(Locator::Css(&closed))
+        .await
+        .unwrap();
+    // Fanned out: audit (the local stand-in) delivered, billing (nothing listens) retrying.
+    let id = post_demo(&base, r#"{"n":1}"#, "application/json", "order.created").await;
+    browser
         .until(
-            &format!("{base}/console/sources"),
+            &format!("{base}/console/events/{id}"),
             SETTLE,
-            "billing enabled again",
-            TextContains(billing, "closed"),
+            "the audit delivery processed",
+            TextContains("li.delivery[data-destination=audit]", "processed"),
         )
         .await;
+    assert_eq!(browser.count("li.delivery").await, 2);
+    let billing_status = browser.text("li.delivery[data-destination=billing]").await;
+    assert!(!billing_status.contains("processed"), "{billing_status}");
+    browser.click("li.delivery[data-destination=audit] a").await;
+    let page = browser.text("dl").await;
+    assert!(
+        page.contains("audit"),
+        "the delivery's own page names its destination: {page}"
+    );
     browser.close().await;
 }
 

@@ -564,6 +564,10 @@ struct EventPage {
     payload_text: Option<String>,
     payload_error: Option<String>,
     flash: Option<String>,
+    /// The destination this record delivers to, if it is a delivery.
+    destination: String,
+    /// An event fanned out: `(destination, delivery id, its status)`.
+    deliveries: Vec<(String, String, String)>,
 }
 
 #[derive(Deserialize, Default)]
@@ -628,6 +632,16 @@ async fn event_page(
         .ok()
         .and_then(|Query(p)| p.replayed)
         .map(|generation| format!("Replayed: queued as generation {generation}."));
+    let mut deliveries = Vec::new();
+    for destination in &record.deliveries {
+        let delivery = id.delivery(destination);
+        let status = match pages.backend.ledger.get(&delivery).await {
+            Ok(Some(r)) => r.status.as_str().to_owned(),
+            Ok(None) => "received".to_owned(),
+            Err(_) => "unknown".to_owned(),
+        };
+        deliveries.push((destination.to_string(), delivery.to_string(), status));
+    }
     render(
         &EventPage {
             nav: Nav::new(&pages, &visitor, "events"),
@@ -648,6 +662,12 @@ async fn event_page(
             payload_text,
             payload_error,
             flash,
+            destination: record
+                .destination
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            deliveries,
         },
         StatusCode::OK,
     )
