@@ -125,6 +125,23 @@ fn transient(code: &str) -> bool {
     ) || code.contains("Throttl")
 }
 
+/// A request the service did not take, as the delivery's failure: retried when it throttled or
+/// failed on its side (or no code came back: the network), permanent when it refused.
+fn failed_request(
+    operation: &str,
+    code: Option<&str>,
+    err: &(dyn std::error::Error + 'static),
+    delivery: Delivery,
+) -> HandlerError {
+    let text = format!("{operation} failed: {}", error_text::one_line(err));
+    warn!(url = %delivery.url, error = %text, "delivery failed");
+    let error = match code {
+        Some(code) if !transient(code) => HandlerError::permanent(text),
+        _ => HandlerError::retry(text),
+    };
+    error.with_delivery(delivery)
+}
+
 /// An EventBridge bus as a destination.
 pub struct EventBridgeTarget {
     client: aws_sdk_eventbridge::Client,
@@ -190,17 +207,8 @@ impl Handler for EventBridgeTarget {
             .map_err(|e| {
                 let code = e
                     .as_service_error()
-                    .and_then(aws_sdk_eventbridge::error::ProvideErrorMetadata::code)
-                    .unwrap_or("")
-                    .to_owned();
-                let text = format!("PutEvents failed: {}", error_text::one_line(&e));
-                warn!(event_bus = %self.event_bus, error = %text, "delivery failed");
-                let error = if code.is_empty() || transient(&code) {
-                    HandlerError::retry(text)
-                } else {
-                    HandlerError::permanent(text)
-                };
-                error.with_delivery(self.delivery())
+                    .and_then(aws_sdk_eventbridge::error::ProvideErrorMetadata::code);
+                failed_request("PutEvents", code, &e, self.delivery())
             })?;
         if out.failed_entry_count() > 0 {
             let (code, message) = out
@@ -279,16 +287,10 @@ fn string_attribute(value: &str) -> Option<MessageAttributeValue> {
 #[async_trait]
 impl Handler for SqsTarget {
     async fn handle(&self, event: Envelope, _cx: &Context) -> Result<Handled, HandlerError> {
+        // SQS takes only text: a binary body goes through the archive whatever its size.
         let (body, claim_checked) = match std::str::from_utf8(&event.body) {
             Ok(text) if text.len() <= MAX_ENTRY_BYTES => (text.to_owned(), false),
-            Ok(_) => (
-                claim_check(self.archive.as_ref(), &event, event.body.clone())
-                    .await
-                    .map_err(|e| e.with_delivery(self.delivery()))?,
-                true,
-            ),
-            // SQS takes only text: a binary body goes through the archive whatever its size.
-            Err(_) => (
+            _ => (
                 claim_check(self.archive.as_ref(), &event, event.body.clone())
                     .await
                     .map_err(|e| e.with_delivery(self.delivery()))?,
@@ -316,17 +318,8 @@ impl Handler for SqsTarget {
         request.send().await.map_err(|e| {
             let code = e
                 .as_service_error()
-                .and_then(aws_sdk_sqs::error::ProvideErrorMetadata::code)
-                .unwrap_or("")
-                .to_owned();
-            let text = format!("SendMessage failed: {}", error_text::one_line(&e));
-            warn!(queue_url = %self.queue_url, error = %text, "delivery failed");
-            let error = if code.is_empty() || transient(&code) {
-                HandlerError::retry(text)
-            } else {
-                HandlerError::permanent(text)
-            };
-            error.with_delivery(self.delivery())
+                .and_then(aws_sdk_sqs::error::ProvideErrorMetadata::code);
+            failed_request("SendMessage", code, &e, self.delivery())
         })?;
         info!(queue_url = %self.queue_url, "delivered");
         Ok(Handled {
