@@ -293,10 +293,18 @@ impl Processor {
         why: String,
     ) -> RecordOutcome {
         info!(until = %until, reason = %why, "delivery held");
-        match self
+        let passed = match self
             .pass_on(message, None, until, receives_before(message))
             .await
         {
+            // A copy reads as stale when the ledger holds another's ticket — or no row at all
+            // (an event never claimed, or forgotten with its dedup window): that one must not
+            // be acknowledged away. (The copy already sent then starts the row when it comes;
+            // the lease keeps the two from running at once.)
+            PassOn::Settled(RecordOutcome::Stale) if self.unknown(message).await => PassOn::Held,
+            other => other,
+        };
+        match passed {
             PassOn::Settled(RecordOutcome::Rescheduled { .. }) => {
                 RecordOutcome::Held { why, until }
             }
@@ -319,6 +327,18 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// Whether the ledger has no row for the event `message` carries.
+    async fn unknown(&self, message: &ReceivedMessage) -> bool {
+        let Some(id) = message
+            .attributes
+            .get(attr::EVENT_ID)
+            .and_then(|id| crate::envelope::EventId::parse(id).ok())
+        else {
+            return false;
+        };
+        matches!(self.ledger.get(&id).await, Ok(None))
     }
 
     /// Runs one delivery to `destination`: its sender, the transformed body if any, under
