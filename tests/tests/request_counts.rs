@@ -22,12 +22,13 @@ use hookgate_core::{
 use hookgate_testkit::{budgeted_sdk_config, fresh_resources, moto_endpoint};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
-const OPERATIONS: [&str; 11] = [
+const OPERATIONS: [&str; 12] = [
     "PutItem",
     "UpdateItem",
     "GetItem",
     "DeleteItem",
     "SendMessage",
+    "SendMessageBatch",
     "DeleteMessage",
     "ChangeMessageVisibility",
     "ReceiveMessage",
@@ -397,14 +398,14 @@ async fn requests_per_event_for_one_destination_and_three() {
     // One destination: the lease, the end, the delete — as a handler.
     assert_eq!(one, expect(&[("DeleteMessage", 1), ("UpdateItem", 2)]));
     assert_eq!(one_records, 1);
-    // Three: the event (lease, end, delete, three claims, three sends) and each delivery
-    // (lease, end, delete).
+    // Three: the event (lease, end, delete, three claims, one batch of three sends) and each
+    // delivery (lease, end, delete).
     assert_eq!(
         three,
         expect(&[
             ("DeleteMessage", 4),
             ("PutItem", 3),
-            ("SendMessage", 3),
+            ("SendMessageBatch", 1),
             ("UpdateItem", 8)
         ])
     );

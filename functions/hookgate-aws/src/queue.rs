@@ -17,13 +17,58 @@ use async_trait::async_trait;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
     Message, MessageAttributeValue, MessageSystemAttributeName, MessageSystemAttributeNameForSends,
-    MessageSystemAttributeValue,
+    MessageSystemAttributeValue, SendMessageBatchRequestEntry,
 };
 use aws_sdk_sqs::Client;
 use hookgate_core::queue::{
     attributes_size, OutgoingMessage, Queue, QueueError, ReceivedMessage, MAX_SEND_DELAY,
     MAX_VISIBILITY_TIMEOUT, SQS_MAX_MESSAGE_BYTES,
 };
+
+/// Most entries in one `SendMessageBatch`.
+const BATCH_ENTRIES: usize = 10;
+
+/// Most bytes (bodies and attributes) one `SendMessageBatch` carries here: SQS's historical
+/// batch payload limit, whatever the queue's own message limit.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// One message as a batch entry, its id its index in the batch.
+fn batch_entry(
+    index: usize,
+    message: OutgoingMessage,
+) -> Result<SendMessageBatchRequestEntry, QueueError> {
+    let mut entry = SendMessageBatchRequestEntry::builder()
+        .id(index.to_string())
+        .message_body(message.body);
+    if let Some(delay) = message.delay.filter(|d| !d.is_zero()) {
+        if delay > MAX_SEND_DELAY {
+            return Err(QueueError::Invalid(
+                "a message's delay is at most 15 minutes".into(),
+            ));
+        }
+        entry = entry.delay_seconds(whole_secs(delay));
+    }
+    for (name, value) in &message.attributes {
+        let value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+            .map_err(|e| QueueError::Invalid(format!("message attribute {name}: {e}")))?;
+        entry = entry.message_attributes(name, value);
+    }
+    if let Some(header) = &message.trace_header {
+        let value = MessageSystemAttributeValue::builder()
+            .data_type("String")
+            .string_value(header)
+            .build()
+            .map_err(|e| QueueError::Invalid(format!("AWSTraceHeader: {e}")))?;
+        entry = entry
+            .message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, value);
+    }
+    entry
+        .build()
+        .map_err(|e| QueueError::Invalid(format!("batch entry: {e}")))
+}
 
 /// Longest long-poll SQS allows.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -54,6 +99,66 @@ impl SqsQueue {
     /// The dead-letter queue's URL, if one is configured.
     pub fn dlq_url(&self) -> Option<&str> {
         self.dlq_url.as_deref()
+    }
+
+    /// One `SendMessageBatch` of `group` (2-10 messages that fit one): each message's result,
+    /// by its index.
+    async fn send_group(
+        &self,
+        group: Vec<(usize, OutgoingMessage)>,
+    ) -> Vec<(usize, Result<String, QueueError>)> {
+        let indexes: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+        let all = |e: QueueError| indexes.iter().map(|i| (*i, Err(e.clone()))).collect();
+        let mut entries = Vec::with_capacity(group.len());
+        for (index, message) in group {
+            match batch_entry(index, message) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => return all(e),
+            }
+        }
+        let out = match self
+            .client
+            .send_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => return all(queue_error("SendMessageBatch", e)),
+        };
+        let mut results = Vec::with_capacity(indexes.len());
+        for ok in out.successful() {
+            if let Ok(index) = ok.id().parse::<usize>() {
+                results.push((index, Ok(ok.message_id().to_owned())));
+            }
+        }
+        for failed in out.failed() {
+            if let Ok(index) = failed.id().parse::<usize>() {
+                let message = format!(
+                    "SQS SendMessageBatch entry: {} {}",
+                    failed.code(),
+                    failed.message().unwrap_or_default()
+                );
+                let error = if failed.sender_fault() {
+                    QueueError::Invalid(message)
+                } else {
+                    QueueError::Unavailable(message)
+                };
+                results.push((index, Err(error)));
+            }
+        }
+        for index in &indexes {
+            if !results.iter().any(|(i, _)| i == index) {
+                results.push((
+                    *index,
+                    Err(QueueError::Unavailable(
+                        "SendMessageBatch answered nothing for this entry".into(),
+                    )),
+                ));
+            }
+        }
+        results
     }
 
     async fn send_to(
@@ -117,6 +222,43 @@ impl Queue for SqsQueue {
             message.delay,
         )
         .await
+    }
+
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Vec<Result<String, QueueError>> {
+        let mut results: Vec<Option<Result<String, QueueError>>> =
+            (0..messages.len()).map(|_| None).collect();
+        // Groups of at most ten that fit a batch; a message too big to share one goes alone.
+        let mut groups: Vec<Vec<(usize, OutgoingMessage)>> = Vec::new();
+        let mut bytes = 0;
+        for (index, message) in messages.into_iter().enumerate() {
+            let size = message.size();
+            let fits = groups
+                .last()
+                .is_some_and(|g| g.len() < BATCH_ENTRIES && bytes + size <= BATCH_BYTES);
+            if !fits {
+                groups.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(group) = groups.last_mut() {
+                group.push((index, message));
+            }
+        }
+        for group in groups {
+            if group.len() == 1 {
+                for (index, message) in group {
+                    results[index] = Some(self.send(message).await);
+                }
+                continue;
+            }
+            for (index, result) in self.send_group(group).await {
+                results[index] = Some(result);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(QueueError::Unavailable("not sent".into()))))
+            .collect()
     }
 
     async fn receive(
@@ -376,6 +518,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_entry_carries_the_message_its_delay_attributes_and_trace_header() {
+        let message = OutgoingMessage {
+            body: "hello".into(),
+            attributes: BTreeMap::from([("event_id".to_owned(), "a:1".to_owned())]),
+            trace_header: Some("Root=1-abc".into()),
+            delay: Some(Duration::from_millis(1_500)),
+        };
+        let entry = batch_entry(3, message).unwrap();
+        assert_eq!(entry.id(), "3");
+        assert_eq!(entry.message_body(), "hello");
+        assert_eq!(entry.delay_seconds(), Some(2), "rounded up");
+        assert_eq!(
+            entry.message_attributes().unwrap()["event_id"].string_value(),
+            Some("a:1")
+        );
+        assert_eq!(
+            entry.message_system_attributes().unwrap()
+                [&MessageSystemAttributeNameForSends::AwsTraceHeader]
+                .string_value(),
+            Some("Root=1-abc")
+        );
+        let too_late = OutgoingMessage {
+            delay: Some(Duration::from_secs(16 * 60)),
+            ..OutgoingMessage {
+                body: String::new(),
+                attributes: BTreeMap::new(),
+                trace_header: None,
+                delay: None,
+            }
+        };
+        assert!(matches!(
+            batch_entry(0, too_late),
+            Err(QueueError::Invalid(_))
+        ));
+    }
 
     #[test]
     fn durations_round_up_to_seconds() {

@@ -158,6 +158,16 @@ pub trait Queue: Send + Sync {
     /// is moved into the queue (or the SQS request), not copied.
     async fn send(&self, message: OutgoingMessage) -> Result<String, QueueError>;
 
+    /// Sends several messages, fewer requests than one each where the queue can (SQS:
+    /// `SendMessageBatch`, ten at a time): one result per message, in their order.
+    async fn send_batch(&self, messages: Vec<OutgoingMessage>) -> Vec<Result<String, QueueError>> {
+        let mut sent = Vec::with_capacity(messages.len());
+        for message in messages {
+            sent.push(self.send(message).await);
+        }
+        sent
+    }
+
     /// Receives up to `max` (1–10) visible messages, waiting up to `wait` (≤ 20 s) for one.
     /// A message received more than `max_receive_count` times moves to the DLQ instead.
     async fn receive(&self, max: usize, wait: Duration)

@@ -447,15 +447,16 @@ impl Processor {
             return (Ok(Handled::default()), names);
         }
         let mut failed = Vec::new();
+        let mut outgoing = Vec::new();
         for planned in plan {
             let destination = planned.destination.clone();
             let result = match planned.body {
-                Err(failure) => {
-                    self.record_route_failure(envelope, &destination, &failure.reason)
-                        .await
-                }
+                Err(failure) => self
+                    .record_route_failure(envelope, &destination, &failure.reason)
+                    .await
+                    .map(|()| None),
                 Ok(body) => {
-                    self.send_delivery(
+                    self.prepare_delivery(
                         envelope,
                         &destination,
                         body,
@@ -465,10 +466,21 @@ impl Processor {
                     .await
                 }
             };
-            if let Err(e) = result {
-                warn!(destination = %destination, error = %e, "delivery not sent; the fan-out is retried");
+            match result {
+                Ok(Some(message)) => outgoing.push((destination, message)),
+                Ok(None) => {}
+                Err(e) => failed.push(format!("{destination}: {e}")),
+            }
+        }
+        // One request for up to ten deliveries (SendMessageBatch).
+        let (names_sent, messages): (Vec<_>, Vec<_>) = outgoing.into_iter().unzip();
+        for (destination, sent) in names_sent.iter().zip(self.queue.send_batch(messages).await) {
+            if let Err(e) = sent {
                 failed.push(format!("{destination}: {e}"));
             }
+        }
+        for f in &failed {
+            warn!(delivery = %f, "delivery not sent; the fan-out is retried");
         }
         if failed.is_empty() {
             info!(deliveries = names.len(), "fanned out");
@@ -484,16 +496,17 @@ impl Processor {
         }
     }
 
-    /// Claims the delivery of `envelope` to `destination` and sends its message (or, for a
-    /// replayed event, replays a delivery already made).
-    async fn send_delivery(
+    /// Claims the delivery of `envelope` to `destination` (or, for a replayed event, replays a
+    /// delivery already made) and returns the message to send; `None` when the delivery needs
+    /// none (delivered, or on its way).
+    async fn prepare_delivery(
         &self,
         envelope: &Envelope,
         destination: &DestinationName,
         body: Option<Bytes>,
         generation: u64,
         trace_header: Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<OutgoingMessage>, String> {
         let now = self.clock.now();
         let mut delivery = Envelope {
             event_id: envelope.event_id.delivery(destination),
@@ -543,13 +556,15 @@ impl Processor {
                 };
                 match self.ledger.begin_replay(&replay).await {
                     Ok(ReplayOutcome::Started { generation, .. }) => generation,
-                    Ok(ReplayOutcome::InProgress(_) | ReplayOutcome::AlreadyInRun) => return Ok(()),
+                    Ok(ReplayOutcome::InProgress(_) | ReplayOutcome::AlreadyInRun) => {
+                        return Ok(None)
+                    }
                     Ok(other) => return Err(format!("delivery replay refused: {other:?}")),
                     Err(e) => return Err(e.to_string()),
                 }
             }
             // Delivered, or on its way: this delivery needs nothing more.
-            Ok(ClaimOutcome::Duplicate(_)) => return Ok(()),
+            Ok(ClaimOutcome::Duplicate(_)) => return Ok(None),
             Ok(ClaimOutcome::InProgress) => {
                 return Err("the delivery is being claimed elsewhere".into())
             }
@@ -572,14 +587,12 @@ impl Processor {
             let pointer = archive.put(&delivery).await.map_err(|e| e.to_string())?;
             delivery.pointer_message(&pointer, send_generation)
         };
-        let message = OutgoingMessage {
+        Ok(Some(OutgoingMessage {
             body,
             attributes,
             trace_header,
             delay: None,
-        };
-        self.queue.send(message).await.map_err(|e| e.to_string())?;
-        Ok(())
+        }))
     }
 
     /// Records the delivery of `envelope` to `destination` failed for good: its route's filter
