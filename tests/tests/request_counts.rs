@@ -115,8 +115,13 @@ async fn stack(endpoint: &str) -> Stack {
 }
 
 fn request(receiver: &Receiver, body: &[u8], tamper: bool) -> IncomingRequest {
+    request_to(receiver, "demo", body, tamper)
+}
+
+/// A request to `source`, signed for it (then its body changed, with `tamper`).
+fn request_to(receiver: &Receiver, source: &str, body: &[u8], tamper: bool) -> IncomingRequest {
     let mut headers = HeaderMap::new();
-    for (k, v) in receiver.sign("demo", body).unwrap() {
+    for (k, v) in receiver.sign(source, body).unwrap() {
         headers.insert(
             HeaderName::from_bytes(k.as_bytes()).unwrap(),
             HeaderValue::from_str(&v).unwrap(),
@@ -129,7 +134,7 @@ fn request(receiver: &Receiver, body: &[u8], tamper: bool) -> IncomingRequest {
     }
     IncomingRequest {
         method: Method::POST,
-        source: "demo".into(),
+        source: source.into(),
         headers,
         body: Bytes::from(body),
         trace_header: None,
@@ -346,20 +351,7 @@ async fn requests_per_event_for_one_destination_and_three() {
     // the processor's requests.
     let run = async |source: &str| {
         let body = format!(r#"{{"id":"{}"}}"#, uuid::Uuid::new_v4());
-        let mut headers = HeaderMap::new();
-        for (k, v) in receiver.sign(source, body.as_bytes()).unwrap() {
-            headers.insert(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(&v).unwrap(),
-            );
-        }
-        let request = IncomingRequest {
-            method: Method::POST,
-            source: source.into(),
-            headers,
-            body: Bytes::from(body.into_bytes()),
-            trace_header: None,
-        };
+        let request = request_to(&receiver, source, body.as_bytes(), false);
         let reply = receiver.handle(request).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
         let id = EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap();
