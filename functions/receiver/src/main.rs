@@ -4,6 +4,10 @@ use lambda_http::lambda_runtime::{self, service_fn};
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Error, LambdaEvent};
 
+// mimalloc, not glibc's malloc: allocation was a tenth of the CPU per event (docs/cost.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // One event at a time: a single-threaded scheduler spares the cross-thread wake-ups that
 // were a third of the CPU per event (docs/cost.md).
 #[tokio::main(flavor = "current_thread")]
