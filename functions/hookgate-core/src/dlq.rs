@@ -252,7 +252,7 @@ impl DeadLetters {
     /// went — and the archived payload is still there to replay.
     async fn record_purge(&self, report: &PurgeReport) {
         let now = self.clock.now();
-        let token = uuid::Uuid::new_v4().to_string();
+        let token = crate::token::uuid().to_string();
         let entry = HistoryEntry {
             at: now,
             kind: "dlq_purged".to_owned(),

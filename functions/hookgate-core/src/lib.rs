@@ -61,6 +61,7 @@ pub mod status;
 pub mod status_index;
 pub mod telemetry;
 pub mod testing;
+pub mod token;
 pub mod xray;
 
 pub use archive::{Archive, ArchiveError, PayloadRef};

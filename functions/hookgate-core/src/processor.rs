@@ -750,7 +750,7 @@ impl Processor {
             .get(attr::GENERATION)
             .and_then(|g| g.parse::<u64>().ok())
             .unwrap_or(0);
-        let ticket = uuid::Uuid::new_v4().simple().to_string();
+        let ticket = crate::token::uuid().simple().to_string();
         let mut attributes = message.attributes.clone();
         attributes.insert(attr::RETRY_TICKET.to_owned(), ticket.clone());
         attributes.insert(attr::DUE_AT.to_owned(), due.as_millis().to_string());

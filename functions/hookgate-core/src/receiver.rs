@@ -407,7 +407,7 @@ impl Receiver {
             now,
             expires_at: now.plus(dedup_window).ceil_secs(),
             timeout: Duration::from_secs(self.limits.claim_timeout_secs),
-            token: uuid::Uuid::new_v4().to_string(),
+            token: crate::token::uuid().to_string(),
         };
         match self.ledger.claim(&claim).await {
             Ok(ClaimOutcome::Claimed) => {}

@@ -269,7 +269,7 @@ impl Replayer {
         let start = ReplayStart {
             event_id: event_id.clone(),
             expected_generation: record.generation,
-            token: uuid::Uuid::new_v4().to_string(),
+            token: crate::token::uuid().to_string(),
             run: origin.run.clone(),
             now,
             stale_before,

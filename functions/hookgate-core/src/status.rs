@@ -698,7 +698,7 @@ mod tests {
             expires_at: now.plus(Duration::from_secs(3600)),
             now,
             lease_until: now.plus(Duration::from_secs(60)),
-            lease_token: uuid::Uuid::new_v4().to_string(),
+            lease_token: crate::token::uuid().to_string(),
             generation: 0,
             payload: None,
         };

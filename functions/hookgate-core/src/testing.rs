@@ -69,7 +69,7 @@ pub struct TestEvent {
 pub fn event(source: &str, event_type: &str) -> TestEvent {
     let source = SourceName::parse(source).expect("a valid source name");
     let envelope = Envelope {
-        event_id: EventId::parse(&format!("{source}:test-{}", uuid::Uuid::new_v4().simple()))
+        event_id: EventId::parse(&format!("{source}:test-{}", crate::token::uuid().simple()))
             .expect("a valid id"),
         source,
         event_type: event_type.to_owned(),

@@ -278,7 +278,7 @@ impl MemoryQueue {
                 "the message holds characters SQS refuses".into(),
             ));
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::token::uuid().to_string();
         self.push(
             id.clone(),
             message.body,
@@ -372,7 +372,7 @@ impl MemoryQueue {
                 continue;
             }
             let visible_at = now.plus(self.visibility_timeout);
-            let handle = uuid::Uuid::new_v4().to_string();
+            let handle = crate::token::uuid().to_string();
             let State {
                 entries,
                 by_visible,

@@ -615,7 +615,7 @@ impl Processor {
             expires_at: now.plus(self.dedup_window).ceil_secs(),
             now,
             lease_until: now.plus(Duration::from_secs(30)),
-            lease_token: uuid::Uuid::new_v4().to_string(),
+            lease_token: crate::token::uuid().to_string(),
             generation: 0,
             payload: None,
             ticket: None,

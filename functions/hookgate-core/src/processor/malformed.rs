@@ -94,7 +94,7 @@ impl Processor {
             expires_at: now.plus(self.dedup_window).ceil_secs(),
             now,
             lease_until: now.plus(Duration::from_secs(1)),
-            lease_token: uuid::Uuid::new_v4().to_string(),
+            lease_token: crate::token::uuid().to_string(),
             generation: identity.generation,
             payload: None,
             ticket: None,

@@ -149,7 +149,7 @@ impl Processor {
             expires_at: now.plus(self.dedup_window).ceil_secs(),
             now,
             lease_until: deadline,
-            lease_token: uuid::Uuid::new_v4().to_string(),
+            lease_token: crate::token::uuid().to_string(),
             generation,
             payload,
             ticket: message.attributes.get(attr::RETRY_TICKET).cloned(),

@@ -119,7 +119,7 @@ impl SignatureScheme for GitHub {
                 SIGNATURE.to_owned(),
                 format!("sha256={}", encode_mac(&tag, Encoding::Hex)),
             ),
-            (DELIVERY.to_owned(), uuid::Uuid::new_v4().to_string()),
+            (DELIVERY.to_owned(), crate::token::uuid().to_string()),
         ]
     }
 

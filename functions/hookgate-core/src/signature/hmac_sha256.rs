@@ -425,7 +425,7 @@ impl SignatureScheme for HmacSha256 {
         };
         let timestamp = now.as_secs().to_string();
         // An id the template can delimit: without its delimiter character.
-        let id: String = format!("msg_{}", uuid::Uuid::new_v4().simple())
+        let id: String = format!("msg_{}", crate::token::uuid().simple())
             .chars()
             .filter(|c| Some(*c) != self.content.id_delimiter)
             .collect();

@@ -122,7 +122,7 @@ impl SignatureScheme for Shopify {
         let tag = hmac_sha256(key, &[body]).finalize().into_bytes();
         vec![
             (SIGNATURE.to_owned(), encode_mac(&tag, Encoding::Base64)),
-            (WEBHOOK_ID.to_owned(), uuid::Uuid::new_v4().to_string()),
+            (WEBHOOK_ID.to_owned(), crate::token::uuid().to_string()),
             (TRIGGERED_AT.to_owned(), now.to_rfc3339()),
         ]
     }

@@ -375,7 +375,7 @@ impl SignatureScheme for StandardWebhooks {
     }
 
     fn sign(&self, body: &[u8], now: Timestamp) -> Vec<(String, String)> {
-        let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+        let id = format!("msg_{}", crate::token::uuid().simple());
         self.sign_message(&id, body, now)
     }
 
