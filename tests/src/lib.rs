@@ -107,6 +107,25 @@ impl MotoResources {
         )
     }
 
+    /// The AWS backend on these resources with every SDK client made by `faults` (so its
+    /// requests are counted and can be failed) on `sdk`; the archive only when `archive`.
+    pub fn backend_through(
+        &self,
+        faults: &std::sync::Arc<hookgate_aws::faults::SdkFaults>,
+        sdk: &SdkConfig,
+        archive: bool,
+    ) -> AwsBackend {
+        AwsBackend::from_clients(
+            faults.dynamodb_client(sdk),
+            faults.sqs_client(sdk),
+            faults.s3_client(sdk),
+            &self.table,
+            &self.queue_url,
+            Some(self.dlq_url.clone()),
+            archive.then(|| self.bucket.clone()),
+        )
+    }
+
     /// The archive in this test's bucket.
     pub fn archive(&self) -> S3Archive {
         S3Archive::new(self.s3(), &self.bucket)

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use bytes::Bytes;
 use hookgate_aws::faults::SdkFaults;
-use hookgate_aws::AwsBackend;
 use hookgate_core::event_source::EventSource;
 use hookgate_core::{
     Config, EventId, EventStatus, Handlers, IncomingRequest, Ledger, Processor, Receiver,
@@ -86,15 +85,7 @@ async fn one_event(archive_on: bool, size: usize) -> Option<Measured> {
     let resources = fresh_resources(&endpoint, 3, 10).await;
     let sdk = budgeted_sdk_config(&endpoint).await;
     let faults = SdkFaults::new();
-    let backend = AwsBackend::from_clients(
-        faults.dynamodb_client(&sdk),
-        faults.sqs_client(&sdk),
-        faults.s3_client(&sdk),
-        &resources.table,
-        &resources.queue_url,
-        Some(resources.dlq_url.clone()),
-        Some(resources.bucket.clone()),
-    );
+    let backend = resources.backend_through(&faults, &sdk, true);
     let config = Config::from_toml(&format!(
         "[sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['archive-cost-s3cr3t']\n\
          [processor]\nvisibility_timeout_secs = 10\nwait_time_ms = 200\n\

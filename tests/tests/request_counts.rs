@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hookgate_aws::faults::SdkFaults;
-use hookgate_aws::AwsBackend;
 use hookgate_core::event_source::EventSource;
 use hookgate_core::processor::BatchOutcome;
 use hookgate_core::{
@@ -65,15 +64,7 @@ async fn stack(endpoint: &str) -> Stack {
     let resources = fresh_resources(endpoint, 5, 10).await;
     let sdk = budgeted_sdk_config(endpoint).await;
     let faults = SdkFaults::new();
-    let backend = AwsBackend::from_clients(
-        faults.dynamodb_client(&sdk),
-        faults.sqs_client(&sdk),
-        faults.s3_client(&sdk),
-        &resources.table,
-        &resources.queue_url,
-        Some(resources.dlq_url.clone()),
-        None,
-    );
+    let backend = resources.backend_through(&faults, &sdk, false);
     let config = Config::from_toml(
         "[sources.demo]\nscheme = 'hmac-sha256'\nsecrets = ['request-counts-s3cr3t']\n\
          [processor]\nvisibility_timeout_secs = 10\nwait_time_ms = 200\nbatch_window_ms = 0\n\
@@ -296,15 +287,7 @@ async fn requests_per_event_for_one_destination_and_three() {
     let resources = fresh_resources(&endpoint, 5, 10).await;
     let sdk = budgeted_sdk_config(&endpoint).await;
     let faults = SdkFaults::new();
-    let backend = AwsBackend::from_clients(
-        faults.dynamodb_client(&sdk),
-        faults.sqs_client(&sdk),
-        faults.s3_client(&sdk),
-        &resources.table,
-        &resources.queue_url,
-        Some(resources.dlq_url.clone()),
-        None,
-    );
+    let backend = resources.backend_through(&faults, &sdk, false);
     let sinks = [
         Sink::start(vec![], Answer::ok()).await,
         Sink::start(vec![], Answer::ok()).await,

@@ -68,15 +68,7 @@ async fn rig_with_visibility(secs: u64) -> Option<Rig> {
     let resources = fresh_resources(&endpoint, 5, secs).await;
     let sdk = budgeted_sdk_config(&endpoint).await;
     let faults = SdkFaults::new();
-    let backend = AwsBackend::from_clients(
-        faults.dynamodb_client(&sdk),
-        faults.sqs_client(&sdk),
-        faults.s3_client(&sdk),
-        &resources.table,
-        &resources.queue_url,
-        Some(resources.dlq_url.clone()),
-        Some(resources.bucket.clone()),
-    );
+    let backend = resources.backend_through(&faults, &sdk, true);
     let receiver = Receiver::new(
         &config_with_visibility(secs),
         backend.ledger.clone(),
