@@ -459,15 +459,15 @@ async fn a_rate_limit_holds_across_two_processors_on_moto() {
                 .as_secs();
         *per_second.entry(s).or_default() += 1;
     }
-    // At the sink, a send admitted late in one second may arrive in the next (the lease write
-    // and the HTTP exchange lie between): no second sees more than two windows' worth, and no
-    // two consecutive seconds more than two windows and one. Unlimited, these 24 sends would
-    // land within a second or two.
+    // At the sink, a send admitted in one second may arrive in the next (the lease write and
+    // the HTTP exchange lie between): no second sees more than two windows' worth, and no two
+    // consecutive seconds more than three (a window late, then two on time: seen under load as
+    // 8 then 4 at a limit of 4). Unlimited, these 24 sends would land within a second or two.
     let busiest = per_second.values().copied().max().unwrap_or(0);
     assert!(busiest <= 2 * LIMIT, "{per_second:?}");
     for (second, n) in &per_second {
         let next = per_second.get(&(second + 1)).copied().unwrap_or(0);
-        assert!(n + next <= 2 * LIMIT + 1, "{per_second:?}");
+        assert!(n + next <= 3 * LIMIT, "{per_second:?}");
     }
     // Exactly, as the gate counted them: no window of the shared limit admitted more.
     let r = p.moto.as_ref().unwrap();
