@@ -10,11 +10,14 @@ connection). For each scenario it prints:
   from its first poll to its last answer, divided by the invocations - init is not counted;
 - warm latency p50/p99: from handing an event to the function to receiving its answer;
 - peak RSS (VmHWM) at the end;
+- context switches per invocation: the waits that ended in a wake-up, each paid in the
+  kernel's scheduler;
 - AWS requests per event, by operation, as the proxy saw them.
 
 Scenarios: `echo` (a `lambda_runtime` function that does nothing - the floor every other line
 is read against), `receiver/new` (1 KiB Standard Webhooks events, each new), `receiver/duplicate`
-(the same events again), `receiver/rejected` (a wrong signature), `processor/batch10` (the
+(the same events again, to the container that queued them), `receiver/duplicate
+(elsewhere)` (again, to a fresh container), `receiver/rejected` (a wrong signature), `processor/batch10` (the
 messages `receiver/new` queued, in SQS batches of 10, forwarded over HTTP to a sink on loopback).
 
 Several builds can be compared in one run (`--set before=DIR --set after=DIR`, each DIR holding
@@ -258,6 +261,21 @@ def cpu_ns(pid):
     return total
 
 
+def switches(pid):
+    """Context switches of every thread of `pid` so far: each voluntary one is a wait for I/O
+    or a timer that ended in a wake-up (/proc/PID/task/*/status)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def vm_hwm_kib(pid):
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -360,6 +378,7 @@ class Function:
         the invocations wrote (what CloudWatch Logs would ingest) are left in `log_bytes`."""
         time.sleep(0.05)  # let init settle: only the invocations are measured
         before = cpu_ns(self.child.pid)
+        switches_before = switches(self.child.pid)
         log_before = os.fstat(self.log.fileno()).st_size
         latencies = []
         for payload in payloads:
@@ -367,6 +386,7 @@ class Function:
             check(kind, body)
             latencies.append(ns)
         cpu = cpu_ns(self.child.pid) - before
+        self.switches = switches(self.child.pid) - switches_before
         time.sleep(0.05)  # the last lines reach the file
         self.log_bytes = os.fstat(self.log.fileno()).st_size - log_before
         return cpu, latencies, vm_hwm_kib(self.child.pid)
@@ -424,6 +444,7 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
             "p50_ms": statistics.median(lat) / 1e6,
             "p99_ms": sorted(lat)[max(0, int(len(lat) * 0.99) - 1)] / 1e6,
             "rss_mib": rss / 1024,
+            "switches": function.switches / per,
             "requests": {k: v / per for k, v in sorted(counts.items())},
         }
 
@@ -481,21 +502,31 @@ def measure_set(name, directory, args, proxy, moto_url, sink, base_env, boto_sqs
                 proxy.take()
                 forwarded = sink.count
                 cpu1, lat1, _ = processor.run(drain(n), expect_no_failures)
-                logged = processor.log_bytes
+                logged, switched = processor.log_bytes, processor.switches
                 cpu2, lat2, rss = processor.run(drain(3 * n), expect_no_failures)
                 if sink.count - forwarded != 3 * n:
                     raise SystemExit(f"the sink saw {sink.count - forwarded} deliveries, not {3 * n}")
                 processor.log_bytes += logged
+                processor.switches += switched
                 record("processor/fan-out to 3 (per event)", n, cpu1 + cpu2, lat1 + lat2, rss,
                        proxy.take(), processor)
         finally:
             processor.close()
 
-        # The provider's repeats, once the events are processed: each a duplicate.
+        # The provider's repeats, once the events are processed: each a duplicate. In the
+        # container that queued them (it remembers them: no request), then in another one (the
+        # ledger's refused claim answers).
         cpu, lat, rss = receiver.run(events, expect_status(200))
         record("receiver/duplicate", n, cpu, lat, rss, proxy.take(), receiver)
     finally:
         receiver.close()
+    elsewhere = Function(directory / "receiver" / "bootstrap", env)
+    try:
+        proxy.take()
+        cpu, lat, rss = elsewhere.run(events, expect_status(200))
+        record("receiver/duplicate (elsewhere)", n, cpu, lat, rss, proxy.take(), elsewhere)
+    finally:
+        elsewhere.close()
     return results
 
 
@@ -565,7 +596,7 @@ def main():
             reqs = ", ".join(f"{k} {v:g}" for k, v in r["requests"].items()) or "none"
             print(f"{scenario:32} CPU {r['cpu_ms']:.3f} ms   p50 {r['p50_ms']:.2f} ms   "
                   f"p99 {r['p99_ms']:.2f} ms   RSS {r['rss_mib']:.1f} MiB   "
-                  f"log {r['log_bytes']:.0f} B   AWS: {reqs}")
+                  f"switches {r['switches']:.1f}   log {r['log_bytes']:.0f} B   AWS: {reqs}")
     if len(report) > 1:
         first, *others = list(report)
         for other in others:

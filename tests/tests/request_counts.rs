@@ -54,6 +54,9 @@ fn expect(pairs: &[(&'static str, u32)]) -> BTreeMap<&'static str, u32> {
 struct Stack {
     faults: Arc<SdkFaults>,
     receiver: Receiver,
+    /// A second receiver on the same table and queue: another Lambda container, which has not
+    /// seen the events the first one queued.
+    elsewhere: Receiver,
     source: EventSource,
     ledger: Arc<dyn Ledger>,
 }
@@ -90,6 +93,7 @@ async fn stack(endpoint: &str) -> Stack {
             Err::<(), HandlerError>(HandlerError::permanent("never works"))
         });
     let receiver = Receiver::new(&config, backend.ledger.clone(), backend.queue.clone());
+    let elsewhere = Receiver::new(&config, backend.ledger.clone(), backend.queue.clone());
     let processor = Processor::new(
         &config,
         backend.ledger.clone(),
@@ -100,6 +104,7 @@ async fn stack(endpoint: &str) -> Stack {
     Stack {
         faults,
         receiver,
+        elsewhere,
         source,
         ledger: backend.ledger.clone(),
     }
@@ -183,15 +188,26 @@ async fn requests_per_event_for_every_fate() {
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{reply:?}");
     let new = take(&stack.faults);
     table.push(("receiver: new event", new.clone()));
-    // The same request again while the event waits in the queue: one conditional write
-    // answers it (in progress, retry later).
+    // The same request again while the event waits in the queue. The container that queued it
+    // knows: a duplicate, no request. Another container: one conditional write answers it (in
+    // progress, retry later).
     let reply = stack
         .receiver
         .handle(request(&stack.receiver, body.as_bytes(), false))
         .await;
+    assert_eq!(reply.body["status"], "duplicate", "{reply:?}");
+    let remembered = take(&stack.faults);
+    table.push(("receiver: repeat, same container", remembered.clone()));
+    let reply = stack
+        .elsewhere
+        .handle(request(&stack.receiver, body.as_bytes(), false))
+        .await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{reply:?}");
     let in_progress = take(&stack.faults);
-    table.push(("receiver: repeat, event still queued", in_progress.clone()));
+    table.push((
+        "receiver: repeat, event still queued, another container",
+        in_progress.clone(),
+    ));
     // A wrong signature costs no request at all.
     let reply = stack
         .receiver
@@ -206,15 +222,16 @@ async fn requests_per_event_for_every_fate() {
     assert_eq!(outcome.records[0].1, RecordOutcome::Processed);
     let processed = processor_requests(&stack.faults);
     table.push(("processor: processed", processed.clone()));
-    // The provider's repeat once the event is processed: a duplicate, one conditional write.
+    // The provider's repeat once the event is processed, in another container: a duplicate,
+    // one conditional write.
     let reply = stack
-        .receiver
+        .elsewhere
         .handle(request(&stack.receiver, body.as_bytes(), false))
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(reply.body["status"], "duplicate");
     let duplicate = take(&stack.faults);
-    table.push(("receiver: duplicate", duplicate.clone()));
+    table.push(("receiver: duplicate, another container", duplicate.clone()));
 
     // A retryable failure: the lease, the end, the backoff; then processed as above.
     let id = send(&stack, "flaky").await;
@@ -253,6 +270,7 @@ async fn requests_per_event_for_every_fate() {
     }
 
     assert_eq!(new, expect(&[("PutItem", 1), ("SendMessage", 1)]));
+    assert_eq!(remembered, expect(&[]));
     assert_eq!(in_progress, expect(&[("PutItem", 1)]));
     assert_eq!(duplicate, expect(&[("PutItem", 1)]));
     assert_eq!(rejected, expect(&[]));

@@ -68,7 +68,7 @@ use crate::pending::{PendingCompletion, PendingCompletions};
 use crate::queue::{
     attr, OutgoingMessage, Queue, ReceivedMessage, MAX_SEND_DELAY, MAX_VISIBILITY_TIMEOUT,
 };
-use crate::settled::RecentlyProcessed;
+use crate::settled::RecentlySettled;
 use crate::xray::AWS_TRACE_HEADER;
 
 mod decide;
@@ -195,7 +195,7 @@ pub struct Processor {
     /// Successes the ledger could not record yet, recorded before any rerun (see [`crate::pending`]).
     pending: PendingCompletions,
     /// Events this container recorded processed a moment ago (see [`crate::settled`]).
-    recent: RecentlyProcessed,
+    recent: RecentlySettled,
     /// Where payloads are archived (and pointer messages' bodies read), if anywhere.
     archive: Option<Arc<dyn Archive>>,
     archive_config: ArchiveConfig,
@@ -306,7 +306,7 @@ impl Processor {
             clock: Arc::new(SystemClock),
             metrics: metrics::noop(),
             pending: PendingCompletions::default(),
-            recent: RecentlyProcessed::for_dedup_window(Duration::from_secs(
+            recent: RecentlySettled::for_dedup_window(Duration::from_secs(
                 config.receiver.dedup_window_secs,
             )),
             archive: None,

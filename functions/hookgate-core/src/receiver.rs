@@ -1,7 +1,9 @@
 //! The receiver core: one webhook request in, one decision out.
 //!
 //! `POST /webhooks/{source}` → known source → size → signature → event id → ledger claim →
-//! enqueue → `202`. A repeat of an enqueued event answers `200 duplicate` and enqueues nothing.
+//! enqueue → `202`. A repeat of an enqueued event answers `200 duplicate` and enqueues nothing;
+//! a repeat of one this receiver queued itself a moment ago is answered from memory, without
+//! the claim the ledger would refuse (see [`crate::settled`]).
 //! If enqueueing fails after the claim, the claim is released (and, should that fail too, it
 //! times out), so the provider's retry is accepted rather than dropped as a duplicate. A claim
 //! whose answer was lost is recognised by its token when the call is retried (see
@@ -31,6 +33,7 @@ use crate::ledger::{Claim, ClaimOutcome, Ledger};
 use crate::metrics::{self, EventType, Metrics, Observation, RequestResult};
 use crate::queue::{attr, attributes_size, OutgoingMessage, Queue};
 use crate::reply::Reply;
+use crate::settled::RecentlySettled;
 use crate::signature::{SignatureError, SignatureScheme, SignedRequest, Verified};
 use crate::xray;
 
@@ -171,6 +174,8 @@ pub struct Receiver {
     /// Where bodies over the claim-check size go, if anywhere.
     archive: Option<Arc<dyn Archive>>,
     archive_config: ArchiveConfig,
+    /// Events this receiver queued a moment ago: their repeats are duplicates, known here.
+    recent: RecentlySettled,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -186,7 +191,7 @@ impl Receiver {
     /// A receiver for the sources in `config`, writing to `ledger` and `queue`. It takes each
     /// source's scheme as the configuration built it.
     pub fn new(config: &Config, ledger: Arc<dyn Ledger>, queue: Arc<dyn Queue>) -> Self {
-        let sources = config
+        let sources: HashMap<SourceName, Source> = config
             .sources
             .iter()
             .map(|(name, source)| {
@@ -197,8 +202,15 @@ impl Receiver {
                 (name.clone(), source)
             })
             .collect();
+        // Remembered for at most half the shortest window, so never past a claim's.
+        let shortest_window = sources
+            .values()
+            .map(|source| source.dedup_window)
+            .min()
+            .unwrap_or(Duration::ZERO);
         Self {
             sources,
+            recent: RecentlySettled::for_dedup_window(shortest_window),
             limits: config.receiver.clone(),
             ledger,
             queue,
@@ -376,6 +388,10 @@ impl Receiver {
         now: Timestamp,
         dedup_window: Duration,
     ) -> Result<Accepted, Rejection> {
+        if self.recent.covers(&envelope.event_id, 0, now) {
+            info!(status = "queued", remembered = true, "duplicate event");
+            return Ok(Accepted::Duplicate(envelope.event_id));
+        }
         let attributes = BTreeMap::from([
             (attr::EVENT_ID.to_owned(), envelope.event_id.to_string()),
             (attr::SOURCE.to_owned(), envelope.source.to_string()),
@@ -462,6 +478,7 @@ impl Receiver {
         // this point leaves a `received` claim that a retry takes over after
         // `claim_timeout_secs`; a retry before then is refused as in progress (409), never
         // taken for a duplicate.
+        self.recent.remember(&envelope.event_id, 0, now);
         info!("event queued");
         Ok(Accepted::Queued(envelope.event_id))
     }

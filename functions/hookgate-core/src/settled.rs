@@ -1,17 +1,24 @@
-//! Events this container saw processed a moment ago, so that a duplicate delivery of one is
-//! acknowledged without asking the ledger.
+//! Events this container settled a moment ago, so that a repeat of one is answered without
+//! asking the ledger.
 //!
-//! Why: SQS delivers at least once, and the receiver may enqueue an event twice (an enqueue
-//! whose answer was lost is sent again). The second copy usually reaches a warm container soon
-//! after the first; without this store its lease is a conditional write the ledger refuses —
-//! a write unit on the table, billed, for nothing (docs/cost.md). With it, a copy whose event
-//! this container recorded `processed` (at the copy's generation or a later one) is settled in
-//! memory.
+//! Why: providers deliver at least once, and so does SQS. A repeat usually reaches a warm
+//! container soon after the first copy; without this store each repeat is one more DynamoDB
+//! request, billed, whose answer is already known (docs/cost.md). Two containers keep one:
+//!
+//! - the processor remembers the events it recorded `processed` (at a generation): a later
+//!   copy of one, at that generation or an older one, is acknowledged without the lease the
+//!   ledger would refuse;
+//! - the receiver remembers the events it queued itself (claimed, and the enqueue answered):
+//!   the provider's repeat of one is answered `200 duplicate` without the claim the ledger
+//!   would refuse.
 //!
 //! It is only ever a shortcut to the answer the ledger would give: `processed` is final for a
-//! generation (a replay opens a new, higher one, which is not covered), and an entry lives far
-//! shorter than the dedup window, after which the receiver may accept the same id as a new
-//! event. Bounded; lost with the container, which only costs the ledger write again.
+//! generation (a replay opens a new, higher one, which is not covered), an event queued is
+//! durably on its way, and an entry lives far shorter than the dedup window (at most half of
+//! it), after which the receiver may accept the same id as a new event. Only this container's
+//! own outcomes are remembered, never a ledger's answer about an older claim, whose window
+//! may be about to end. Bounded; lost with the container, which only costs the ledger request
+//! again.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -25,14 +32,14 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// How long an event is remembered at most (less if the dedup window is shorter).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 
-/// Events recorded `processed` lately, with the generation and until when each is remembered.
-pub struct RecentlyProcessed {
+/// Events settled lately, with the generation and until when each is remembered.
+pub struct RecentlySettled {
     entries: Mutex<HashMap<EventId, (u64, Timestamp)>>,
     capacity: usize,
     ttl: Duration,
 }
 
-impl RecentlyProcessed {
+impl RecentlySettled {
     /// A store of at most `capacity` events, each remembered for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
@@ -47,7 +54,7 @@ impl RecentlyProcessed {
         Self::new(DEFAULT_CAPACITY, DEFAULT_TTL.min(dedup_window / 2))
     }
 
-    /// `id` is processed at `generation`, as of `now`.
+    /// `id` is settled at `generation` (processed, or queued at generation 0), as of `now`.
     pub fn remember(&self, id: &EventId, generation: u64, now: Timestamp) {
         if self.capacity == 0 || self.ttl.is_zero() {
             return;
@@ -67,7 +74,7 @@ impl RecentlyProcessed {
         }
     }
 
-    /// Whether a copy of `id` at `generation` is one of an event processed at that generation
+    /// Whether a copy of `id` at `generation` is one of an event settled at that generation
     /// or a later one, remembered until after `now`.
     pub fn covers(&self, id: &EventId, generation: u64, now: Timestamp) -> bool {
         self.lock()
@@ -91,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_copy_of_a_processed_generation_or_an_older_one_is_covered() {
-        let store = RecentlyProcessed::new(10, Duration::from_secs(60));
+        let store = RecentlySettled::new(10, Duration::from_secs(60));
         let t = Timestamp::from_secs(1_000);
         assert!(!store.covers(&id(1), 0, t));
         store.remember(&id(1), 1, t);
@@ -106,7 +113,7 @@ mod tests {
 
     #[test]
     fn entries_expire_and_the_store_stays_bounded() {
-        let store = RecentlyProcessed::new(2, Duration::from_secs(60));
+        let store = RecentlySettled::new(2, Duration::from_secs(60));
         let t = Timestamp::from_secs(1_000);
         store.remember(&id(1), 0, t);
         assert!(store.covers(&id(1), 0, t.plus(Duration::from_secs(59))));
@@ -119,7 +126,7 @@ mod tests {
 
     #[test]
     fn a_short_dedup_window_shortens_the_memory() {
-        let store = RecentlyProcessed::for_dedup_window(Duration::from_secs(60));
+        let store = RecentlySettled::for_dedup_window(Duration::from_secs(60));
         let t = Timestamp::from_secs(1_000);
         store.remember(&id(1), 0, t);
         assert!(store.covers(&id(1), 0, t.plus(Duration::from_secs(29))));

@@ -54,6 +54,16 @@ fn fixture() -> Fixture {
     }
 }
 
+/// A second receiver on the same ledger and queue: another Lambda container.
+fn another_container(f: &Fixture) -> Receiver {
+    Receiver::new(
+        &Config::from_toml(CONFIG).unwrap(),
+        Arc::new(FaultyLedger::new(f.ledger.clone(), f.faults.clone())),
+        Arc::new(FaultyQueue::new(f.queue.clone(), f.faults.clone())),
+    )
+    .with_clock(f.clock.clone())
+}
+
 fn request(f: &Fixture, source: &str, body: &[u8]) -> IncomingRequest {
     let mut headers = HeaderMap::new();
     for (k, v) in f.receiver.sign("demo", body).unwrap() {
@@ -231,9 +241,11 @@ async fn ledger_down_is_503_and_nothing_is_enqueued() {
     assert!(f.queue.is_empty());
 }
 
-/// The provider's path makes two calls for a new event, the claim and the enqueue, and one for
-/// a duplicate; the event stays `received` until the processor takes it, and a retry while it
-/// waits in the queue is refused as in progress (409), never answered as a duplicate.
+/// The provider's path makes two calls for a new event, the claim and the enqueue; the event
+/// stays `received` until the processor takes it. The container that queued it knows it is
+/// queued, and answers a repeat `200 duplicate` without asking the ledger; another container
+/// cannot tell a queued event from one whose receiver died before the enqueue, so it refuses
+/// the repeat as in progress (409), never answering it as a duplicate.
 #[tokio::test]
 async fn a_new_event_is_one_ledger_write_and_one_enqueue() {
     let f = fixture();
@@ -242,21 +254,57 @@ async fn a_new_event_is_one_ledger_write_and_one_enqueue() {
     assert_eq!(reply.body["status"], "queued");
     let calls = |op| f.faults.calls(op);
     assert_eq!((calls("claim"), calls("send")), (1, 1));
-    let ledger_calls: u32 = ["claim", "release", "get", "start_attempt", "finish_attempt"]
-        .iter()
-        .map(|op| calls(op))
-        .sum();
-    assert_eq!(ledger_calls, 1, "only the claim touches the ledger");
+    let ledger_calls = || -> u32 {
+        ["claim", "release", "get", "start_attempt", "finish_attempt"]
+            .iter()
+            .map(|op| calls(op))
+            .sum()
+    };
+    assert_eq!(ledger_calls(), 1, "only the claim touches the ledger");
     let id = EventId::parse(reply.body["event_id"].as_str().unwrap()).unwrap();
     let record = f.ledger.get(&id).await.unwrap().unwrap();
     assert_eq!(record.status, EventStatus::Received);
     assert_eq!(f.queue.len(), 1);
 
     let again = f.receiver.handle(request(&f, "demo", b"{}")).await;
-    assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
-    assert_eq!(again.error_code(), Some("event_in_progress"));
+    assert_eq!(again.status, StatusCode::OK, "{again:?}");
+    assert_eq!(again.body["status"], "duplicate");
+    assert_eq!(event_id(&again), id);
+    assert_eq!(ledger_calls(), 1, "the repeat was answered from memory");
+    assert_eq!(calls("send"), 1);
+
+    let elsewhere = another_container(&f)
+        .handle(request(&f, "demo", b"{}"))
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::CONFLICT, "{elsewhere:?}");
+    assert_eq!(elsewhere.error_code(), Some("event_in_progress"));
     assert_eq!((calls("claim"), calls("send")), (2, 1));
     assert_eq!(f.queue.len(), 1);
+}
+
+/// What a container remembers is a shortcut to the ledger's answer, never past it: a quarter
+/// of the dedup window here (15 minutes at most, and never more than half the shortest window),
+/// after which a repeat asks the ledger again; and an event whose enqueue failed is not
+/// remembered.
+#[tokio::test]
+async fn a_remembered_event_is_forgotten_long_before_its_window_ends() {
+    let f = fixture();
+    f.receiver.handle(request(&f, "demo", b"{}")).await;
+    f.clock.advance(Duration::from_secs(14 * 60));
+    let soon = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(soon.body["status"], "duplicate");
+    assert_eq!(f.faults.calls("claim"), 1);
+
+    f.clock.advance(Duration::from_secs(60));
+    let later = f.receiver.handle(request(&f, "demo", b"{}")).await;
+    assert_eq!(f.faults.calls("claim"), 2, "asked the ledger: {later:?}");
+
+    f.faults.fail_next("send", 1);
+    let failed = f.receiver.handle(request(&f, "demo", b"{\"n\":2}")).await;
+    assert_eq!(failed.error_code(), Some("queue_unavailable"));
+    let retried = f.receiver.handle(request(&f, "demo", b"{\"n\":2}")).await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{retried:?}");
+    assert_eq!(f.faults.calls("claim"), 4);
 }
 
 #[tokio::test]

@@ -31,6 +31,8 @@ const START: Timestamp = Timestamp::from_secs(1_767_225_600);
 
 /// Times a provider sends a refused request again before giving up.
 const PROVIDER_TRIES: u32 = 10;
+/// Warm receiver containers the requests are spread over, in turn.
+const RECEIVER_CONTAINERS: usize = 32;
 
 /// A simulation that cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -207,8 +209,14 @@ pub async fn run(
         log: Mutex::default(),
     });
     let handlers = Handlers::new().on("*", "*", DestinationHandler(destination.clone()));
-    let receiver =
-        Receiver::new(&config, ledger.clone(), queue.clone()).with_clock(dyn_clock.clone());
+    // Lambda spreads the provider's requests over many warm containers, each remembering only
+    // the events it queued itself: a repeat reaches the one that queued its event by chance.
+    let receivers: Vec<Receiver> = (0..RECEIVER_CONTAINERS)
+        .map(|_| {
+            Receiver::new(&config, ledger.clone(), queue.clone()).with_clock(dyn_clock.clone())
+        })
+        .collect();
+    let mut handled: usize = 0;
     let processor = Arc::new(
         Processor::new(&config, ledger.clone(), queue.clone(), handlers).with_clock(dyn_clock),
     );
@@ -268,7 +276,9 @@ pub async fn run(
             }
             for send in entry.remove() {
                 let name = &profile.sources[send.source].name;
-                let request = request(&receiver, name, send.body.clone())?;
+                let receiver = &receivers[handled % RECEIVER_CONTAINERS];
+                handled += 1;
+                let request = request(receiver, name, send.body.clone())?;
                 match receiver.accept(request).await {
                     Ok(Accepted::Queued(id)) => {
                         tally.accepted += 1;

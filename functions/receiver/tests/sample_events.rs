@@ -66,13 +66,24 @@ async fn http_api_v2_event_is_queued_then_in_progress_then_a_duplicate() {
     let (status, body) = invoke(&h, "webhook-demo.json").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "queued");
-    // The repeat while the event waits in the queue: in progress, retry later.
-    let (status, busy) = invoke(&h, "webhook-demo.json").await;
+    // The repeat while the event waits in the queue, in the container that queued it: it knows,
+    // a duplicate.
+    let (status, known) = invoke(&h, "webhook-demo.json").await;
+    assert_eq!(status, StatusCode::OK, "{known}");
+    assert_eq!(known["status"], "duplicate");
+    // The same repeat in another container, which cannot tell it from a claim whose receiver
+    // died before the enqueue: in progress, retry later.
+    let elsewhere = Harness {
+        app: receiver::App::new(&sample_config(), h.ledger.clone(), h.queue.clone()).unwrap(),
+        queue: h.queue.clone(),
+        ledger: h.ledger.clone(),
+    };
+    let (status, busy) = invoke(&elsewhere, "webhook-demo.json").await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(busy["error"], "event_in_progress");
-    // Once the processor has it: a duplicate.
+    // Once the processor has it: a duplicate there too.
     taken(&h, &body).await;
-    let (status, again) = invoke(&h, "webhook-demo.json").await;
+    let (status, again) = invoke(&elsewhere, "webhook-demo.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again["status"], "duplicate");
     assert_eq!(again["event_id"], body["event_id"]);
