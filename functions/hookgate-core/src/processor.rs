@@ -413,6 +413,7 @@ impl Processor {
             self.record_kept(&in_batch),
         );
         let (records, _) = futures::join!(records, side);
+        self.metrics.flush();
         Ok(BatchOutcome { records })
     }
 

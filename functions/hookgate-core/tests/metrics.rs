@@ -71,6 +71,10 @@ impl Metrics for Both {
         self.registry.observe(o);
         self.emf.observe(o);
     }
+
+    fn flush(&self) {
+        self.emf.flush();
+    }
 }
 
 #[derive(Clone, Default)]
@@ -410,6 +414,59 @@ async fn the_processor_counts_every_record_outcome_and_times_handlers() {
     assert_eq!(processed["Processed"], 1);
     assert_eq!(processed["ReceiveToProcessedLatency"], 42_000);
     assert!(processed["DeliveryLatency"].is_u64());
+}
+
+/// The processor Lambda's EMF writer is batched: each batch ends with one line per shape, every
+/// record's sample in it, and nothing is kept from one batch to the next.
+#[tokio::test]
+async fn a_batched_emf_writer_gets_one_line_per_shape_at_the_end_of_each_batch() {
+    let (queue, _dlq) = MemoryQueue::with_dlq(Duration::from_secs(30), 3);
+    let out = Captured::default();
+    let emf = Arc::new(Emf::from_config(&config().metrics, out.clone()).batched());
+    let handlers = Handlers::new()
+        .on("demo", "ok", |_e: Envelope| async { Ok(()) })
+        .on("demo", "flaky", |_e: Envelope| async {
+            Err(HandlerError::retry("503 from downstream"))
+        });
+    let processor = Processor::new(
+        &config(),
+        Arc::new(MemoryLedger::new()),
+        queue.clone(),
+        handlers,
+    )
+    .with_metrics(emf);
+    let lines = || -> Vec<serde_json::Value> {
+        out.text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+
+    let first = batch(
+        queue.as_ref(),
+        &[
+            envelope(1, "ok"),
+            envelope(2, "ok"),
+            envelope(3, "flaky"),
+            envelope(4, "ok"),
+        ],
+        1,
+    )
+    .await;
+    processor.process_batch(&first, None).await.unwrap();
+    let written = lines();
+    assert_eq!(written.len(), 2, "{written:#?}");
+    let ok = written.iter().find(|l| l["type"] == "ok").unwrap();
+    assert_eq!(ok["Processed"], serde_json::json!([1, 1, 1]));
+    assert_eq!(ok["DeliveryLatency"].as_array().unwrap().len(), 3);
+    let flaky = written.iter().find(|l| l["type"] == "flaky").unwrap();
+    assert_eq!(flaky["Retried"], 1);
+
+    let second = batch(queue.as_ref(), &[envelope(5, "ok")], 1).await;
+    processor.process_batch(&second, None).await.unwrap();
+    let written = lines();
+    assert_eq!(written.len(), 3);
+    assert_eq!(written[2]["Processed"], 1);
 }
 
 /// A receiver for `config`, reporting to both sinks.

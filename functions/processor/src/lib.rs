@@ -60,7 +60,9 @@ impl App {
                 .map_err(|e| format!("with HOOKGATE_MAX_RECEIVE_COUNT={n}: {e}"))?;
         }
         let metrics = Arc::new(
-            Emf::from_env(&config.metrics)?.with_limits(SeriesLimits::from_config(&config)),
+            Emf::from_env(&config.metrics)?
+                .with_limits(SeriesLimits::from_config(&config))
+                .batched(),
         );
         let backend = hookgate_aws::AwsBackend::from_env_with(&sdk).await?;
         // `[[routes]]` and `[sources.NAME.forward]` deliver to their destinations (a handler

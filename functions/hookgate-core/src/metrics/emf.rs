@@ -17,6 +17,14 @@
 //! custom metric, billed monthly, so the values are bounded ([`SeriesLimits`]): an unsigned or
 //! unlisted type, a duplicate's type not seen before and types past the cap are written as
 //! `other`.
+//!
+//! A [`batched`](Emf::batched) writer (the processor's) keeps a batch's observations until
+//! [`Metrics::flush`] and writes one line per shape (dimension values, reason, counters), each
+//! metric an array of its samples — what ten lines said, in one: CloudWatch Logs bills every
+//! byte ingested, and the lines were a third of the processor's log bytes per record. Every
+//! sample is kept (a count is an array of ones), so `Sum`, `SampleCount` and percentiles are
+//! what the separate lines gave. A shape is written early when it reaches
+//! [`MAX_VALUES`], EMF's limit per array; a lone observation is written as a plain line.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +32,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use super::{label_value, Counter, Dimension, Metrics, Observation, SeriesLimits};
+use super::{label_value, Counter, Dimension, Latency, Metrics, Observation, SeriesLimits};
 use crate::clock::{Clock, SystemClock};
 
 /// Writes each observation as one Embedded Metric Format line.
@@ -35,7 +43,12 @@ pub struct Emf {
     limits: SeriesLimits,
     clock: Arc<dyn Clock>,
     out: Mutex<Box<dyn Write + Send>>,
+    /// The observations kept until [`Metrics::flush`], by shape; `None`: written one by one.
+    pending: Option<Mutex<Vec<Pending>>>,
 }
+
+/// Values of one metric in one line at most (EMF's limit).
+pub const MAX_VALUES: usize = 100;
 
 impl std::fmt::Debug for Emf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +74,15 @@ impl Emf {
             limits: SeriesLimits::default(),
             clock: Arc::new(SystemClock),
             out: Mutex::new(Box::new(out)),
+            pending: None,
         }
+    }
+
+    /// The same writer keeping observations until [`Metrics::flush`], then writing one line per
+    /// shape with every sample in it (see the module's documentation).
+    pub fn batched(mut self) -> Self {
+        self.pending = Some(Mutex::default());
+        self
     }
 
     /// The same writer, bounding types by `limits` (see [`SeriesLimits::from_config`]: the
@@ -88,65 +109,202 @@ impl Emf {
         if observation.is_empty() {
             return None;
         }
+        let shape = self.shape(observation);
+        let document = Document {
+            emf: self,
+            shape: &shape,
+            samples: 1,
+            delivery: observation.delivery_ms.as_slice(),
+            receive_to_processed: observation.receive_to_processed_ms.as_slice(),
+            timestamp: self.clock.now().as_millis(),
+        };
+        serde_json::to_string(&document).ok()
+    }
+
+    /// What `observation` is counted under: its labels (types bounded) and counters.
+    fn shape(&self, observation: &Observation<'_>) -> Shape {
         let cleaned = label_value(observation.event_type);
         let event_type = if self.dimensions.contains(&Dimension::Type) {
             self.limits.type_label(observation, &cleaned)
         } else {
             &cleaned
         };
-        let document = Document {
-            emf: self,
-            observation,
-            event_type,
-            timestamp: self.clock.now().as_millis(),
+        Shape {
+            source: label_value(observation.source).into_owned(),
+            event_type: event_type.to_owned(),
+            reason: observation.reason,
+            counters: observation.counters,
+        }
+    }
+
+    /// Keeps `observation` with the others of its shape; returns the shape's samples when they
+    /// are full.
+    fn keep(
+        &self,
+        pending: &Mutex<Vec<Pending>>,
+        observation: &Observation<'_>,
+    ) -> Option<Pending> {
+        let shape = self.shape(observation);
+        let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = match pending.iter().position(|p| p.shape == shape) {
+            Some(at) => at,
+            None => {
+                pending.push(Pending {
+                    shape,
+                    samples: 0,
+                    delivery: Vec::new(),
+                    receive_to_processed: Vec::new(),
+                });
+                pending.len() - 1
+            }
         };
-        serde_json::to_string(&document).ok()
+        let kept = &mut pending[at];
+        kept.samples += 1;
+        kept.delivery.extend(observation.delivery_ms);
+        kept.receive_to_processed
+            .extend(observation.receive_to_processed_ms);
+        (kept.samples >= MAX_VALUES).then(|| pending.swap_remove(at))
+    }
+
+    /// Writes `batches`, a line each, in one write.
+    fn write(&self, batches: &[Pending]) {
+        let timestamp = self.clock.now().as_millis();
+        let mut text = String::new();
+        for kept in batches {
+            let document = Document {
+                emf: self,
+                shape: &kept.shape,
+                samples: kept.samples,
+                delivery: &kept.delivery,
+                receive_to_processed: &kept.receive_to_processed,
+                timestamp,
+            };
+            if let Ok(line) = serde_json::to_string(&document) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        self.write_text(&text);
+    }
+
+    fn write_text(&self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        // A metric is never worth a request: write errors (a closed stdout) are ignored.
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
     }
 }
 
 impl Metrics for Emf {
     fn observe(&self, observation: &Observation<'_>) {
-        let Some(mut line) = self.line(observation) else {
-            return;
-        };
-        line.push('\n');
-        // A metric is never worth a request: write errors (a closed stdout) are ignored.
-        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let _ = out.write_all(line.as_bytes());
-        let _ = out.flush();
+        match &self.pending {
+            Some(pending) if !observation.is_empty() => {
+                if let Some(full) = self.keep(pending, observation) {
+                    self.write(&[full]);
+                }
+            }
+            _ => {
+                if let Some(mut line) = self.line(observation) {
+                    line.push('\n');
+                    self.write_text(&line);
+                }
+            }
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(pending) = &self.pending {
+            let batches =
+                std::mem::take(&mut *pending.lock().unwrap_or_else(PoisonError::into_inner));
+            self.write(&batches);
+        }
     }
 }
 
-/// One line: `_aws` metadata, the dimension values, then the metric values.
+impl Drop for Emf {
+    /// What a batched writer still keeps is written on the way out.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The labels and counters of an observation: observations of one shape share a line.
+#[derive(Debug, PartialEq, Eq)]
+struct Shape {
+    source: String,
+    /// The `type` label, bounded.
+    event_type: String,
+    reason: Option<&'static str>,
+    counters: &'static [Counter],
+}
+
+/// Observations of one shape, kept until the batch ends.
+struct Pending {
+    shape: Shape,
+    samples: usize,
+    delivery: Vec<u64>,
+    receive_to_processed: Vec<u64>,
+}
+
+/// One line: `_aws` metadata, the dimension values, then the metric values — one sample of
+/// each, or arrays of `samples` observations of one shape.
 struct Document<'a> {
     emf: &'a Emf,
-    observation: &'a Observation<'a>,
-    /// The `type` dimension's value, bounded.
-    event_type: &'a str,
+    shape: &'a Shape,
+    /// Observations the line reports: each counter is counted once per observation.
+    samples: usize,
+    delivery: &'a [u64],
+    receive_to_processed: &'a [u64],
     timestamp: i64,
+}
+
+/// A metric's value: a number for one sample, an array for several.
+struct Value<'a>(&'a [u64]);
+
+impl Serialize for Value<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            [one] => serializer.serialize_u64(*one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl Document<'_> {
+    /// The latencies with their samples, those with any.
+    fn latencies(&self) -> impl Iterator<Item = (Latency, &[u64])> {
+        [
+            (Latency::Delivery, self.delivery),
+            (Latency::ReceiveToProcessed, self.receive_to_processed),
+        ]
+        .into_iter()
+        .filter(|(_, samples)| !samples.is_empty())
+    }
 }
 
 impl Serialize for Document<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let o = self.observation;
+        let shape = self.shape;
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("_aws", &self.metadata())?;
         for dimension in &self.emf.dimensions {
             match dimension {
-                Dimension::Source => {
-                    map.serialize_entry(dimension.name(), &label_value(o.source))?
-                }
-                Dimension::Type => map.serialize_entry(dimension.name(), self.event_type)?,
+                Dimension::Source => map.serialize_entry(dimension.name(), &shape.source)?,
+                Dimension::Type => map.serialize_entry(dimension.name(), &shape.event_type)?,
             }
         }
-        if let Some(reason) = o.reason {
+        if let Some(reason) = shape.reason {
             map.serialize_entry(REASON, reason)?;
         }
-        for counter in o.counters {
-            map.serialize_entry(counter.emf_name(), &1)?;
+        let ones = vec![1; self.samples];
+        for counter in shape.counters {
+            map.serialize_entry(counter.emf_name(), &Value(&ones))?;
         }
-        for (latency, ms) in o.latencies() {
-            map.serialize_entry(latency.emf_name(), &ms)?;
+        for (latency, samples) in self.latencies() {
+            map.serialize_entry(latency.emf_name(), &Value(samples))?;
         }
         map.end()
     }
@@ -156,7 +314,7 @@ const REASON: &str = "reason";
 
 impl Document<'_> {
     fn metadata(&self) -> Metadata<'_> {
-        let o = self.observation;
+        let o = self.shape;
         let namespace = self.emf.namespace.as_str();
         let configured: Vec<&'static str> = self.emf.dimensions.iter().map(|d| d.name()).collect();
         let mut directives = Vec::with_capacity(2);
@@ -168,7 +326,7 @@ impl Document<'_> {
                 name: c.emf_name(),
                 unit: "Count",
             })
-            .chain(o.latencies().map(|(latency, _)| Definition {
+            .chain(self.latencies().map(|(latency, _)| Definition {
                 name: latency.emf_name(),
                 unit: "Milliseconds",
             }))
@@ -405,6 +563,133 @@ mod tests {
             ..observation(&[Counter::Processed])
         });
         assert_eq!(out.lines()[0]["type"], "a\"b_c");
+    }
+
+    fn processed(event_type: &'static str, delivery_ms: u64) -> Observation<'static> {
+        Observation {
+            event_type,
+            delivery_ms: Some(delivery_ms),
+            receive_to_processed_ms: Some(delivery_ms + 1_000),
+            ..observation(&[Counter::Processed])
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_line_per_shape_with_every_sample() {
+        let (emf, out) = emf(&[Dimension::Source, Dimension::Type]);
+        let emf = emf.batched();
+        for ms in [42, 7, 9] {
+            emf.observe(&processed("push", ms));
+        }
+        emf.observe(&processed("issues", 5));
+        emf.observe(&Observation {
+            reason: Some("handler_failed"),
+            ..observation(&[Counter::Retried])
+        });
+        emf.observe(&observation(&[]));
+        assert!(out.lines().is_empty(), "kept until the batch ends");
+
+        emf.flush();
+        let lines = out.lines();
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        let push = lines.iter().find(|l| l["type"] == "push").unwrap();
+        assert_eq!(push["Processed"], json!([1, 1, 1]));
+        assert_eq!(push["DeliveryLatency"], json!([42, 7, 9]));
+        assert_eq!(
+            push["ReceiveToProcessedLatency"],
+            json!([1_042, 1_007, 1_009])
+        );
+        assert_eq!(
+            push["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([
+                {"Name": "Processed", "Unit": "Count"},
+                {"Name": "DeliveryLatency", "Unit": "Milliseconds"},
+                {"Name": "ReceiveToProcessedLatency", "Unit": "Milliseconds"},
+            ])
+        );
+        // A shape observed once is the line the unbatched writer would have written.
+        let issues = lines.iter().find(|l| l["type"] == "issues").unwrap();
+        assert_eq!(*issues, {
+            let (alone, out) = self::emf(&[Dimension::Source, Dimension::Type]);
+            alone.observe(&processed("issues", 5));
+            out.lines().remove(0)
+        });
+        let retried = lines.iter().find(|l| l.get("Retried").is_some()).unwrap();
+        assert_eq!(retried["Retried"], 1);
+        assert!(retried.get("DeliveryLatency").is_none());
+
+        emf.flush();
+        assert_eq!(
+            out.lines().len(),
+            3,
+            "a flush with nothing kept writes nothing"
+        );
+    }
+
+    /// What CloudWatch computes from the lines (per metric and dimension values: the sum and the
+    /// number of samples) is the same batched or not.
+    #[test]
+    fn batched_lines_count_what_separate_lines_count() {
+        fn totals(lines: &[Value]) -> std::collections::BTreeMap<String, (u64, usize)> {
+            let mut totals = std::collections::BTreeMap::new();
+            for line in lines {
+                for name in ["Processed", "Retried", "DeliveryLatency"] {
+                    let samples: Vec<u64> = match &line.get(name) {
+                        Some(Value::Array(values)) => {
+                            values.iter().map(|v| v.as_u64().unwrap()).collect()
+                        }
+                        Some(value) => vec![value.as_u64().unwrap()],
+                        None => continue,
+                    };
+                    let key = format!("{name}/{}/{}", line["source"], line["type"]);
+                    let entry = totals.entry(key).or_insert((0, 0));
+                    entry.0 += samples.iter().sum::<u64>();
+                    entry.1 += samples.len();
+                }
+            }
+            totals
+        }
+        let observations: Vec<Observation<'static>> = (0..37)
+            .map(|i| match i % 3 {
+                0 => processed("push", i),
+                1 => processed("issues", i * 2),
+                _ => Observation {
+                    reason: Some("handler_failed"),
+                    ..observation(&[Counter::Retried])
+                },
+            })
+            .collect();
+        let (separate, separate_out) = emf(&[Dimension::Source, Dimension::Type]);
+        let (batched, batched_out) = emf(&[Dimension::Source, Dimension::Type]);
+        let batched = batched.batched();
+        for o in &observations {
+            separate.observe(o);
+            batched.observe(o);
+        }
+        batched.flush();
+        assert_eq!(separate_out.lines().len(), 37);
+        assert_eq!(batched_out.lines().len(), 3);
+        assert_eq!(totals(&separate_out.lines()), totals(&batched_out.lines()));
+    }
+
+    #[test]
+    fn a_shape_is_written_when_it_reaches_the_limit_and_the_rest_at_the_end() {
+        let (emf, out) = emf(&[Dimension::Source, Dimension::Type]);
+        let emf = emf.batched();
+        for ms in 0..(2 * MAX_VALUES as u64 + 50) {
+            emf.observe(&processed("push", ms));
+        }
+        let lines = out.lines();
+        assert_eq!(lines.len(), 2, "two full lines, before the end");
+        for (n, line) in lines.iter().enumerate() {
+            let values = line["DeliveryLatency"].as_array().unwrap();
+            assert_eq!(values.len(), MAX_VALUES);
+            assert_eq!(values[0], (n * MAX_VALUES) as u64);
+        }
+        drop(emf);
+        let lines = out.lines();
+        assert_eq!(lines.len(), 3, "the rest, written when the writer goes");
+        assert_eq!(lines[2]["Processed"].as_array().unwrap().len(), 50);
     }
 
     #[test]

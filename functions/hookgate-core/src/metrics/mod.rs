@@ -68,6 +68,10 @@ pub const UNKNOWN_TYPE: &str = "(unknown)";
 pub trait Metrics: Send + Sync {
     /// Counts and times what `observation` reports.
     fn observe(&self, observation: &Observation<'_>);
+
+    /// Writes out what a sink keeps for the end of a batch (a [batched](Emf::batched) EMF
+    /// writer); the processor calls it when a batch ends. The others write as they observe.
+    fn flush(&self) {}
 }
 
 /// Metrics that go nowhere.
