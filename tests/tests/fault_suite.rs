@@ -135,6 +135,8 @@ async fn ledger_down_is_503_and_nothing_is_enqueued(b: Pipeline) {
 
 async fn queue_down_after_the_claim_is_503_and_the_retry_is_enqueued_once(b: Pipeline) {
     let faults = Faults::new();
+    // Another Lambda container on the same table and queue.
+    let elsewhere = receiver(&b, &faults);
     let receiver = receiver(&b, &faults);
     let body = body();
     // SQS refuses every send for a while: every provider retry gets 503, none is taken for a
@@ -154,9 +156,14 @@ async fn queue_down_after_the_claim_is_503_and_the_retry_is_enqueued_once(b: Pip
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{accepted:?}");
     assert_eq!(accepted.body["status"], "queued");
     let id = accepted.body["event_id"].as_str().unwrap().to_owned();
-    // A retry while the event waits in the queue: in progress (retry later), never enqueued
-    // again and never taken for a duplicate of something that might not be on the queue.
-    let again = receiver.handle(signed(&receiver, &body)).await;
+    // A retry while the event waits in the queue. The container that enqueued it knows it is
+    // on the queue: a duplicate. Another container cannot tell it from a claim whose enqueue
+    // never happened: in progress (retry later), never taken for a duplicate of something that
+    // might not be on the queue. Neither enqueues it again.
+    let known = receiver.handle(signed(&receiver, &body)).await;
+    assert_eq!(known.status, StatusCode::OK, "{known:?}");
+    assert_eq!(known.body["status"], "duplicate");
+    let again = elsewhere.handle(signed(&elsewhere, &body)).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
     assert_eq!(again.error_code(), Some("event_in_progress"));
     assert_eq!(

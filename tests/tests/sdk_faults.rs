@@ -219,8 +219,16 @@ async fn sqs_down_after_the_claim_is_503_and_the_retry_is_enqueued_exactly_once(
     let retry = rig.receiver.handle(signed(&rig.receiver, &body)).await;
     assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
     assert_eq!(retry.body["status"], "queued");
-    // Another retry while the event waits in the queue: in progress, not enqueued again.
-    let again = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    // Another retry while the event waits in the queue, not enqueued again: a duplicate in the
+    // container that enqueued it (it knows), in progress in another one.
+    let known = rig.receiver.handle(signed(&rig.receiver, &body)).await;
+    assert_eq!(known.body["status"], "duplicate", "{known:?}");
+    let elsewhere = Receiver::new(
+        &config_with_visibility(1),
+        rig.backend.ledger.clone(),
+        rig.backend.queue.clone(),
+    );
+    let again = elsewhere.handle(signed(&elsewhere, &body)).await;
     assert_eq!(again.error_code(), Some("event_in_progress"), "{again:?}");
     let id = retry.body["event_id"].as_str().unwrap().to_owned();
     assert_eq!(
