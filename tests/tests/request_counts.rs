@@ -15,8 +15,8 @@ use hookgate_aws::faults::SdkFaults;
 use hookgate_core::event_source::EventSource;
 use hookgate_core::processor::BatchOutcome;
 use hookgate_core::{
-    Config, Envelope, EventId, EventStatus, HandlerError, Handlers, IncomingRequest, Ledger,
-    Processor, Receiver, RecordOutcome,
+    Clock, Config, Envelope, EventId, EventStatus, HandlerError, Handlers, IncomingRequest, Ledger,
+    ManualClock, Processor, Receiver, RecordOutcome, SystemClock,
 };
 use hookgate_testkit::{budgeted_sdk_config, fresh_resources, moto_endpoint};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
@@ -291,8 +291,8 @@ async fn requests_per_event_for_every_fate() {
 /// What delivering to destinations costs per event, one destination against three, counted the
 /// same way: the event's own message delivers a single destination; three fan out, one message
 /// and one ledger item per delivery. The gate's health reads are cached per container (one read
-/// per destination per second), so a steady stream pays them once: the second event of each
-/// shape shows the per-event cost.
+/// per destination per `max_age`, 1 s), so a steady stream pays them once: the second event of
+/// each shape shows the per-event cost, and an event after the readings aged pays them again.
 #[tokio::test]
 async fn requests_per_event_for_one_destination_and_three() {
     use hookgate_core::processor::Destinations;
@@ -327,13 +327,17 @@ async fn requests_per_event_for_one_destination_and_three() {
         ));
     }
     let config = Config::from_toml(&doc).unwrap();
+    // The cache ages by its own clock, moved by hand: how long a slow machine takes between two
+    // events must not decide whether a reading is still fresh.
+    let cache_clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let max_age = hookgate_core::destination_gate::DEFAULT_MAX_AGE;
     let gate = Arc::new(hookgate_core::destination_gate::CachedGate::new(
         Arc::new(hookgate_aws::destination_gate::DynamoDbGate::new(
             faults.dynamodb_client(&sdk),
             &resources.table,
         )),
-        Arc::new(hookgate_core::SystemClock),
-        hookgate_core::destination_gate::DEFAULT_MAX_AGE,
+        cache_clock.clone(),
+        max_age,
     ));
     let destinations = Destinations::new(config.routing().clone(), gate).unwrap();
     let receiver = Receiver::new(&config, backend.ledger.clone(), backend.queue.clone());
@@ -379,11 +383,16 @@ async fn requests_per_event_for_one_destination_and_three() {
     let (one, one_records) = run("one").await;
     let (three_first, _) = run("three").await;
     let (three, three_records) = run("three").await;
+    // Once the readings are older than `max_age`, the next event reads each destination's health
+    // again.
+    cache_clock.advance(max_age + Duration::from_millis(1));
+    let (three_aged, _) = run("three").await;
     println!("| destinations | AWS requests per event (processor) | records |\n|---|---|---|");
     println!("| 1 (first event: gate read) | {one_first:?} | |");
     println!("| 1 | {one:?} | {one_records} |");
     println!("| 3 (first event: gate reads) | {three_first:?} | |");
     println!("| 3 | {three:?} | {three_records} |");
+    println!("| 3 (readings older than {max_age:?}) | {three_aged:?} | |");
     assert_eq!(
         one_first,
         expect(&[("DeleteMessage", 1), ("GetItem", 1), ("UpdateItem", 2)])
@@ -403,6 +412,16 @@ async fn requests_per_event_for_one_destination_and_three() {
         ])
     );
     assert_eq!(three_records, 4);
+    assert_eq!(
+        three_aged,
+        expect(&[
+            ("DeleteMessage", 4),
+            ("GetItem", 3),
+            ("PutItem", 3),
+            ("SendMessageBatch", 1),
+            ("UpdateItem", 8)
+        ])
+    );
     for sink in &sinks {
         assert!(!sink.requests().is_empty());
     }
