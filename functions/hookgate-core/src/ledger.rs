@@ -571,17 +571,33 @@ pub struct Page {
 /// Whether `summary` passes `query`'s filters (time range, source, type): the check each
 /// ledger applies to the entries it reads, in one place.
 pub fn page_matches(query: &PageQuery, summary: &EventSummary) -> bool {
-    query.since.is_none_or(|t| summary.received_at >= t)
-        && query.until.is_none_or(|t| summary.received_at < t)
-        && query.source.as_ref().is_none_or(|s| &summary.source == s)
-        && query
-            .event_type
-            .as_deref()
-            .is_none_or(|t| summary.event_type == t)
-        && query
-            .destination
-            .as_ref()
-            .is_none_or(|d| summary.destination.as_ref() == Some(d))
+    query.admits(
+        summary.received_at,
+        &summary.source,
+        &summary.event_type,
+        summary.destination.as_ref(),
+    )
+}
+
+impl PageQuery {
+    /// Whether an event with these fields passes the query's filters (time range, source,
+    /// type, destination); its status is the caller's to check. [`page_matches`] for a summary.
+    pub fn admits(
+        &self,
+        received_at: Timestamp,
+        source: &SourceName,
+        event_type: &str,
+        destination: Option<&DestinationName>,
+    ) -> bool {
+        self.since.is_none_or(|t| received_at >= t)
+            && self.until.is_none_or(|t| received_at < t)
+            && self.source.as_ref().is_none_or(|s| source == s)
+            && self.event_type.as_deref().is_none_or(|t| event_type == t)
+            && self
+                .destination
+                .as_ref()
+                .is_none_or(|d| destination == Some(d))
+    }
 }
 
 /// The destination a record delivers to: the one recorded, or the one its id names (a
