@@ -319,13 +319,16 @@ impl ListQuery {
 /// order is the same on every ledger) and keeps the first `limit`: how a listing across
 /// statuses merges one list per status.
 pub fn newest_first(mut summaries: Vec<EventSummary>, limit: usize) -> Vec<EventSummary> {
-    summaries.sort_by(|a, b| {
-        b.received_at
-            .cmp(&a.received_at)
-            .then_with(|| b.event_id.cmp(&a.event_id))
-    });
+    summaries
+        .sort_by(|a, b| listing_order((a.received_at, &a.event_id), (b.received_at, &b.event_id)));
     summaries.truncate(limit);
     summaries
+}
+
+/// The order of every listing, on an event's `(received_at, event_id)`: newest first, equal
+/// times by event id, descending ([`newest_first`] sorts summaries by it).
+pub fn listing_order(a: (Timestamp, &EventId), b: (Timestamp, &EventId)) -> std::cmp::Ordering {
+    b.cmp(&a)
 }
 
 /// A receiver's request to own an event id.

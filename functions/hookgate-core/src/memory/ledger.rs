@@ -32,9 +32,9 @@ use bytes::Bytes;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::envelope::EventId;
 use crate::ledger::{
-    AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord, EventStatus, EventSummary,
-    HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery, ReplayOutcome,
-    ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
+    listing_order, AttemptEnd, AttemptStart, Claim, ClaimOutcome, Cursor, EventRecord, EventStatus,
+    EventSummary, HandOff, HistoryEntry, Ledger, LedgerError, ListQuery, Page, PageQuery,
+    ReplayOutcome, ReplayStart, ReplayUndo, StartOutcome, MAX_LIST_LIMIT,
 };
 use crate::status_index::status_partition;
 
@@ -682,15 +682,15 @@ impl Ledger for MemoryLedger {
     }
 }
 
-/// The newest `limit` of `records` as summaries, in [`crate::ledger::newest_first`]'s order; only the kept
-/// ones are copied. Every page of a listing scans the whole map, so a page of a large local
-/// ledger (100,000 events) costs comparisons, not a copy and a sort of every match.
+/// The newest `limit` of `records` as summaries, in the listing order; only the kept ones are
+/// copied. Every page of a listing scans the whole map, so a page of a large local ledger
+/// (100,000 events) costs comparisons, not a copy and a sort of every match.
 fn newest_summaries<'a>(
     records: impl Iterator<Item = &'a EventRecord>,
     limit: usize,
 ) -> Vec<EventSummary> {
     let newest = |a: &&EventRecord, b: &&EventRecord| {
-        (b.received_at, &b.event_id).cmp(&(a.received_at, &a.event_id))
+        listing_order((a.received_at, &a.event_id), (b.received_at, &b.event_id))
     };
     if limit == 0 {
         return Vec::new();
